@@ -1,0 +1,1 @@
+"""The control room: the Django admin for the queue, routes and domains."""

@@ -1,0 +1,34 @@
+"""Sending domains and their DNS status."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class SenderDomain(models.Model):
+    """A domain the site sends from; created when a message is first queued from it."""
+
+    class Verdict(models.TextChoices):
+        UNCHECKED = "unchecked", _("Not checked yet")
+        OK = "ok", _("OK")
+        WARNING = "warning", _("Warning")
+        FAILING = "failing", _("Failing")
+        UNKNOWN = "unknown", _("Could not check")
+
+    domain = models.CharField(max_length=253, unique=True)
+    verdict = models.CharField(max_length=10, choices=Verdict.choices, default=Verdict.UNCHECKED)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    records = models.JSONField(default=dict, blank=True)
+    findings = models.JSONField(default=list, blank=True)
+    route_results = models.JSONField(default=list, blank=True)
+    dkim_selectors = models.CharField(
+        max_length=255, blank=True, help_text=_("Comma-separated DKIM selectors to check.")
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("domain",)
+
+    def __str__(self) -> str:
+        return self.domain

@@ -1,0 +1,178 @@
+"""The queue: messages, their envelope recipients, and delivery attempts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.db import connections, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .routes import Route
+
+
+class MessageQuerySet(models.QuerySet["Message"]):
+    """Queue operations; the engine and the admin use these, never raw filters."""
+
+    def due(self, now: datetime | None = None) -> MessageQuerySet:
+        """Messages a worker may take now: queued or deferred and due, or with an expired lease."""
+        now = now or timezone.now()
+        return self.filter(
+            Q(status__in=(Message.Status.QUEUED, Message.Status.DEFERRED), next_attempt_at__lte=now)
+            | Q(status=Message.Status.SENDING, lease_expires_at__lt=now)
+        )
+
+    def claim(
+        self, limit: int, lease: timedelta, now: datetime | None = None
+    ) -> tuple[uuid.UUID, list[int]]:
+        """Lease up to ``limit`` due messages to the caller; return the lease token and ids.
+
+        Only one caller can win a message: on databases with ``SKIP LOCKED``
+        (PostgreSQL, MySQL, Oracle) the rows are locked while they are marked;
+        elsewhere (SQLite) one guarded ``UPDATE`` re-checks that each row is
+        still due, and the database serializes writers.
+        """
+        now = now or timezone.now()
+        token = uuid.uuid4()
+        values = {
+            "status": Message.Status.SENDING,
+            "lease_token": token,
+            "lease_expires_at": now + lease,
+        }
+        order = ("priority", "next_attempt_at", "pk")
+        if connections[self.db].features.has_select_for_update_skip_locked:
+            with transaction.atomic(using=self.db):
+                ids = list(
+                    self.due(now)
+                    .order_by(*order)
+                    .select_for_update(skip_locked=True)
+                    .values_list("pk", flat=True)[:limit]
+                )
+                if ids:
+                    self.filter(pk__in=ids).update(**values)
+            return token, ids
+        candidates = list(self.due(now).order_by(*order).values_list("pk", flat=True)[:limit])
+        if not candidates:
+            return token, []
+        self.due(now).filter(pk__in=candidates).update(**values)
+        return token, list(self.filter(lease_token=token).values_list("pk", flat=True))
+
+    def leased_by(self, token: uuid.UUID) -> MessageQuerySet:
+        """Messages still held by the lease ``token`` (a lost lease matches nothing)."""
+        return self.filter(lease_token=token, status=Message.Status.SENDING)
+
+
+class Message(models.Model):
+    """One queued email: the exact bytes Django would have sent, and its envelope."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        DEFERRED = "deferred", _("Deferred")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    class Priority(models.IntegerChoices):
+        NOW = 0, _("Now")
+        HIGH = 1, _("High")
+        NORMAL = 2, _("Normal")
+        LOW = 3, _("Low")
+
+    FINAL_STATES = (Status.SENT, Status.FAILED, Status.CANCELLED)
+
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    from_email = models.CharField(_("envelope sender"), max_length=254)
+    sender_domain = models.CharField(max_length=253, db_index=True, blank=True)
+    subject = models.CharField(max_length=255, blank=True)
+    message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    raw = models.BinaryField(help_text=_("The message exactly as it is sent (RFC 5322 bytes)."))
+    size = models.PositiveIntegerField(default=0)
+    route_hint = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempt_count = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at", "-pk")
+        indexes = [
+            models.Index(fields=["status", "priority", "next_attempt_at"], name="smtprelay_msg_due"),
+            models.Index(fields=["lease_token"], name="smtprelay_msg_lease"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject or '(no subject)'} <{self.message_id}>"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATES
+
+
+class Recipient(models.Model):
+    """One envelope recipient of a message, with its own fate."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        DEFERRED = "deferred", _("Deferred")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Failed")
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients")
+    address = models.CharField(max_length=254)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    enhanced_code = models.CharField(max_length=16, blank=True)
+    reply = models.TextField(blank=True)
+    route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("pk",)
+        indexes = [models.Index(fields=["address"], name="smtprelay_rcpt_address")]
+
+    def __str__(self) -> str:
+        return self.address
+
+
+class DeliveryAttempt(models.Model):
+    """One try of one message over one route, with the server's exact reply."""
+
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered", _("Delivered")
+        PARTIAL = "partial", _("Partly delivered")
+        TRANSIENT = "transient", _("Transient failure (retry later)")
+        PERMANENT = "permanent", _("Permanent failure")
+        ROUTE_FAULT = "route_fault", _("Route fault (failed over)")
+        UNCERTAIN = "uncertain", _("Uncertain (connection lost after data)")
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attempts")
+    route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL)
+    route_name = models.CharField(max_length=100)
+    started_at = models.DateTimeField(default=timezone.now)
+    duration = models.DurationField(default=timedelta)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices)
+    stage = models.CharField(max_length=12, blank=True)
+    smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    enhanced_code = models.CharField(max_length=16, blank=True)
+    reply = models.TextField(blank=True)
+    exception = models.CharField(max_length=255, blank=True)
+    recipients = models.JSONField(default=list, blank=True)
+    possible_duplicate = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ("-started_at", "-pk")
+
+    def __str__(self) -> str:
+        return f"{self.route_name}: {self.outcome} {self.smtp_code or ''}".strip()

@@ -1,0 +1,67 @@
+"""The transport interface: open, send one message to its recipients, close."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..replies import Outcome, Stage, Verdict
+
+
+@dataclass
+class Reply:
+    """A server's answer (or the lack of one) at one stage."""
+
+    stage: Stage
+    code: int | None = None
+    enhanced: str = ""
+    text: str = ""
+    exception: str = ""  # exception class name when there was no reply
+
+    def __str__(self) -> str:
+        parts = [str(p) for p in (self.code, self.enhanced, self.text) if p]
+        return " ".join(parts) or self.exception
+
+
+@dataclass
+class RecipientResult:
+    address: str
+    verdict: Verdict
+    reply: Reply
+
+
+@dataclass
+class SendResult:
+    """The fate of one message over one route: overall and per recipient."""
+
+    verdict: Verdict
+    reply: Reply
+    recipients: list[RecipientResult] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.verdict.outcome
+
+
+@dataclass
+class Envelope:
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+
+class TransportError(Exception):
+    """The route failed before any message could be tried (connect, TLS, AUTH)."""
+
+    def __init__(self, verdict: Verdict, reply: Reply) -> None:
+        super().__init__(f"{verdict.reason}: {reply}")
+        self.verdict = verdict
+        self.reply = reply
+
+
+class Transport(Protocol):
+    def open(self) -> None: ...
+
+    def send(self, envelope: Envelope) -> SendResult: ...
+
+    def close(self) -> None: ...
