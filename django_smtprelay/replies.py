@@ -75,7 +75,7 @@ def classify(stage: Stage, code: int | None, text: str = "", enhanced: str = "")
         return Verdict(Outcome.ROUTE_FAULT, "service not available (421)", throttle=True)
     if stage in (Stage.CONNECT, Stage.GREETING, Stage.EHLO, Stage.STARTTLS, Stage.AUTH):
         return Verdict(Outcome.ROUTE_FAULT, f"relay refused the session at {stage} ({code})")
-    if code in _AUTH_CODES or enhanced.startswith("5.7.0") and stage == Stage.AUTH:
+    if code in _AUTH_CODES or (enhanced.startswith("5.7.0") and stage == Stage.AUTH):
         return Verdict(Outcome.ROUTE_FAULT, f"authentication failed ({code})")
     if 500 <= code <= 504:
         return Verdict(Outcome.ROUTE_FAULT, f"protocol error ({code})")

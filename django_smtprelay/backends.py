@@ -1,0 +1,133 @@
+"""``QueuedEmailBackend``: store every message in the database and return at once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.message import EmailMessage
+from django.db import router, transaction
+from django.utils import timezone
+
+from .conf import app_settings
+from .envelope import PreparedMessage, prepare
+from .exceptions import InvalidMessageError
+from .models import Message, Recipient, SenderDomain
+
+logger = logging.getLogger("django_smtprelay.queue")
+
+_PRIORITIES = {p.label.lower(): p.value for p in Message.Priority}
+
+
+def _priority(value: str, subject: str) -> int:
+    if not value:
+        return Message.Priority.NORMAL
+    try:
+        return _PRIORITIES[value.strip().lower()]
+    except KeyError:
+        raise InvalidMessageError(
+            f"Message {subject!r} has priority {value!r}; use one of {', '.join(_PRIORITIES)}."
+        ) from None
+
+
+class QueuedEmailBackend(BaseEmailBackend):
+    """A Django email backend that queues messages for relay delivery.
+
+    All messages of one ``send_messages()`` call are validated first, then
+    stored in one transaction with bulk inserts; the delivery task is published
+    only when that transaction commits.
+    """
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        if not email_messages:
+            return 0
+        prepared: list[tuple[PreparedMessage, int]] = []
+        for email_message in email_messages:
+            try:
+                item = prepare(email_message)
+                prepared.append((item, _priority(item.priority, item.subject)))
+            except InvalidMessageError:
+                if not self.fail_silently:
+                    raise
+                logger.warning("Message not queued", exc_info=True)
+        if not prepared:
+            return 0
+        queue(prepared)
+        return len(prepared)
+
+
+def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
+    """Store prepared messages in one transaction; publish delivery on commit."""
+    now = timezone.now()
+    expires = now + app_settings.max_lifetime
+    rows = [
+        Message(
+            from_email=p.from_email,
+            sender_domain=p.from_email.rpartition("@")[2].lower(),
+            subject=p.subject,
+            message_id=p.message_id,
+            raw=p.data,
+            size=len(p.data),
+            route_hint=p.route_hint,
+            priority=priority,
+            created_at=now,
+            next_attempt_at=now,
+            expires_at=expires,
+        )
+        for p, priority in prepared
+    ]
+    db = router.db_for_write(Message)
+    with transaction.atomic(using=db):
+        created = Message.objects.using(db).bulk_create(rows)
+        if created and created[0].pk is None:  # a database that returns no ids from bulk inserts
+            created = []
+            for row in rows:
+                row.save(using=db)
+                created.append(row)
+        Recipient.objects.using(db).bulk_create(
+            [
+                Recipient(message_id=row.pk, address=address)
+                for row, (p, _prio) in zip(created, prepared, strict=True)
+                for address in p.recipients
+            ]
+        )
+        SenderDomain.objects.using(db).bulk_create(
+            [SenderDomain(domain=d) for d in sorted({r.sender_domain for r in rows})],
+            ignore_conflicts=True,
+        )
+        ids = [row.pk for row in created]
+        if app_settings.publish_on_commit:
+            transaction.on_commit(lambda: publish(ids), using=db)
+    logger.debug("Queued %d message(s)", len(ids))
+    return ids
+
+
+def publish(message_ids: list[int], *, countdown: timedelta | None = None) -> None:
+    """Publish delivery tasks for ``message_ids``; on failure, log and leave them to the sweep."""
+    from .tasks import deliver
+
+    size = app_settings.batch_size
+    options: dict[str, Any] = {
+        # Fail fast when the broker is down: the message is safe in the
+        # database and the periodic sweep delivers it.
+        "retry": True,
+        "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
+    }
+    if app_settings.celery_queue:
+        options["queue"] = app_settings.celery_queue
+    if countdown:
+        options["countdown"] = countdown.total_seconds()
+    for start in range(0, len(message_ids), size):
+        chunk = message_ids[start : start + size]
+        try:
+            deliver.apply_async(args=(chunk,), **options)
+        except Exception:
+            # Any broker error (kombu raises many kinds): the sweep is the safety net.
+            logger.exception(
+                "Could not publish delivery of %d queued message(s); the sweep will deliver them",
+                len(chunk),
+            )
+            return

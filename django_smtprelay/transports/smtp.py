@@ -1,0 +1,256 @@
+"""Delivery to an SMTP smarthost with smtplib: TLS verified, AUTH only over TLS.
+
+Each command is sent on its own (MAIL, RCPT per recipient, DATA) so every
+recipient gets its own reply and every failure is tied to the stage it
+happened at.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import socket
+import ssl
+from functools import lru_cache
+
+from ..conf import app_settings
+from ..models import Route
+from ..replies import Outcome, Stage, Verdict, classify, classify_exception, parse_enhanced
+from ..routing import RouteSpec
+from .base import Envelope, RecipientResult, Reply, SendResult, TransportError
+
+_DOT_STUFF = re.compile(rb"^\.", re.MULTILINE)
+
+
+@lru_cache(maxsize=8)
+def tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    """A client TLS context: certificates and host names verified unless told otherwise."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class _SMTPMixin:
+    """Tracks whether the final dot went out, so a lost reply is 'uncertain'."""
+
+    final_dot_sent = False
+
+    def send_data(self, data: bytes) -> tuple[int, bytes, Stage]:
+        self.final_dot_sent = False
+        self.putcmd("data")  # type: ignore[attr-defined]
+        code, reply = self.getreply()  # type: ignore[attr-defined]
+        if code != 354:
+            return code, reply, Stage.DATA
+        payload = _DOT_STUFF.sub(b"..", data)
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        self.send(payload + b".\r\n")  # type: ignore[attr-defined]
+        self.final_dot_sent = True
+        code, reply = self.getreply()  # type: ignore[attr-defined]
+        return code, reply, Stage.DOT
+
+
+class _SMTP(_SMTPMixin, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_SMTPMixin, smtplib.SMTP_SSL):
+    pass
+
+
+def _reply(stage: Stage, code: int | None, raw: bytes | str) -> Reply:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    enhanced, rest = parse_enhanced(text)
+    return Reply(stage=stage, code=code, enhanced=enhanced, text=rest)
+
+
+class SMTPTransport:
+    """One SMTP session to one route, reused for a batch of messages."""
+
+    def __init__(self, route: RouteSpec) -> None:
+        self.route = route
+        self.conn: _SMTP | None = None
+        self.sessions = 0
+
+    def __repr__(self) -> str:
+        return f"<SMTPTransport {self.route.name} {self.route.host}:{self.route.port}>"
+
+    @property
+    def is_open(self) -> bool:
+        return self.conn is not None and self.conn.sock is not None
+
+    def open(self) -> None:
+        """Connect, say EHLO, STARTTLS and AUTH as the route says; raise TransportError."""
+        route = self.route
+        stage = Stage.CONNECT
+        context = tls_context(route.verify_certificate, app_settings.tls_ca_file)
+        hostname = app_settings.ehlo_hostname or socket.getfqdn()
+        try:
+            if route.security == Route.Security.TLS:
+                conn: _SMTP = _SMTP_SSL(
+                    local_hostname=hostname, timeout=route.timeout, context=context
+                )
+            else:
+                conn = _SMTP(local_hostname=hostname, timeout=route.timeout)
+            self.conn = conn
+            code, msg = conn.connect(route.host, route.port)
+            self.sessions += 1
+            if code != 220:
+                self._fail(Stage.GREETING, code, msg)
+            stage = Stage.EHLO
+            code, msg = conn.ehlo()
+            if code != 250:
+                code, msg = conn.helo()
+                if code != 250:
+                    self._fail(Stage.EHLO, code, msg)
+            secure = route.security == Route.Security.TLS
+            if route.security == Route.Security.STARTTLS:
+                stage = Stage.STARTTLS
+                if not conn.has_extn("starttls"):
+                    self._refuse(stage, "the relay does not offer STARTTLS; the route requires it")
+                code, msg = conn.starttls(context=context)
+                if code != 220:
+                    self._fail(stage, code, msg)
+                stage = Stage.EHLO
+                code, msg = conn.ehlo()
+                if code != 250:
+                    self._fail(stage, code, msg)
+                secure = True
+            if route.username:
+                stage = Stage.AUTH
+                if not secure and not route.allow_plaintext_auth:
+                    self._refuse(
+                        stage,
+                        "refusing to send credentials over a plaintext connection; use STARTTLS "
+                        "or implicit TLS, or allow plaintext AUTH on the route explicitly",
+                    )
+                try:
+                    conn.login(route.username, route.password)
+                except smtplib.SMTPAuthenticationError as exc:
+                    self._fail(stage, exc.smtp_code, exc.smtp_error)
+                except smtplib.SMTPNotSupportedError:
+                    self._refuse(stage, "the relay does not offer AUTH; the route has a username")
+                except smtplib.SMTPException as exc:
+                    if isinstance(exc, smtplib.SMTPResponseException):
+                        self._fail(stage, exc.smtp_code, exc.smtp_error)
+                    self._refuse(stage, "no AUTH mechanism in common with the relay")
+        except TransportError:
+            self.close()
+            raise
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            stage = Stage.GREETING if stage == Stage.CONNECT else stage
+            verdict = classify(stage, exc.smtp_code, _reply(stage, None, exc.smtp_error).text)
+            raise TransportError(verdict, _reply(stage, exc.smtp_code, exc.smtp_error)) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            reply = Reply(stage=stage, text=_describe(exc), exception=type(exc).__name__)
+            raise TransportError(classify_exception(stage, exc), reply) from None
+
+    def _fail(self, stage: Stage, code: int, msg: bytes | str) -> None:
+        reply = _reply(stage, code, msg)
+        raise TransportError(classify(stage, code, reply.text, reply.enhanced), reply)
+
+    def _refuse(self, stage: Stage, reason: str) -> None:
+        raise TransportError(Verdict(Outcome.ROUTE_FAULT, reason), Reply(stage=stage, text=reason))
+
+    def send(self, envelope: Envelope) -> SendResult:
+        """Send one message; per-recipient results. Never raises for SMTP or socket errors."""
+        conn = self.conn
+        assert conn is not None, "open() first"
+        stage = Stage.MAIL
+        results: dict[str, RecipientResult] = {}
+        accepted: list[str] = []
+        try:
+            options = self._mail_options(conn, envelope)
+            code, msg = conn.mail(envelope.sender, options)
+            if code != 250:
+                return self._all(envelope, stage, code, msg, rset=True)
+            stage = Stage.RCPT
+            for address in envelope.recipients:
+                code, msg = conn.rcpt(address)
+                if code in (250, 251):
+                    accepted.append(address)
+                else:
+                    reply = _reply(stage, code, msg)
+                    verdict = classify(stage, code, reply.text, reply.enhanced)
+                    results[address] = RecipientResult(address, verdict, reply)
+            if not accepted:
+                self._rset()
+                first = results[envelope.recipients[0]]
+                return SendResult(first.verdict, first.reply, list(results.values()))
+            stage = Stage.DATA
+            code, msg, stage = conn.send_data(envelope.data)
+            reply = _reply(stage, code, msg)
+            verdict = classify(stage, code, reply.text, reply.enhanced)
+            if stage == Stage.DATA:
+                self._rset()
+        except (OSError, smtplib.SMTPException) as exc:
+            after_dot = stage == Stage.DATA and conn.final_dot_sent
+            stage = Stage.DOT if after_dot else stage
+            self.close()
+            verdict = classify_exception(stage, exc, after_dot=after_dot)
+            reply = Reply(stage=stage, text=_describe(exc), exception=type(exc).__name__)
+            undecided = [a for a in envelope.recipients if a not in results]
+            pending = accepted if after_dot else undecided
+        else:
+            pending = accepted
+        for address in pending:
+            results[address] = RecipientResult(address, verdict, reply)
+        ordered = [results[a] for a in envelope.recipients]
+        return SendResult(verdict, reply, ordered)
+
+    def _all(
+        self, envelope: Envelope, stage: Stage, code: int, msg: bytes, *, rset: bool
+    ) -> SendResult:
+        reply = _reply(stage, code, msg)
+        verdict = classify(stage, code, reply.text, reply.enhanced)
+        if rset:
+            self._rset()
+        return SendResult(
+            verdict, reply, [RecipientResult(a, verdict, reply) for a in envelope.recipients]
+        )
+
+    def _mail_options(self, conn: _SMTP, envelope: Envelope) -> list[str]:
+        options: list[str] = []
+        if conn.does_esmtp:
+            if conn.has_extn("size"):
+                options.append(f"SIZE={len(envelope.data)}")
+            if not envelope.data.isascii() and conn.has_extn("8bitmime"):
+                options.append("BODY=8BITMIME")
+            ascii_only = envelope.sender.isascii() and all(r.isascii() for r in envelope.recipients)
+            if not ascii_only and conn.has_extn("smtputf8"):
+                options.append("SMTPUTF8")
+        return options
+
+    def _rset(self) -> None:
+        try:
+            if self.conn is not None:
+                self.conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self.close()
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        try:
+            if conn.sock is not None:
+                conn.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+        finally:
+            conn.close()
+
+
+def _describe(exc: BaseException) -> str:
+    """A short description of an exception that can never contain a secret."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
