@@ -1,0 +1,167 @@
+"""The queue in the admin: every message, its recipients and every attempt."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from ..models import DeliveryAttempt, Message, Recipient
+
+
+class RecipientInline(admin.TabularInline):
+    model = Recipient
+    extra = 0
+    can_delete = False
+    fields = ("address", "status", "smtp_code", "enhanced_code", "reply", "route", "updated_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class AttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = (
+        "started_at",
+        "route_name",
+        "outcome",
+        "stage",
+        "smtp_code",
+        "enhanced_code",
+        "reply",
+        "exception",
+        "duration",
+        "possible_duplicate",
+    )
+    readonly_fields = fields
+    ordering = ("started_at", "pk")
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "subject",
+        "from_email",
+        "status_badge",
+        "priority",
+        "attempt_count",
+        "created_at",
+        "next_attempt_at",
+        "last_error_short",
+    )
+    list_filter = ("status", "priority", "sender_domain")
+    search_fields = ("subject", "from_email", "message_id", "recipients__address")
+    date_hierarchy = "created_at"
+    inlines = (RecipientInline, AttemptInline)
+    actions = ("retry_now", "cancel")
+    list_per_page = 50
+    show_full_result_count = False  # COUNT(*) over a large queue is slow
+    exclude = ("raw",)
+    readonly_fields = (
+        "status",
+        "priority",
+        "from_email",
+        "sender_domain",
+        "subject",
+        "message_id",
+        "size",
+        "route_hint",
+        "created_at",
+        "next_attempt_at",
+        "expires_at",
+        "sent_at",
+        "attempt_count",
+        "last_error",
+        "headers",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return super().get_queryset(request).defer("raw")
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, obj: Message) -> str:
+        colours = {
+            Message.Status.SENT: "#2e7d32",
+            Message.Status.FAILED: "#c62828",
+            Message.Status.DEFERRED: "#ef6c00",
+            Message.Status.SENDING: "#1565c0",
+            Message.Status.CANCELLED: "#616161",
+        }
+        return format_html(
+            '<strong style="color:{}">{}</strong>',
+            colours.get(obj.status, "inherit"),
+            obj.get_status_display(),
+        )
+
+    @admin.display(description=_("last error"))
+    def last_error_short(self, obj: Message) -> str:
+        return obj.last_error[:80]
+
+    @admin.display(description=_("headers"))
+    def headers(self, obj: Message) -> str:
+        raw = bytes(Message.objects.filter(pk=obj.pk).values_list("raw", flat=True)[0])
+        head = raw.split(b"\r\n\r\n", 1)[0]
+        parsed = message_from_bytes(head + b"\r\n\r\n", policy=policy.default)
+        lines = "\n".join(f"{k}: {v}" for k, v in parsed.items())
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", lines)
+
+    @admin.action(description=_("Retry selected messages now"), permissions=["change"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        count = queryset.filter(status__in=(Message.Status.DEFERRED, Message.Status.QUEUED)).update(
+            next_attempt_at=timezone.now()
+        )
+        self.message_user(
+            request,
+            ngettext("%d message will be retried.", "%d messages will be retried.", count) % count,
+        )
+
+    @admin.action(description=_("Cancel selected messages"), permissions=["change"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        count = queryset.filter(status__in=(Message.Status.DEFERRED, Message.Status.QUEUED)).update(
+            status=Message.Status.CANCELLED
+        )
+        self.message_user(
+            request,
+            ngettext("%d message cancelled.", "%d messages cancelled.", count) % count,
+        )
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(admin.ModelAdmin):
+    list_display = (
+        "started_at",
+        "message_id",
+        "route_name",
+        "outcome",
+        "stage",
+        "smtp_code",
+        "enhanced_code",
+        "reply",
+        "duration",
+    )
+    list_filter = ("outcome", "route_name", "stage")
+    search_fields = ("reply", "message__subject", "recipients")
+    list_select_related = ("message",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

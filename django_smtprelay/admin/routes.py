@@ -1,0 +1,115 @@
+"""Routes in the admin: the password is write-only and never rendered back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from ..models import DeliveryAttempt, Route
+
+
+class RouteForm(forms.ModelForm):
+    password = forms.CharField(
+        label=_("Password"),
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=_("Stored encrypted and never shown. Leave blank to keep the current one."),
+    )
+    clear_password = forms.BooleanField(label=_("Remove the stored password"), required=False)
+
+    class Meta:
+        model = Route
+        # The ciphertext field is editable=False, so it never reaches the form;
+        # the admin's fieldsets choose what is shown.
+        fields = "__all__"  # noqa: DJ007
+
+    def save(self, commit: bool = True) -> Route:
+        route: Route = super().save(commit=False)
+        if self.cleaned_data.get("clear_password"):
+            route.password = ""
+        elif self.cleaned_data.get("password"):
+            route.password = self.cleaned_data["password"]
+        if commit:
+            route.save()
+        return route
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    form = RouteForm
+    list_display = (
+        "name",
+        "kind",
+        "host",
+        "port",
+        "security",
+        "priority",
+        "enabled",
+        "password_set",
+        "health_24h",
+    )
+    list_filter = ("enabled", "kind", "security")
+    list_editable = ("priority", "enabled")
+    search_fields = ("name", "host")
+    readonly_fields = ("created_at", "updated_at")
+    actions = ("enable_routes", "disable_routes")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "enabled", "priority")}),
+        (
+            _("Server"),
+            {"fields": ("host", "port", "security", "verify_certificate", "timeout")},
+        ),
+        (
+            _("Authentication"),
+            {"fields": ("username", "password", "clear_password", "allow_plaintext_auth")},
+        ),
+        (_("History"), {"fields": ("created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Route]:
+        since = timezone.now() - timedelta(hours=24)
+        recent = Q(deliveryattempt__started_at__gte=since)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                attempts_24h=Count("deliveryattempt", filter=recent),
+                faults_24h=Count(
+                    "deliveryattempt",
+                    filter=recent & Q(deliveryattempt__outcome=DeliveryAttempt.Outcome.ROUTE_FAULT),
+                ),
+            )
+        )
+
+    @admin.display(boolean=True, description=_("password"))
+    def password_set(self, obj: Route) -> bool:
+        return obj.has_password
+
+    @admin.display(description=_("last 24 h"))
+    def health_24h(self, obj: Any) -> str:
+        if not obj.attempts_24h:
+            return "-"
+        ok = obj.attempts_24h - obj.faults_24h
+        return f"{ok}/{obj.attempts_24h} ok ({100 * ok // obj.attempts_24h}%)"
+
+    @admin.action(description=_("Enable selected routes"), permissions=["change"])
+    def enable_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
+        count = queryset.update(enabled=True)
+        self.message_user(request, _ngettext_routes(count, "enabled"))
+
+    @admin.action(description=_("Disable selected routes"), permissions=["change"])
+    def disable_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
+        count = queryset.update(enabled=False)
+        self.message_user(request, _ngettext_routes(count, "disabled"))
+
+
+def _ngettext_routes(count: int, verb: str) -> str:
+    return f"{count} route{'s' if count != 1 else ''} {verb}."

@@ -1,0 +1,11 @@
+from django.contrib import admin
+
+from ..models import Suppression
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    list_display = ("address", "source", "reason", "created_at")
+    list_filter = ("source",)
+    search_fields = ("address", "reason")
+    date_hierarchy = "created_at"
