@@ -1,0 +1,183 @@
+"""QueuedEmailBackend: what is stored, in how many queries, and what is refused."""
+
+from __future__ import annotations
+
+import logging
+from email import message_from_bytes, policy
+
+import pytest
+from django.core import mail
+from django.core.mail import EmailMessage, EmailMultiAlternatives, send_mail, send_mass_mail
+from django.db import transaction
+
+from django_smtprelay.exceptions import InvalidMessageError
+from django_smtprelay.models import Message, Recipient, SenderDomain
+
+pytestmark = pytest.mark.django_db
+
+
+def parse(message: Message):
+    return message_from_bytes(bytes(message.raw), policy=policy.default)
+
+
+def test_send_mail_is_stored_before_it_returns() -> None:
+    sent = send_mail("Hello", "Body", "from@example.com", ["to@example.com"])
+    assert sent == 1
+    message = Message.objects.get()
+    assert message.status == Message.Status.QUEUED
+    assert message.from_email == "from@example.com"
+    assert list(message.recipients.values_list("address", "status")) == [
+        ("to@example.com", Recipient.Status.PENDING)
+    ]
+    assert parse(message)["Subject"] == "Hello"
+
+
+def test_bytes_are_what_django_would_send_with_crlf_line_ends() -> None:
+    email = EmailMessage("Subject", "Line one\nLine two", "from@example.com", ["to@example.com"])
+    email.send()
+    raw = bytes(Message.objects.get().raw)
+    assert b"\r\nLine one\r\nLine two" in raw
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert raw.endswith(b"\r\n")
+
+
+def test_alternatives_attachments_and_non_ascii_survive() -> None:
+    email = EmailMultiAlternatives(
+        "Grüße aus Köln ✉",
+        "Plain ünïcode",
+        "Jörg <joerg@example.com>",
+        ["Zoë <zoe@example.com>"],
+        cc=["cc@example.com"],
+        bcc=["hidden@example.com"],
+    )
+    email.attach_alternative("<p>HTML ünïcode</p>", "text/html")
+    email.attach("report.csv", b"a,b\n1,2\n", "text/csv")
+    email.send()
+    message = Message.objects.get()
+    parsed = parse(message)
+    assert parsed["Subject"] == "Grüße aus Köln ✉"
+    assert "Zoë" in parsed["To"]
+    assert parsed["Cc"] == "cc@example.com"
+    assert parsed["Bcc"] is None, "Bcc must travel in the envelope only"
+    parts = {p.get_content_type(): p for p in parsed.walk()}
+    assert parts["text/html"].get_content().strip() == "<p>HTML ünïcode</p>"
+    assert parts["text/csv"].get_filename() == "report.csv"
+    assert parts["text/csv"].get_content().replace("\r\n", "\n") == "a,b\n1,2\n"
+    assert sorted(message.recipients.values_list("address", flat=True)) == [
+        "cc@example.com",
+        "hidden@example.com",
+        "zoe@example.com",
+    ]
+    assert message.subject == "Grüße aus Köln ✉"
+    assert message.message_id and message.message_id == parsed["Message-ID"]
+
+
+def test_idn_domains_are_encoded_for_the_envelope() -> None:
+    send_mail("IDN", "Body", "from@exämple.com", ["to@bücher.example"])
+    message = Message.objects.get()
+    assert message.from_email == "from@xn--exmple-cua.com"
+    assert message.recipients.get().address == "to@xn--bcher-kva.example"
+
+
+def test_many_messages_are_bulk_inserted_not_one_round_trip_each(
+    django_assert_max_num_queries,
+) -> None:
+    datatuple = [(f"S{i}", "Body", "from@example.com", [f"to{i}@example.com"]) for i in range(400)]
+    # Bulk inserts are split only by the database's parameter limit (SQLite: 999);
+    # one round trip per message would be 800 queries.
+    with django_assert_max_num_queries(25):
+        assert send_mass_mail(datatuple) == 400
+    assert Message.objects.count() == 400
+    assert Recipient.objects.count() == 400
+
+
+def test_sender_domain_is_recorded_once() -> None:
+    send_mail("A", "Body", "a@Example.COM", ["to@example.org"])
+    send_mail("B", "Body", "b@example.com", ["to@example.org"])
+    assert list(SenderDomain.objects.values_list("domain", flat=True)) == ["example.com"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"to": []}, "has no recipients"),
+        ({"to": ["not-an-address"]}, "'not-an-address'"),
+        ({"to": ["a@example.com"], "from_email": "bad@@example.com"}, "'bad@@example.com'"),
+        ({"to": ["a@example.com\nBcc: victim@example.com"]}, "line break"),
+        ({"to": ["a@example.com"], "headers": {"X-Tag": "a\r\nBcc: x@example.com"}}, "X-Tag"),
+        ({"to": ["a@example.com"], "subject": "Hi\nBcc: victim@example.com"}, "Hi"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_value_and_nothing_is_stored(kwargs, fragment) -> None:
+    good = EmailMessage("Good", "Body", "from@example.com", ["ok@example.com"])
+    values = {"subject": "Bad", "body": "Body", "from_email": "from@example.com", **kwargs}
+    bad = EmailMessage(**values)
+    with pytest.raises(InvalidMessageError) as info:
+        mail.get_connection().send_messages([good, bad])
+    assert fragment in str(info.value)
+    assert Message.objects.count() == 0
+    assert Recipient.objects.count() == 0
+
+
+def test_fail_silently_counts_only_what_was_queued(caplog) -> None:
+    good = EmailMessage("Good", "Body", "from@example.com", ["ok@example.com"])
+    bad = EmailMessage("Bad", "Body", "from@example.com", ["not-an-address"])
+    with caplog.at_level(logging.WARNING, logger="django_smtprelay"):
+        count = mail.get_connection(fail_silently=True).send_messages([bad, good])
+    assert count == 1
+    assert list(Message.objects.values_list("subject", flat=True)) == ["Good"]
+
+
+def test_control_headers_steer_the_queue_and_are_not_sent() -> None:
+    email = EmailMessage(
+        "Reset",
+        "Body",
+        "from@example.com",
+        ["to@example.com"],
+        headers={"X-SMTPRelay-Route": "transactional", "X-SMTPRelay-Priority": "high"},
+    )
+    email.send()
+    message = Message.objects.get()
+    assert message.route_hint == "transactional"
+    assert message.priority == Message.Priority.HIGH
+    assert b"X-SMTPRelay" not in bytes(message.raw)
+    assert "X-SMTPRelay-Route" in email.extra_headers, "the caller's message is left as it was"
+
+
+def test_unknown_priority_is_refused() -> None:
+    email = EmailMessage("S", "B", "from@example.com", ["to@example.com"])
+    email.smtprelay_priority = "urgent"
+    with pytest.raises(InvalidMessageError, match="'urgent'"):
+        email.send()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rolled_back_transaction_queues_and_publishes_nothing(relay_settings, monkeypatch):
+    published = []
+    monkeypatch.setattr("django_smtprelay.backends.publish", lambda ids: published.append(ids))
+    relay_settings(PUBLISH_ON_COMMIT=True)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        send_mail("S", "B", "from@example.com", ["to@example.com"])
+        raise RuntimeError("roll back")
+    assert Message.objects.count() == 0
+    assert published == []
+    send_mail("S", "B", "from@example.com", ["to@example.com"])
+    assert published == [[Message.objects.get().pk]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broker_down_keeps_the_message_queued_and_logs(
+    relay_settings, settings, refused_port, caplog, celery_app_for_tests
+):
+    # A real broker connection that is refused: publishing fails, queueing does not.
+    celery_app_for_tests.conf.broker_url = f"redis://127.0.0.1:{refused_port}/0"
+    celery_app_for_tests.pool.force_close_all()
+    relay_settings(PUBLISH_ON_COMMIT=True)
+    try:
+        with caplog.at_level(logging.ERROR, logger="django_smtprelay"):
+            assert send_mail("S", "B", "from@example.com", ["to@example.com"]) == 1
+    finally:
+        celery_app_for_tests.conf.broker_url = settings.CELERY_BROKER_URL
+        celery_app_for_tests.pool.force_close_all()
+    assert Message.objects.get().status == Message.Status.QUEUED
+    assert "the sweep will deliver them" in caplog.text
