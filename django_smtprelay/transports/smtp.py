@@ -95,6 +95,8 @@ class SMTPTransport:
             else:
                 conn = _SMTP(local_hostname=hostname, timeout=route.timeout)
             self.conn = conn
+            # smtplib takes the TLS server name from the constructor's host only.
+            conn._host = route.host
             code, msg = conn.connect(route.host, route.port)
             self.sessions += 1
             if code != 220:

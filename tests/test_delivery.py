@@ -1,0 +1,312 @@
+"""The delivery engine against real SMTP servers on loopback."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.mail import EmailMessage, send_mail
+from django.utils import timezone
+
+from django_smtprelay.delivery import DeliveryEngine
+from django_smtprelay.models import DeliveryAttempt, Message, Recipient, Route
+
+pytestmark = pytest.mark.django_db
+
+
+def queue_one(to=("rcpt@example.com",), subject="Hello", **kwargs) -> Message:
+    EmailMessage(subject, "Body", "sender@example.com", list(to), **kwargs).send()
+    return Message.objects.latest("pk")
+
+
+def deliver(**kwargs):
+    return DeliveryEngine(**kwargs).run()
+
+
+def test_delivers_the_stored_bytes_to_every_envelope_recipient(smtp_server, make_route):
+    server = smtp_server()
+    make_route(server)
+    message = queue_one(to=["a@example.com"], cc=["b@example.com"], bcc=["c@example.com"])
+    report = deliver()
+    assert report.sent == 1
+    (received,) = server.messages
+    assert received.mail_from == "sender@example.com"
+    assert sorted(received.rcpt_tos) == ["a@example.com", "b@example.com", "c@example.com"]
+    assert received.data == bytes(message.raw)
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert message.sent_at is not None
+    assert set(message.recipients.values_list("status", flat=True)) == {"delivered"}
+    attempt = message.attempts.get()
+    assert attempt.outcome == DeliveryAttempt.Outcome.DELIVERED
+    assert attempt.smtp_code == 250
+
+
+def test_a_batch_shares_one_smtp_session(smtp_server, make_route):
+    server = smtp_server()
+    make_route(server)
+    for i in range(5):
+        queue_one(subject=f"m{i}")
+    report = deliver()
+    assert report.sent == 5
+    assert len(server.messages) == 5
+    assert server.sessions == 1
+
+
+def test_one_refused_recipient_does_not_fail_the_others(smtp_server, make_route):
+    server = smtp_server(
+        rcpt_replies={"gone@example.com": "550 5.1.1 <gone@example.com>: no such user"}
+    )
+    make_route(server)
+    message = queue_one(to=["ok@example.com", "gone@example.com"])
+    deliver()
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    statuses = dict(message.recipients.values_list("address", "status"))
+    assert statuses == {"ok@example.com": "delivered", "gone@example.com": "failed"}
+    gone = message.recipients.get(address="gone@example.com")
+    assert (gone.smtp_code, gone.enhanced_code) == (550, "5.1.1")
+    assert "no such user" in gone.reply
+    assert server.messages[0].rcpt_tos == ("ok@example.com",)
+    assert message.attempts.get().outcome == DeliveryAttempt.Outcome.PARTIAL
+
+
+def test_all_recipients_refused_fails_the_message_with_the_reason(smtp_server, make_route):
+    server = smtp_server(rcpt_replies={"gone@example.com": "550 5.1.1 no such user"})
+    make_route(server)
+    message = queue_one(to=["gone@example.com"])
+    deliver()
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    assert "550" in message.last_error and "no such user" in message.last_error
+    assert server.messages == []
+
+
+@pytest.mark.parametrize("reply", ["451 4.3.0 Try again later", "450 4.2.1 Mailbox busy"])
+def test_a_4xx_after_data_defers_with_backoff_then_delivers(smtp_server, make_route, reply):
+    server = smtp_server(dot_reply=reply, dot_reply_times=1)
+    make_route(server)
+    message = queue_one()
+    now = timezone.now()
+    deliver(clock=lambda: now)
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert message.recipients.get().status == Recipient.Status.DEFERRED
+    assert message.next_attempt_at == now + timedelta(minutes=5)  # RETRY_BASE_SECONDS
+    assert reply.split()[0] in message.last_error
+    # Not due yet: nothing is sent.
+    assert deliver(clock=lambda: now + timedelta(minutes=4)).claimed == 0
+    later = now + timedelta(minutes=5, seconds=1)
+    deliver(clock=lambda: later)
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert message.attempt_count == 2
+    assert len(server.messages) == 1
+
+
+def test_backoff_grows_exponentially_to_the_cap(relay_settings):
+    relay_settings(RETRY_BASE_SECONDS=60, RETRY_MAX_SECONDS=600, RETRY_JITTER=0)
+    engine = DeliveryEngine()
+    delays = [engine.backoff(n).total_seconds() for n in range(1, 7)]
+    assert delays == [60, 120, 240, 480, 600, 600]
+
+
+def test_jitter_stays_within_its_fraction(relay_settings):
+    relay_settings(RETRY_BASE_SECONDS=100, RETRY_JITTER=0.2)
+    engine = DeliveryEngine()
+    delays = {engine.backoff(1).total_seconds() for _ in range(50)}
+    assert all(80 <= d <= 120 for d in delays)
+    assert len(delays) > 1
+
+
+def test_a_deferred_message_fails_when_its_lifetime_ends(smtp_server, make_route):
+    server = smtp_server(dot_reply="451 4.3.0 Try again later")
+    make_route(server)
+    message = queue_one()
+    deliver()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    after_lifetime = message.expires_at + timedelta(seconds=1)
+    deliver(clock=lambda: after_lifetime)
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    rcpt = message.recipients.get()
+    assert rcpt.status == Recipient.Status.FAILED
+    assert "451" in rcpt.reply and "gave up" in rcpt.reply
+
+
+def test_failover_moves_every_message_to_the_next_route(smtp_server, make_route, refused_port):
+    down = make_route(port=refused_port, name="down", priority=1)
+    up_server = smtp_server()
+    make_route(up_server, name="up", priority=2)
+    for i in range(3):
+        queue_one(subject=f"m{i}", to=[f"r{i}@example.com"])
+    report = deliver()
+    assert report.sent == 3
+    assert len(up_server.messages) == 3
+    assert not Recipient.objects.exclude(status=Recipient.Status.DELIVERED).exists()
+    faults = DeliveryAttempt.objects.filter(route=down)
+    assert faults.count() == 3
+    assert set(faults.values_list("outcome", flat=True)) == {"route_fault"}
+    assert set(
+        DeliveryAttempt.objects.filter(route__name="up").values_list("outcome", flat=True)
+    ) == {"delivered"}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"greeting": "421 4.3.2 Service not available"},
+        {"auth": {"user": "right"}, "tls": "starttls"},
+        {"mail_reply": "530 5.7.0 Authentication required"},
+        {"drop_after_data_cmd": True},
+    ],
+    ids=["421-greeting", "535-auth", "530-mail", "dropped-before-dot"],
+)
+def test_route_faults_never_fail_a_recipient(smtp_server, make_route, trust_test_ca, options):
+    broken = smtp_server(**options)
+    route_fields = (
+        {"username": "user", "password": "wrong", "security": "starttls"}
+        if "auth" in options
+        else {}
+    )
+    make_route(broken, name="broken", priority=1, **route_fields)
+    good = smtp_server()
+    make_route(good, name="good", priority=2)
+    message = queue_one(to=["a@example.com", "b@example.com"])
+    deliver()
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert len(good.messages) == 1
+    broken_attempt = message.attempts.get(route_name="broken")
+    assert broken_attempt.outcome == DeliveryAttempt.Outcome.ROUTE_FAULT
+    assert not Recipient.objects.filter(status=Recipient.Status.FAILED).exists()
+
+
+def test_no_route_left_defers_and_keeps_recipients_pending(make_route, refused_port):
+    make_route(port=refused_port, name="a", priority=1)
+    make_route(port=refused_port, name="b", priority=2)
+    message = queue_one()
+    deliver()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert message.recipients.get().status == Recipient.Status.DEFERRED
+    assert "refused" in message.last_error.lower()
+    assert message.attempts.count() == 2
+
+
+def test_without_routes_the_django_email_settings_are_the_route(smtp_server, settings):
+    server = smtp_server()
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+    queue_one()
+    assert deliver().sent == 1
+    assert len(server.messages) == 1
+    assert DeliveryAttempt.objects.get().route_name == "django-settings"
+
+
+def test_disabled_routes_are_not_used(smtp_server, make_route):
+    off = smtp_server()
+    make_route(off, enabled=False, priority=1)
+    on = smtp_server()
+    make_route(on, priority=2)
+    queue_one()
+    deliver()
+    assert (len(off.messages), len(on.messages)) == (0, 1)
+
+
+def test_connection_lost_after_the_final_dot_is_uncertain_not_failed(smtp_server, make_route):
+    server = smtp_server(drop_after_dot=True, drop_after_dot_times=1)
+    make_route(server)
+    message = queue_one()
+    deliver()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    attempt = message.attempts.get()
+    assert attempt.outcome == DeliveryAttempt.Outcome.UNCERTAIN
+    assert attempt.possible_duplicate is True
+    assert message.recipients.get().status == Recipient.Status.DEFERRED
+
+
+# -- TLS and AUTH -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_tls_with_a_verified_certificate_delivers(smtp_server, make_route, trust_test_ca, security):
+    server = smtp_server(tls="starttls" if security == "starttls" else "implicit")
+    make_route(server, security=security)
+    queue_one()
+    assert deliver().sent == 1
+    assert server.messages[0].tls is True
+
+
+@pytest.mark.parametrize("cert", ["wrong", "wrong_host"])
+def test_a_certificate_that_fails_verification_is_a_route_fault(
+    smtp_server, make_route, trust_test_ca, cert, tls_certs
+):
+    server = smtp_server(tls="starttls", cert=cert)
+    make_route(server, security="starttls")
+    message = queue_one()
+    deliver()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert server.messages == []
+    attempt = message.attempts.get()
+    assert attempt.outcome == DeliveryAttempt.Outcome.ROUTE_FAULT
+    assert "certificate" in attempt.reply.lower()
+
+
+def test_verification_can_be_turned_off_explicitly_per_route(
+    smtp_server, make_route, trust_test_ca
+):
+    server = smtp_server(tls="starttls", cert="wrong")
+    make_route(server, security="starttls", verify_certificate=False)
+    queue_one()
+    assert deliver().sent == 1
+
+
+def test_without_the_test_ca_the_system_store_rejects_the_test_certificate(smtp_server, make_route):
+    server = smtp_server(tls="implicit")
+    make_route(server, security="tls")
+    queue_one()
+    assert deliver().sent == 0
+    assert server.messages == []
+
+
+def test_auth_over_starttls_delivers(smtp_server, make_route, trust_test_ca):
+    server = smtp_server(tls="starttls", auth={"relayuser": "s3cret-Pa55"})
+    make_route(server, security="starttls", username="relayuser", password="s3cret-Pa55")
+    queue_one()
+    assert deliver().sent == 1
+    assert server.messages[0].auth_user == "relayuser"
+
+
+def test_auth_is_never_sent_in_plaintext_unless_the_route_allows_it(smtp_server, make_route):
+    server = smtp_server(auth={"relayuser": "pw"}, auth_allow_plaintext=True)
+    route = make_route(server, security="none", username="relayuser", password="pw")
+    message = queue_one()
+    deliver()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert "plaintext" in message.attempts.get().reply
+    assert server.messages == []
+    Route.objects.filter(pk=route.pk).update(allow_plaintext_auth=True)
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    assert deliver().sent == 1
+    assert server.messages[0].auth_user == "relayuser"
+
+
+def test_cancelled_messages_are_not_sent(smtp_server, make_route):
+    server = smtp_server()
+    make_route(server)
+    message = queue_one()
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.CANCELLED)
+    assert deliver().claimed == 0
+    assert server.messages == []
+
+
+def test_send_mail_with_a_non_ascii_body_uses_8bitmime(smtp_server, make_route):
+    server = smtp_server()
+    make_route(server)
+    send_mail("Grüße", "Ünïcode body ✉", "sender@example.com", ["to@example.com"])
+    assert deliver().sent == 1
+    assert "BODY=8BITMIME" in server.messages[0].mail_options
