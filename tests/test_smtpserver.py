@@ -6,6 +6,7 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 
 import pytest
 
@@ -181,6 +182,16 @@ def test_drop_after_dot_disconnects_after_the_data_was_sent(smtp_server):
     assert server.sessions == 2
 
 
+def test_slow_end_of_data_reply_times_the_client_out(smtp_server):
+    server = smtp_server(dot_delay=1.0)
+    with (
+        smtplib.SMTP(*server.address, timeout=0.2) as smtp,
+        pytest.raises(smtplib.SMTPServerDisconnected, match="timed out"),
+    ):
+        smtp.sendmail(SENDER, ["a@example.net"], RAW)
+    assert server.messages == []
+
+
 def test_drop_after_data_command(smtp_server):
     server = smtp_server(drop_after_data_cmd=True)
     with client(server) as smtp:
@@ -313,3 +324,29 @@ def test_servers_listen_only_on_loopback():
 def test_refused_port_refuses(refused_port):
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", refused_port), timeout=2).close()
+
+
+def test_stop_closes_open_sessions_quickly(tls_certs):
+    server = SMTPTestServer(tls_certs=tls_certs, tls="starttls").start()
+    idle = client(server)
+    secure = client(server)
+    secure.starttls(context=tls_certs.client_context())
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 1
+    for smtp in (idle, secure):
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            smtp.noop()
+    assert server.errors == []
+
+
+def test_ipv6_loopback(smtp_server):
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    server = smtp_server(host="::1")
+    with smtplib.SMTP("::1", server.port, timeout=5) as smtp:
+        smtp.sendmail(SENDER, ["a@example.net"], RAW)
+    assert server.wait_for(1)[0].data == RAW
