@@ -22,7 +22,7 @@ How a reply is read:
    - relay-side limits, AUTH failures, 421, and any refusal before MAIL;
    - relaying denied and senders the relay account may not use;
    - split the transaction for "too many recipients", then the recipient's
-     address (x.1.1, x.1.10, x.2.1, ...), which wins over 500-504;
+     address (x.1.1, x.1.10, ...) and mailbox (x.2.1), which win over 500-504;
    - greylisting, mailbox full, message too large, content rejection;
    - the defaults: 4xx is transient, 5xx at MAIL is the route's sender
      problem, any other 5xx is permanent.
@@ -224,7 +224,9 @@ RULES: tuple[Rule, ...] = (
                   r"multiple destination domains per transaction")),
     Rule("recipient_address", _BY_CLASS, "the recipient's address is not valid",
          stages=frozenset({Stage.RCPT, Stage.DOT}),
-         enhanced=_re(r"[45]\.1\.(?:1|2|3|6|10)$|[45]\.2\.1$")),
+         enhanced=_re(r"[45]\.1\.(?:1|2|3|6|10)$")),
+    Rule("mailbox_unavailable", _BY_CLASS, "the recipient's mailbox is disabled or not taking mail",
+         stages=frozenset({Stage.RCPT, Stage.DOT}), enhanced=_re(r"[45]\.2\.1$")),
     Rule("protocol_error", RF, "the relay did not understand us", codes=range(500, 505)),
     Rule("greylisted", TR, "greylisted: retry later through the same route", codes=(450, 451),
          stages=_MESSAGE, classes="4", same_route=True,
