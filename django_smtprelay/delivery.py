@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from .conf import app_settings
 from .models import DeliveryAttempt, Message, Recipient
-from .replies import Outcome
+from .replies import Outcome, Verdict
 from .routing import Router, RouteSpec
 from .transports import get_transport
 from .transports.base import Envelope, Reply, SendResult, Transport, TransportError
@@ -74,6 +74,7 @@ class _Item:
     rcpts: list[_Rcpt]
     open_addresses: list[str] = field(default_factory=list)  # still looking for a route
     last_reply: str = ""
+    last_fault: Verdict | None = None  # the last route fault, for when no route is left
     done: bool = False
 
     @property
@@ -148,8 +149,10 @@ class DeliveryEngine:
         return self.report
 
     def _load(self, token: uuid.UUID, ids: list[int], router: Router) -> list[_Item]:
-        rows = Message.objects.filter(pk__in=ids, lease_token=token).values_list(
-            "pk", "from_email", "raw", "expires_at", "attempt_count", "route_hint"
+        rows = (
+            Message.objects.filter(pk__in=ids, lease_token=token)
+            .order_by("priority", "next_attempt_at", "pk")
+            .values_list("pk", "from_email", "raw", "expires_at", "attempt_count", "route_hint")
         )
         rcpts: dict[int, list[_Rcpt]] = {}
         for pk, message_id, address, status in Recipient.objects.filter(
@@ -196,6 +199,8 @@ class DeliveryEngine:
                 started_at, started = self.clock(), time.monotonic()
                 envelope = Envelope(item.sender, list(item.open_addresses), item.data)
                 result = transport.send(envelope)
+                if result.verdict.session_over:  # e.g. 421: the server is closing
+                    transport.close()
                 self._apply(item, route, result, started_at, time.monotonic() - started)
             return True
         finally:
@@ -217,6 +222,7 @@ class DeliveryEngine:
             ],
         )
         item.last_reply = f"{route.name}: {exc.verdict.reason}: {exc.reply}"
+        item.last_fault = exc.verdict
         item.routes.pop(0)
 
     def _apply(
@@ -254,6 +260,9 @@ class DeliveryEngine:
         item.open_addresses = still_open
         if still_open:
             item.last_reply = f"{route.name}: {result.verdict.reason}: {result.reply}"
+            item.last_fault = next(
+                rr.verdict for rr in result.recipients if rr.verdict.outcome == Outcome.ROUTE_FAULT
+            )
             item.routes.pop(0)
         if outcomes == {Outcome.DELIVERED}:
             overall = Attempt.DELIVERED
@@ -311,9 +320,19 @@ class DeliveryEngine:
     def _finish(self, item: _Item) -> None:
         """Decide the message's state once no route is left to try for it."""
         item.done = True
-        for address in item.open_addresses:  # route faults everywhere: retry later
+        # Route faults everywhere: retry later, unless the last fault says that no
+        # route can take it (a message too large for every relay, say).
+        final = (
+            item.last_fault.final_outcome(other_route_left=False)
+            if item.last_fault
+            else Outcome.TRANSIENT
+        )
+        for address in item.open_addresses:
             rcpt = item.by_address[address]
-            rcpt.status, rcpt.changed = Recipient.Status.DEFERRED, True
+            rcpt.changed = True
+            rcpt.status = (
+                Recipient.Status.FAILED if final == Outcome.PERMANENT else Recipient.Status.DEFERRED
+            )
             rcpt.reply = item.last_reply[:2000]
         item.open_addresses = []
         self._finished.append(item)

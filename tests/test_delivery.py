@@ -310,3 +310,40 @@ def test_send_mail_with_a_non_ascii_body_uses_8bitmime(smtp_server, make_route):
     send_mail("Grüße", "Ünïcode body ✉", "sender@example.com", ["to@example.com"])
     assert deliver().sent == 1
     assert "BODY=8BITMIME" in server.messages[0].mail_options
+
+
+def test_a_421_ends_the_session_and_the_next_message_opens_a_new_one(smtp_server, make_route):
+    server = smtp_server(
+        dot_reply="421 4.7.0 Too many messages, closing connection", dot_reply_times=1
+    )
+    make_route(server)
+    first = queue_one(subject="first")
+    second = queue_one(subject="second")
+    deliver()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == Message.Status.DEFERRED
+    assert second.status == Message.Status.SENT
+    assert server.sessions == 2
+
+
+def test_too_large_for_the_only_route_fails_the_recipient(smtp_server, make_route):
+    server = smtp_server(dot_reply="552 5.3.4 Message size exceeds fixed limit")
+    make_route(server)
+    message = queue_one()
+    deliver()
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    assert "5.3.4" in message.recipients.get().reply
+
+
+def test_too_large_for_one_route_goes_to_the_next(smtp_server, make_route):
+    small = smtp_server(dot_reply="552 5.3.4 Message size exceeds fixed limit")
+    make_route(small, priority=1)
+    big = smtp_server()
+    make_route(big, priority=2)
+    message = queue_one()
+    deliver()
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert len(big.messages) == 1
