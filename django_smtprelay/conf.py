@@ -46,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
     "CELERY_QUEUE": None,
     # Fall back to EMAIL_HOST & co. as a route when no Route row is enabled.
     "USE_DJANGO_EMAIL_SETTINGS": True,
+    # Django 6.1+ with MAILERS: the alias of an SMTP mailer whose OPTIONS
+    # (host, port, username, password, use_tls, use_ssl, timeout) are that route.
+    "DEFAULT_ROUTE_MAILER": None,
     # DNS checks of sending domains.
     "DNS_NAMESERVERS": None,
     "DNS_TIMEOUT": 5.0,
@@ -156,6 +159,11 @@ class AppSettings:
     def use_django_email_settings(self) -> bool:
         """Whether EMAIL_HOST & co. act as a route when no Route is enabled."""
         return bool(get_config()["USE_DJANGO_EMAIL_SETTINGS"])
+
+    @property
+    def default_route_mailer(self) -> str | None:
+        """MAILERS alias whose SMTP options act as the route when no Route is enabled."""
+        return get_config()["DEFAULT_ROUTE_MAILER"]
 
     @property
     def dns_nameservers(self) -> list[str] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from .conf import app_settings
 from .models import Route
@@ -48,7 +49,14 @@ class RouteSpec:
 
     @classmethod
     def from_django_settings(cls) -> RouteSpec:
-        """The site's EMAIL_* settings as a route, so installing the app changes only queueing."""
+        """The site's EMAIL_* settings as a route, so installing the app changes only queueing.
+
+        On Django 6.1+ with ``MAILERS``, the SMTP mailer named by
+        ``SMTPRELAY["DEFAULT_ROUTE_MAILER"]`` plays that part.
+        """
+        alias = app_settings.default_route_mailer
+        if alias:
+            return cls._from_mailer(alias)
         if getattr(settings, "EMAIL_USE_SSL", False):
             security = Route.Security.TLS
         elif getattr(settings, "EMAIL_USE_TLS", False):
@@ -63,6 +71,31 @@ class RouteSpec:
             username=settings.EMAIL_HOST_USER or "",
             password=settings.EMAIL_HOST_PASSWORD or "",
             timeout=float(settings.EMAIL_TIMEOUT or 30.0),
+        )
+
+    @classmethod
+    def _from_mailer(cls, alias: str) -> RouteSpec:
+        mailers = getattr(settings, "MAILERS", None) or {}
+        if alias not in mailers:
+            raise ImproperlyConfigured(
+                f"SMTPRELAY['DEFAULT_ROUTE_MAILER'] is {alias!r}, but MAILERS has no such alias "
+                f"(it has: {', '.join(sorted(mailers)) or 'none'})."
+            )
+        options = mailers[alias].get("OPTIONS", {})
+        if options.get("use_ssl"):
+            security = Route.Security.TLS
+        elif options.get("use_tls"):
+            security = Route.Security.STARTTLS
+        else:
+            security = Route.Security.NONE
+        return cls(
+            name=f"mailer-{alias}",
+            host=options.get("host", "localhost"),
+            port=int(options.get("port", 25)),
+            security=security,
+            username=options.get("username") or "",
+            password=options.get("password") or "",
+            timeout=float(options.get("timeout") or 30.0),
         )
 
 

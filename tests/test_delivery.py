@@ -347,3 +347,25 @@ def test_too_large_for_one_route_goes_to_the_next(smtp_server, make_route):
     message.refresh_from_db()
     assert message.status == Message.Status.SENT
     assert len(big.messages) == 1
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("django.core.mail", fromlist=["mailers"]), "mailers"),
+    reason="MAILERS exists from Django 6.1 on; run the suite with Django>=6.1 to cover it",
+)
+def test_with_mailers_the_named_smtp_mailer_is_the_default_route(
+    smtp_server, settings, relay_settings
+):
+    server = smtp_server()
+    settings.MAILERS = {
+        "default": {"BACKEND": "django_smtprelay.backends.QueuedEmailBackend"},
+        "relay": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": server.port, "timeout": 5},
+        },
+    }
+    relay_settings(DEFAULT_ROUTE_MAILER="relay")
+    send_mail("Via MAILERS", "Body", "sender@example.com", ["to@example.com"])
+    assert deliver().sent == 1
+    assert len(server.messages) == 1
+    assert DeliveryAttempt.objects.get().route_name == "mailer-relay"
