@@ -33,6 +33,9 @@ class MessageQuerySet(models.QuerySet["Message"]):
         (PostgreSQL, MySQL, Oracle) the rows are locked while they are marked;
         elsewhere (SQLite) one guarded ``UPDATE`` re-checks that each row is
         still due, and the database serializes writers.
+
+        New mail fills at most ``NEW_SHARE`` of a batch while retries are due,
+        so neither a backlog of retries nor a burst of new mail starves the other.
         """
         now = now or timezone.now()
         token = uuid.uuid4()
@@ -41,23 +44,48 @@ class MessageQuerySet(models.QuerySet["Message"]):
             "lease_token": token,
             "lease_expires_at": now + lease,
         }
-        order = ("priority", "next_attempt_at", "pk")
         if connections[self.db].features.has_select_for_update_skip_locked:
             with transaction.atomic(using=self.db):
-                ids = list(
-                    self.due(now)
-                    .order_by(*order)
-                    .select_for_update(skip_locked=True)
-                    .values_list("pk", flat=True)[:limit]
-                )
+                ids = self._candidates(limit, now, lock=True)
                 if ids:
                     self.filter(pk__in=ids).update(**values)
             return token, ids
-        candidates = list(self.due(now).order_by(*order).values_list("pk", flat=True)[:limit])
-        if not candidates:
+        # No transaction around the read: on SQLite a read that later wants to
+        # write fails at once under contention instead of waiting its turn.
+        ids = self._candidates(limit, now, lock=False)
+        if not ids:
             return token, []
-        self.due(now).filter(pk__in=candidates).update(**values)
+        self.due(now).filter(pk__in=ids).update(**values)
         return token, list(self.filter(lease_token=token).values_list("pk", flat=True))
+
+    NEW_SHARE = 0.8
+
+    def _candidates(self, limit: int, now: datetime, *, lock: bool) -> list[int]:
+        order = ("priority", "next_attempt_at", "pk")
+
+        def take(qs: MessageQuerySet, n: int) -> list[int]:
+            if n <= 0:
+                return []
+            if lock:
+                qs = qs.select_for_update(skip_locked=True)
+            return list(qs.order_by(*order).values_list("pk", flat=True)[:n])
+
+        fresh = self.filter(status=Message.Status.QUEUED, next_attempt_at__lte=now)
+        retries = self.filter(
+            Q(status=Message.Status.DEFERRED, next_attempt_at__lte=now)
+            | Q(status=Message.Status.SENDING, lease_expires_at__lt=now)
+        )
+        ids = take(fresh, max(1, int(limit * self.NEW_SHARE)))
+        ids += take(retries, limit - len(ids))
+        if len(ids) < limit:
+            ids += take(fresh.exclude(pk__in=ids), limit - len(ids))
+        return ids
+
+    def cancel(self) -> int:
+        """Cancel the messages that have not been handed to a worker yet; return how many."""
+        return self.filter(status__in=(Message.Status.QUEUED, Message.Status.DEFERRED)).update(
+            status=Message.Status.CANCELLED, lease_token=None, lease_expires_at=None
+        )
 
     def leased_by(self, token: uuid.UUID) -> MessageQuerySet:
         """Messages still held by the lease ``token`` (a lost lease matches nothing)."""
@@ -89,6 +117,9 @@ class Message(models.Model):
     priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     from_email = models.CharField(_("envelope sender"), max_length=254)
     sender_domain = models.CharField(max_length=253, db_index=True, blank=True)
+    from_domain = models.CharField(
+        max_length=253, blank=True, help_text=_("Domain of the From header (DMARC's domain).")
+    )
     subject = models.CharField(max_length=255, blank=True)
     message_id = models.CharField(max_length=255, blank=True, db_index=True)
     raw = models.BinaryField(help_text=_("The message exactly as it is sent (RFC 5322 bytes)."))
@@ -130,6 +161,7 @@ class Recipient(models.Model):
         DEFERRED = "deferred", _("Deferred")
         DELIVERED = "delivered", _("Delivered")
         FAILED = "failed", _("Failed")
+        SUPPRESSED = "suppressed", _("Suppressed")
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients")
     address = models.CharField(max_length=254)

@@ -7,6 +7,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from .. import crypto
+from ..matching import validate_domain_patterns
 
 
 class Route(models.Model):
@@ -38,6 +39,39 @@ class Route(models.Model):
     username = models.CharField(max_length=255, blank=True)
     # Fernet token; see the ``password`` property. Never shown back in the admin.
     password_ciphertext = models.TextField(blank=True, editable=False)
+    # Which messages the route takes (blank: any). Patterns are domains with
+    # shell-style wildcards, one per line or comma-separated: example.com, *.example.org.
+    sender_domains = models.TextField(
+        blank=True,
+        validators=[validate_domain_patterns],
+        help_text=_("Only mail from these domains (envelope or From). Blank: any sender."),
+    )
+    recipient_domains = models.TextField(
+        blank=True,
+        validators=[validate_domain_patterns],
+        help_text=_("Only recipients at these domains. Blank: any recipient."),
+    )
+    tags = models.CharField(
+        max_length=255,
+        blank=True,
+        validators=[validate_domain_patterns],
+        help_text=_(
+            "Comma-separated names a message can ask for (msg.smtprelay_route = 'tag'). "
+            "A route with tags takes only messages that ask for one of them or for its name."
+        ),
+    )
+    weight = models.PositiveIntegerField(
+        default=1, help_text=_("Share of traffic among enabled routes of the same priority.")
+    )
+    max_message_size = models.PositiveIntegerField(
+        null=True, blank=True, help_text=_("Bytes; larger messages go to another route.")
+    )
+    max_per_second = models.PositiveIntegerField(null=True, blank=True)
+    max_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    max_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    max_connections = models.PositiveIntegerField(
+        null=True, blank=True, help_text=_("Concurrent SMTP sessions across all workers.")
+    )
     timeout = models.FloatField(
         default=30.0, validators=[MinValueValidator(0.1)], help_text=_("Seconds per SMTP command.")
     )
