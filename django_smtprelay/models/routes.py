@@ -86,14 +86,20 @@ class Route(models.Model):
         max_length=253,
         blank=True,
         validators=[validate_domain_name],
-        help_text=_("Domain the route signs with (d=). Blank: the route does not sign."),
+        help_text=_(
+            "Domain the route signs with (d=). Blank with a selector set: the sender's own "
+            "domain (the usual setup: the relay signs as each sending domain)."
+        ),
     )
     dkim_selector = models.CharField(
         _("DKIM selector (s=)"),
         max_length=63,
         blank=True,
         validators=[validate_dkim_selector],
-        help_text=_("Selector the route signs with (s=); the key is at <s>._domainkey.<d>."),
+        help_text=_(
+            "Selector the route signs with (s=); the key is at <s>._domainkey.<d>. "
+            "Blank: the route does not sign."
+        ),
     )
     # Fernet token of the PEM private key this app signs with on this route, if
     # it signs itself; used to compare with the published key. Never shown back.
@@ -138,15 +144,26 @@ class Route(models.Model):
 
     def clean(self) -> None:
         super().clean()
-        if bool(self.dkim_domain) != bool(self.dkim_selector):
-            missing = "dkim_selector" if self.dkim_domain else "dkim_domain"
+        if self.dkim_domain and not self.dkim_selector:
             raise ValidationError(
-                {missing: _("Set both the DKIM domain and selector, or neither.")}
+                {
+                    "dkim_selector": _(
+                        "Set the selector the route signs with for %(domain)s, or clear "
+                        "the DKIM domain."
+                    )
+                    % {"domain": self.dkim_domain}
+                }
             )
 
     def sending_networks(self) -> list[IPNetwork]:
         """The relay's own sending networks, parsed (empty when unknown)."""
         return parse_networks(self.sending_ips)
+
+    def signing_domain(self, sender_domain: str) -> str:
+        """The DKIM d= a message from ``sender_domain`` is signed with ('' if unsigned)."""
+        if not self.dkim_selector:
+            return ""
+        return (self.dkim_domain or sender_domain).lower().rstrip(".")
 
     def envelope_domain(self, sender_domain: str) -> str:
         """The envelope-from domain a message from ``sender_domain`` leaves this route with."""
