@@ -34,9 +34,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         crypto._fernet()
     except ImproperlyConfigured as exc:
         errors.append(
-            checks.Error(
-                str(exc), hint="Use keys from Fernet.generate_key().", id="smtprelay.E002"
-            )
+            checks.Error(str(exc), hint="Use keys from Fernet.generate_key().", id="smtprelay.E002")
         )
     if not get_config()["ENCRYPTION_KEYS"]:
         errors.append(

@@ -137,7 +137,11 @@ def _route_findings(
     for result, route in zip(results, routes, strict=True):
         if result.spf == "unknown":
             found.append(finding("spf.route_hosts_unknown", route=route.name))
-        elif result.spf in ("permerror", "temperror"):
+        elif result.spf == "temperror":
+            found.append(
+                finding("spf.route_unavailable", found=result.spf_detail, route=route.name)
+            )
+        elif result.spf == "permerror":
             found.append(finding("spf.route_error", found=result.spf_detail, route=route.name))
         elif result.spf != "pass":
             expected = (
@@ -165,7 +169,8 @@ def _route_findings(
                             route=route.name,
                         )
                     )
-        if not result.dmarc_pass and result.spf != "unknown":
+        undecided = result.spf in ("unknown", "temperror") or result.dkim == "unknown"
+        if not result.dmarc_pass and not undecided:
             found.append(
                 finding(
                     "dmarc.route_fails", found=_why(result), expected=result.fix, route=route.name

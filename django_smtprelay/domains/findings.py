@@ -102,8 +102,14 @@ _CATALOGUE: dict[str, tuple] = {
     "spf.route_error": _s(
         ERROR,
         True,
-        "SPF evaluation for a route ends in an error at the receiver.",
+        "SPF evaluation for a route ends in a permanent error at the receiver.",
         "Fix the SPF findings above; receivers treat errors as not authorized.",
+    ),
+    "spf.route_unavailable": _s(
+        UNKNOWN,
+        False,
+        "SPF for a route could not be evaluated (DNS timeout or server failure).",
+        "Check again later; receivers defer or treat such mail as unauthenticated.",
     ),
     "spf.route_hosts_unknown": _s(
         INFO,

@@ -121,6 +121,8 @@ class Resolver:
     resolver: dns.resolver.Resolver = field(default_factory=build_resolver)
     cache_seconds: int = field(default_factory=lambda: app_settings.dns_cache_seconds)
     queries: int = 0
+    # Within one check, a name that could not be asked is not asked again.
+    _failed: dict[tuple[str, str], DNSUnavailable] = field(default_factory=dict, repr=False)
 
     def query(self, name: str, rdtype: str) -> list[str]:
         name = name.rstrip(".").lower()
@@ -132,6 +134,8 @@ class Resolver:
             if entry.missing:
                 raise entry.missing
             return list(entry.answer or [])
+        if key in self._failed:
+            raise self._failed[key]
         self.queries += 1
         try:
             answer = self.resolver.resolve(name, rdtype, search=False)
@@ -144,15 +148,19 @@ class Resolver:
         except (dns.name.NameTooLong, dns.name.EmptyLabel, dns.name.LabelTooLong) as exc:
             raise DNSMissing(name, rdtype, f"invalid name ({exc})") from exc
         except dns.exception.Timeout as exc:
-            raise DNSUnavailable(name, rdtype, "timed out") from exc
+            raise self._fail(key, "timed out") from exc
         except dns.resolver.NoNameservers as exc:
-            raise DNSUnavailable(name, rdtype, "server failure (SERVFAIL or refused)") from exc
+            raise self._fail(key, "server failure (SERVFAIL or refused)") from exc
         except dns.exception.DNSException as exc:
-            raise DNSUnavailable(name, rdtype, f"{type(exc).__name__}: {exc}") from exc
+            raise self._fail(key, f"{type(exc).__name__}: {exc}") from exc
         values = [_text(rdata) for rdata in answer]
         ttl = answer.rrset.ttl if answer.rrset is not None else 0
         self._store(key, now, ttl, answer=values)
         return values
+
+    def _fail(self, key: tuple[str, str], reason: str) -> DNSUnavailable:
+        self._failed[key] = DNSUnavailable(key[0], key[1], reason)
+        return self._failed[key]
 
     def _store(
         self,

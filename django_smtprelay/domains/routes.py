@@ -149,7 +149,8 @@ def _fix(result: RouteResult, domain: str, aspf: str, adkim: str) -> str:
         steps.append(f"publish the key at {result.dkim_selector}._domainkey.{result.dkim_domain}")
     elif not result.dkim_aligned:
         steps.append(f"sign with d={domain} instead of d={result.dkim_domain} (adkim={adkim})")
-    return "; or ".join(steps).capitalize() + "."
+    text = "; or ".join(steps)
+    return text[:1].upper() + text[1:] + "."
 
 
 def is_single_host(value: str) -> bool:

@@ -108,7 +108,9 @@ class Message(models.Model):
     class Meta:
         ordering = ("-created_at", "-pk")
         indexes = [
-            models.Index(fields=["status", "priority", "next_attempt_at"], name="smtprelay_msg_due"),
+            models.Index(
+                fields=["status", "priority", "next_attempt_at"], name="smtprelay_msg_due"
+            ),
             models.Index(fields=["lease_token"], name="smtprelay_msg_lease"),
         ]
 
