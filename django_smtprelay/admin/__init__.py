@@ -1,1 +1,3 @@
 """The control room: the Django admin for the queue, routes and domains."""
+
+from . import domains  # noqa: F401

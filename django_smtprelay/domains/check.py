@@ -281,3 +281,22 @@ def check_sender_domain(
     )
     save_report(sender_domain, report)
     return report
+
+
+def refresh_domains(domains: Iterable[str] | None = None) -> dict[str, int]:
+    """Check the given domains (all SenderDomains by default); return a count per verdict.
+
+    One resolver is shared by the run, so records common to many domains (a
+    relay's SPF include, the organizational domain's DMARC) are asked once.
+    """
+    from ..models import SenderDomain
+
+    queryset = SenderDomain.objects.all()
+    if domains is not None:
+        queryset = queryset.filter(domain__in=list(domains))
+    resolver = Resolver()
+    counts: dict[str, int] = {}
+    for sender_domain in queryset.iterator():
+        report = check_sender_domain(sender_domain, resolver=resolver)
+        counts[report.verdict] = counts.get(report.verdict, 0) + 1
+    return counts
