@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from django.utils import timezone
 
 from . import dmarc, records, spf_audit
-from .dkim import DKIMKey, check_selector
+from .dkim import MIN_BITS, RECOMMENDED_BITS, DKIMKey, check_selector
 from .findings import CheckResult, Finding, finding, status_of
 from .providers import ChecklistItem, check_hosts, check_tls, checklist
 from .resolver import DNSUnavailable, Resolver
@@ -116,7 +116,7 @@ def _dkim(
             if key.problem == "dkim.key_too_short":
                 expected = "2048 bits"
             result.add(key.problem, found=found or "no record", expected=expected, route=name)
-        elif key.key_type == "rsa" and key.bits < 2048:
+        if key.key_type == "rsa" and MIN_BITS <= key.bits < RECOMMENDED_BITS:
             result.add(
                 "dkim.key_weak", found=f"rsa {key.bits} bits", expected="2048 bits", route=name
             )

@@ -47,7 +47,8 @@ class DMARCRecord:
 
 
 def is_dmarc(text: str) -> bool:
-    return re.match(r"^\s*v\s*=\s*DMARC1\s*(;|$)", text) is not None
+    """True for a TXT string that claims to be DMARC; a broken one is then reported malformed."""
+    return re.match(r"^\s*v\s*=\s*DMARC1", text, re.IGNORECASE) is not None
 
 
 def parse(text: str) -> DMARCRecord:
