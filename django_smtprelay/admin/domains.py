@@ -129,7 +129,7 @@ class SenderDomainAdmin(admin.ModelAdmin):
         report = check_sender_domain(obj)
         self.message_user(
             request,
-            _("%(domain)s checked: %(verdict)s.")
+            _("Checked %(domain)s: %(verdict)s.")
             % {"domain": obj.domain, "verdict": obj.get_verdict_display()},
             messages.WARNING if report.failing else messages.SUCCESS,
         )

@@ -32,7 +32,7 @@ def test_parse_nameserver(value, address, port):
 
 
 def test_parse_nameserver_names_the_bad_value():
-    with pytest.raises(ImproperlyConfigured, match="no-such-host.invalid"):
+    with pytest.raises(ImproperlyConfigured, match=r"no-such-host\.invalid"):
         parse_nameserver("no-such-host.invalid:53")
 
 
@@ -85,8 +85,10 @@ def test_cache_can_be_turned_off(dns, settings):
 
 
 def test_nothing_listening_is_unavailable(dns, settings):
-    with override_settings(
-        SMTPRELAY={**settings.SMTPRELAY, "DNS_NAMESERVERS": ["127.0.0.1:9"], "DNS_TIMEOUT": 0.3}
+    with (
+        override_settings(
+            SMTPRELAY={**settings.SMTPRELAY, "DNS_NAMESERVERS": ["127.0.0.1:9"], "DNS_TIMEOUT": 0.3}
+        ),
+        pytest.raises(DNSUnavailable),
     ):
-        with pytest.raises(DNSUnavailable):
-            Resolver().txt("clean.test")
+        Resolver().txt("clean.test")
