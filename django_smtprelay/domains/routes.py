@@ -8,7 +8,6 @@ admin's per-route table comes from here.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -151,10 +150,3 @@ def _fix(result: RouteResult, domain: str, aspf: str, adkim: str) -> str:
         steps.append(f"sign with d={domain} instead of d={result.dkim_domain} (adkim={adkim})")
     text = "; or ".join(steps)
     return text[:1].upper() + text[1:] + "."
-
-
-def is_single_host(value: str) -> bool:
-    try:
-        return ipaddress.ip_network(value).num_addresses == 1
-    except ValueError:
-        return False
