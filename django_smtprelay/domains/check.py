@@ -60,6 +60,7 @@ class DomainReport:
             "duration": round(self.duration, 3),
             "organizational_domain": self.org_domain,
             "areas": self.areas,
+            "timings": self.timings,
             "records": self.records,
             "findings": [f.to_dict() for f in self.findings],
             "routes": [r.to_dict() for r in self.routes],
