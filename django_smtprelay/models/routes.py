@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from .. import crypto
 from ..matching import validate_domain_patterns
+from ..validators import (
+    IPNetwork,
+    parse_networks,
+    validate_dkim_selector,
+    validate_domain_name,
+    validate_ip_list,
+)
 
 
 class Route(models.Model):
@@ -79,6 +87,57 @@ class Route(models.Model):
         default=100, help_text=_("Lower is tried first; equal priorities share traffic.")
     )
     enabled = models.BooleanField(default=True)
+    # What the route sends as, for the sending-domain checks (SPF, DMARC, DKIM).
+    sending_ips = models.TextField(
+        blank=True,
+        validators=[validate_ip_list],
+        help_text=_(
+            "IP addresses or networks (CIDR) the relay sends from, one per line or "
+            "comma-separated. Blank: unknown (the relay's SPF include is used if set)."
+        ),
+    )
+    spf_include = models.CharField(
+        _("SPF include"),
+        max_length=253,
+        blank=True,
+        validators=[validate_domain_name],
+        help_text=_(
+            "The relay's SPF include domain (e.g. spf.relay.example): its record lists the "
+            "relay's sending IPs, and it is what a sending domain adds to its own SPF record."
+        ),
+    )
+    return_path_domain = models.CharField(
+        max_length=253,
+        blank=True,
+        validators=[validate_domain_name],
+        help_text=_(
+            "Envelope-from (Return-Path) domain the relay rewrites to, if it does. "
+            "Blank: the sender's own domain."
+        ),
+    )
+    dkim_domain = models.CharField(
+        _("DKIM domain (d=)"),
+        max_length=253,
+        blank=True,
+        validators=[validate_domain_name],
+        help_text=_(
+            "Domain the route signs with (d=). Blank with a selector set: the sender's own "
+            "domain (the usual setup: the relay signs as each sending domain)."
+        ),
+    )
+    dkim_selector = models.CharField(
+        _("DKIM selector (s=)"),
+        max_length=63,
+        blank=True,
+        validators=[validate_dkim_selector],
+        help_text=_(
+            "Selector the route signs with (s=); the key is at <s>._domainkey.<d>. "
+            "Blank: the route does not sign."
+        ),
+    )
+    # Fernet token of the PEM private key this app signs with on this route, if
+    # it signs itself; used to compare with the published key. Never shown back.
+    dkim_private_key_ciphertext = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -107,3 +166,39 @@ class Route(models.Model):
     @property
     def has_password(self) -> bool:
         return bool(self.password_ciphertext)
+
+    @property
+    def dkim_private_key(self) -> str:
+        """The PEM DKIM private key the app signs with on this route, decrypted on use."""
+        return crypto.decrypt(self.dkim_private_key_ciphertext)
+
+    @dkim_private_key.setter
+    def dkim_private_key(self, value: str) -> None:
+        self.dkim_private_key_ciphertext = crypto.encrypt(value or "")
+
+    def clean(self) -> None:
+        super().clean()
+        if self.dkim_domain and not self.dkim_selector:
+            raise ValidationError(
+                {
+                    "dkim_selector": _(
+                        "Set the selector the route signs with for %(domain)s, or clear "
+                        "the DKIM domain."
+                    )
+                    % {"domain": self.dkim_domain}
+                }
+            )
+
+    def sending_networks(self) -> list[IPNetwork]:
+        """The relay's own sending networks, parsed (empty when unknown)."""
+        return parse_networks(self.sending_ips)
+
+    def signing_domain(self, sender_domain: str) -> str:
+        """The DKIM d= a message from ``sender_domain`` is signed with ('' if unsigned)."""
+        if not self.dkim_selector:
+            return ""
+        return (self.dkim_domain or sender_domain).lower().rstrip(".")
+
+    def envelope_domain(self, sender_domain: str) -> str:
+        """The envelope-from domain a message from ``sender_domain`` leaves this route with."""
+        return (self.return_path_domain or sender_domain).lower().rstrip(".")
