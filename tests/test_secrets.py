@@ -110,6 +110,7 @@ def test_the_admin_keeps_the_password_when_left_blank_and_replaces_it_when_given
         "verify_certificate": "on",
         "timeout": "5",
         "priority": "10",
+        "weight": "1",
         "enabled": "on",
         "username": "u",
         "password": "",
@@ -121,3 +122,37 @@ def test_the_admin_keeps_the_password_when_left_blank_and_replaces_it_when_given
     assert Route.objects.get(pk=route.pk).password == "new-one"
     admin_client.post(url, {**form, "clear_password": "on"})
     assert Route.objects.get(pk=route.pk).password == ""
+
+
+def test_the_admin_refuses_a_dkim_key_that_is_not_pem_and_never_shows_a_good_one(
+    admin_client, make_route, refused_port
+):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    route = make_route(port=refused_port)
+    url = f"/admin/django_smtprelay/route/{route.pk}/change/"
+    form = {
+        "name": route.name,
+        "kind": "smtp",
+        "host": route.host,
+        "port": route.port,
+        "security": "none",
+        "timeout": "5",
+        "priority": "10",
+        "weight": "1",
+        "enabled": "on",
+    }
+    response = admin_client.post(url, {**form, "dkim_private_key": "not a key"})
+    assert response.status_code == 200
+    assert "Not an unencrypted PEM private key" in response.content.decode()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    assert admin_client.post(url, {**form, "dkim_private_key": pem}).status_code == 302
+    assert Route.objects.get(pk=route.pk).dkim_private_key == pem
+    page = admin_client.get(url).content.decode()
+    assert pem.splitlines()[1] not in page

@@ -24,6 +24,19 @@ class RouteForm(forms.ModelForm):
         help_text=_("Stored encrypted and never shown. Leave blank to keep the current one."),
     )
     clear_password = forms.BooleanField(label=_("Remove the stored password"), required=False)
+    dkim_private_key = forms.CharField(
+        label=_("DKIM private key (PEM)"),
+        required=False,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
+        help_text=_(
+            "Only to compare with the published key. Stored encrypted and never shown; "
+            "leave blank to keep the current one."
+        ),
+    )
+    clear_dkim_private_key = forms.BooleanField(
+        label=_("Remove the stored DKIM key"), required=False
+    )
 
     class Meta:
         model = Route
@@ -31,12 +44,32 @@ class RouteForm(forms.ModelForm):
         # the admin's fieldsets choose what is shown.
         fields = "__all__"  # noqa: DJ007
 
+    def clean_dkim_private_key(self) -> str:
+        pem = self.cleaned_data.get("dkim_private_key") or ""
+        if pem:
+            from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+            try:
+                load_pem_private_key(pem.encode(), password=None)
+            except (ValueError, TypeError) as exc:
+                raise forms.ValidationError(
+                    _(
+                        "Not an unencrypted PEM private key (it should start with "
+                        "'-----BEGIN PRIVATE KEY-----' or '-----BEGIN RSA PRIVATE KEY-----')."
+                    )
+                ) from exc
+        return pem
+
     def save(self, commit: bool = True) -> Route:
         route: Route = super().save(commit=False)
         if self.cleaned_data.get("clear_password"):
             route.password = ""
         elif self.cleaned_data.get("password"):
             route.password = self.cleaned_data["password"]
+        if self.cleaned_data.get("clear_dkim_private_key"):
+            route.dkim_private_key = ""
+        elif self.cleaned_data.get("dkim_private_key"):
+            route.dkim_private_key = self.cleaned_data["dkim_private_key"]
         if commit:
             route.save()
         return route
@@ -70,6 +103,36 @@ class RouteAdmin(admin.ModelAdmin):
         (
             _("Authentication"),
             {"fields": ("username", "password", "clear_password", "allow_plaintext_auth")},
+        ),
+        (
+            _("Which messages"),
+            {
+                "fields": (
+                    "sender_domains",
+                    "recipient_domains",
+                    "tags",
+                    "weight",
+                    "max_message_size",
+                )
+            },
+        ),
+        (
+            _("Pace"),
+            {"fields": ("max_per_second", "max_per_minute", "max_per_hour", "max_connections")},
+        ),
+        (
+            _("Sending identity (for the domain checks)"),
+            {
+                "fields": (
+                    "sending_ips",
+                    "spf_include",
+                    "return_path_domain",
+                    "dkim_domain",
+                    "dkim_selector",
+                    "dkim_private_key",
+                    "clear_dkim_private_key",
+                )
+            },
         ),
         (_("History"), {"fields": ("created_at", "updated_at")}),
     )
