@@ -153,6 +153,6 @@ def test_the_admin_refuses_a_dkim_key_that_is_not_pem_and_never_shows_a_good_one
         serialization.NoEncryption(),
     ).decode()
     assert admin_client.post(url, {**form, "dkim_private_key": pem}).status_code == 302
-    assert Route.objects.get(pk=route.pk).dkim_private_key == pem
+    assert Route.objects.get(pk=route.pk).dkim_private_key == pem.strip()
     page = admin_client.get(url).content.decode()
     assert pem.splitlines()[1] not in page
