@@ -44,7 +44,9 @@ def _txt(value: str) -> str:
 def keys() -> dict[str, rsa.RSAPrivateKey]:
     return {
         "signing": rsa.generate_private_key(public_exponent=65537, key_size=2048),
-        "weak": rsa.generate_private_key(public_exponent=65537, key_size=1024),  # noqa: S505 (the weak key under test)
+        "weak": rsa.generate_private_key(
+            public_exponent=65537, key_size=1024
+        ),  # the weak key under test
         "other": rsa.generate_private_key(public_exponent=65537, key_size=2048),
     }
 
