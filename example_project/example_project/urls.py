@@ -1,0 +1,8 @@
+from django.contrib import admin
+from django.urls import path
+from outbox import views
+
+urlpatterns = [
+    path("", views.send_test_message, name="home"),
+    path("admin/", admin.site.urls),
+]
