@@ -9,8 +9,10 @@ PIP_FLAGS ?= -q --disable-pip-version-check
 
 .PHONY: test lint demo bench clean
 
+# A stamp, not the folder: an install that fails half-way is retried next time,
+# and a changed pyproject.toml reinstalls.
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip
 	$(PY) -m pip install $(PIP_FLAGS) -e ".[test]" $(EXTRA_PACKAGES)
 	touch $@
@@ -21,6 +23,13 @@ lint: $(VENV)/.installed
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The example site with two local relays (one refusing every connection), a
+# Celery worker and the admin, on 127.0.0.1 only, until Ctrl-C.
+#   make demo DEMO_ARGS="--port 8001"
+DEMO_ARGS ?=
+demo: $(VENV)/.installed
+	cd example_project && $(abspath $(VENV))/bin/python demo.py $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-* .pytest_cache .ruff_cache tests/test*.sqlite3
