@@ -12,6 +12,7 @@ from django.core.mail.message import EmailMessage
 from django.db import router, transaction
 from django.utils import timezone
 
+from . import signals
 from .conf import app_settings
 from .envelope import PreparedMessage, prepare
 from .exceptions import InvalidMessageError
@@ -67,6 +68,7 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
         Message(
             from_email=p.from_email,
             sender_domain=p.from_email.rpartition("@")[2].lower(),
+            from_domain=p.from_domain,
             subject=p.subject,
             message_id=p.message_id,
             raw=p.data,
@@ -74,8 +76,8 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
             route_hint=p.route_hint,
             priority=priority,
             created_at=now,
-            next_attempt_at=now,
-            expires_at=expires,
+            next_attempt_at=max(now, p.send_at) if p.send_at else now,
+            expires_at=expires if not p.send_at else max(expires, p.send_at + (expires - now)),
         )
         for p, priority in prepared
     ]
@@ -99,8 +101,12 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
             ignore_conflicts=True,
         )
         ids = [row.pk for row in created]
-        if app_settings.publish_on_commit:
-            transaction.on_commit(lambda: publish(ids), using=db)
+        now_ids = [row.pk for row in created if row.next_attempt_at <= now]
+        if app_settings.publish_on_commit and now_ids:
+            transaction.on_commit(lambda: publish(now_ids), using=db)
+        transaction.on_commit(
+            lambda: signals.message_queued.send(sender=Message, message_ids=ids), using=db
+        )
     logger.debug("Queued %d message(s)", len(ids))
     return ids
 

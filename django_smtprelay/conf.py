@@ -49,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     # Django 6.1+ with MAILERS: the alias of an SMTP mailer whose OPTIONS
     # (host, port, username, password, use_tls, use_ssl, timeout) are that route.
     "DEFAULT_ROUTE_MAILER": None,
+    # Add a Suppression when a recipient fails permanently because the mailbox
+    # does not exist or is disabled (enhanced codes 5.1.x and 5.2.1).
+    "SUPPRESS_ON_PERMANENT_FAILURE": True,
     # DNS checks of sending domains.
     "DNS_NAMESERVERS": None,
     "DNS_TIMEOUT": 5.0,
@@ -159,6 +162,11 @@ class AppSettings:
     def use_django_email_settings(self) -> bool:
         """Whether EMAIL_HOST & co. act as a route when no Route is enabled."""
         return bool(get_config()["USE_DJANGO_EMAIL_SETTINGS"])
+
+    @property
+    def suppress_on_permanent_failure(self) -> bool:
+        """Whether a recipient whose mailbox does not exist is suppressed."""
+        return bool(get_config()["SUPPRESS_ON_PERMANENT_FAILURE"])
 
     @property
     def default_route_mailer(self) -> str | None:

@@ -1,9 +1,10 @@
 """The delivery engine: claim, route, send, classify, record. Independent of Celery.
 
 One :class:`DeliveryEngine` run claims due messages in batches (a lease per
-batch), sends each batch over one connection per route, moves a message to
-the next route at once on a route fault, and writes results in bulk every
-``FLUSH_EVERY`` sends (renewing the lease on what is left of the batch).
+batch), splits each message by the routes its recipients need, sends over
+one connection per route, moves recipients to the next route at once on a
+route fault, and writes results in bulk every ``FLUSH_EVERY`` sends (renewing
+the lease on what is left of the batch).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from . import signals
 from .conf import app_settings
-from .models import DeliveryAttempt, Message, Recipient
+from .models import DeliveryAttempt, Message, Recipient, Suppression
 from .replies import Outcome, Verdict
 from .routing import Router, RouteSpec
 from .transports import get_transport
@@ -30,6 +32,7 @@ from .transports.base import Envelope, Reply, SendResult, Transport, TransportEr
 logger = logging.getLogger("django_smtprelay.delivery")
 
 Attempt = DeliveryAttempt.Outcome
+OPEN_STATES = (Recipient.Status.PENDING, Recipient.Status.DEFERRED)
 
 
 @dataclass
@@ -62,24 +65,28 @@ class _Rcpt:
 
 
 @dataclass
-class _Item:
-    """One claimed message on its way through the routes."""
+class _Msg:
+    """One claimed message; its recipients may travel in several parts."""
 
     pk: int
     sender: str
     data: bytes
     expires_at: datetime
     attempt_count: int
-    routes: list[RouteSpec]
-    rcpts: list[_Rcpt]
-    open_addresses: list[str] = field(default_factory=list)  # still looking for a route
+    rcpts: dict[str, _Rcpt]
+    parts_left: int = 0
     last_reply: str = ""
+
+
+@dataclass
+class _Part:
+    """Recipients of one message that share a list of candidate routes."""
+
+    msg: _Msg
+    routes: list[RouteSpec]
+    open_addresses: list[str] = field(default_factory=list)  # still looking for a route
     last_fault: Verdict | None = None  # the last route fault, for when no route is left
     done: bool = False
-
-    @property
-    def by_address(self) -> dict[str, _Rcpt]:
-        return {r.address: r for r in self.rcpts}
 
 
 class DeliveryEngine:
@@ -98,7 +105,7 @@ class DeliveryEngine:
         self.clock = clock
         self.batch_size = batch_size or app_settings.batch_size
         self.transport_factory = transport_factory
-        self.rng = rng or random.Random()  # jitter, not security
+        self.rng = rng or random.Random()  # jitter and load sharing, not security
 
     def run(
         self, message_ids: Iterable[int] | None = None, *, max_batches: int | None = None
@@ -123,23 +130,24 @@ class DeliveryEngine:
         self.report = RunReport(claimed=len(ids))
         self.token = token
         self._attempts: list[DeliveryAttempt] = []
-        self._finished: list[_Item] = []
+        self._finished: list[_Msg] = []
+        self._suppress: list[Suppression] = []
         self._since_flush = 0
-        router = self._router or Router()
-        items = self._load(token, ids, router)
+        router = self._router or Router(rng=self.rng)
+        parts = self._load(token, ids, router)
         dead: set[str] = set()
         while True:
-            groups: dict[str, tuple[RouteSpec, list[_Item]]] = {}
-            for item in items:
-                if item.done:
+            groups: dict[str, tuple[RouteSpec, list[_Part]]] = {}
+            for part in parts:
+                if part.done:
                     continue
-                while item.routes and item.routes[0].name in dead:
-                    item.routes.pop(0)
-                if not item.open_addresses or not item.routes:
-                    self._finish(item)
+                while part.routes and part.routes[0].name in dead:
+                    part.routes.pop(0)
+                if not part.open_addresses or not part.routes:
+                    self._finish(part)
                     continue
-                route = item.routes[0]
-                groups.setdefault(route.name, (route, []))[1].append(item)
+                route = part.routes[0]
+                groups.setdefault(route.name, (route, []))[1].append(part)
             if not groups:
                 break
             for route, group in groups.values():
@@ -148,45 +156,84 @@ class DeliveryEngine:
         self._flush()
         return self.report
 
-    def _load(self, token: uuid.UUID, ids: list[int], router: Router) -> list[_Item]:
+    def _load(self, token: uuid.UUID, ids: list[int], router: Router) -> list[_Part]:
         rows = (
             Message.objects.filter(pk__in=ids, lease_token=token)
             .order_by("priority", "next_attempt_at", "pk")
-            .values_list("pk", "from_email", "raw", "expires_at", "attempt_count", "route_hint")
+            .values_list(
+                "pk",
+                "from_email",
+                "raw",
+                "expires_at",
+                "attempt_count",
+                "route_hint",
+                "sender_domain",
+                "from_domain",
+                "size",
+            )
         )
-        rcpts: dict[int, list[_Rcpt]] = {}
+        rcpts: dict[int, dict[str, _Rcpt]] = {}
         for pk, message_id, address, status in Recipient.objects.filter(
             message_id__in=ids
         ).values_list("pk", "message_id", "address", "status"):
-            rcpts.setdefault(message_id, []).append(_Rcpt(pk, address, status))
-        items = []
-        for pk, sender, raw, expires_at, attempts, hint in rows:
-            own = rcpts.get(pk, [])
-            routes = router.candidates(hint)
-            items.append(
-                _Item(
-                    pk=pk,
-                    sender=sender,
-                    data=bytes(raw),
-                    expires_at=expires_at,
-                    attempt_count=attempts,
-                    routes=routes,
-                    rcpts=own,
-                    open_addresses=[
-                        r.address
-                        for r in own
-                        if r.status in (Recipient.Status.PENDING, Recipient.Status.DEFERRED)
-                    ],
-                    last_reply="" if routes else f"no enabled route matches {hint!r}",
+            rcpts.setdefault(message_id, {})[address] = _Rcpt(pk, address, status)
+        suppressed = self._suppressed(rcpts)
+        parts: list[_Part] = []
+        for pk, sender, raw, expires_at, attempts, hint, s_domain, f_domain, size in rows:
+            msg = _Msg(pk, sender, bytes(raw), expires_at, attempts, rcpts.get(pk, {}))
+            open_rcpts = [r for r in msg.rcpts.values() if r.status in OPEN_STATES]
+            for rcpt in open_rcpts:
+                if rcpt.address.lower() in suppressed:
+                    rcpt.status, rcpt.changed = Recipient.Status.SUPPRESSED, True
+                    rcpt.reply = "suppressed: " + suppressed[rcpt.address.lower()]
+                    msg.last_reply = rcpt.reply
+            open_rcpts = [r for r in open_rcpts if r.status in OPEN_STATES]
+            # Recipients that the same routes may take travel together; the
+            # others are split into their own parts (and SMTP transactions).
+            by_routes: dict[tuple[str, ...], _Part] = {}
+            for rcpt in open_rcpts:
+                domain = rcpt.address.rpartition("@")[2] if router.any_recipient_rules else ""
+                routes = router.matching(
+                    hint,
+                    sender_domain=s_domain,
+                    from_domain=f_domain,
+                    recipient_domain=domain,
+                    size=size,
                 )
-            )
-        return items
+                key = tuple(r.name for r in routes)
+                if key not in by_routes:
+                    by_routes[key] = _Part(msg, router.order(routes))
+                by_routes[key].open_addresses.append(rcpt.address)
+            for part in by_routes.values():
+                if not part.routes:
+                    if router.too_large_everywhere(size):
+                        msg.last_reply = f"{size} bytes is larger than every route accepts"
+                        part.last_fault = Verdict(
+                            Outcome.ROUTE_FAULT, msg.last_reply, if_last_route=Outcome.PERMANENT
+                        )
+                    else:
+                        msg.last_reply = f"no enabled route takes this message (route {hint!r})"
+            msg.parts_left = len(by_routes)
+            if not by_routes:
+                self._finished.append(msg)
+            parts.extend(by_routes.values())
+        return parts
 
-    def _send_group(self, route: RouteSpec, group: list[_Item]) -> bool:
+    def _suppressed(self, rcpts: dict[int, dict[str, _Rcpt]]) -> dict[str, str]:
+        addresses = {
+            a.lower() for per in rcpts.values() for a, r in per.items() if r.status in OPEN_STATES
+        }
+        if not addresses:
+            return {}
+        return dict(
+            Suppression.objects.filter(address__in=addresses).values_list("address", "reason")
+        )
+
+    def _send_group(self, route: RouteSpec, group: list[_Part]) -> bool:
         """Send ``group`` over one session of ``route``; False if the route is down."""
         transport = self.transport_factory(route)
         try:
-            for index, item in enumerate(group):
+            for index, part in enumerate(group):
                 if not getattr(transport, "is_open", False):
                     started = time.monotonic()
                     try:
@@ -197,20 +244,20 @@ class DeliveryEngine:
                             self._route_fault(failed, route, exc, started)
                         return False
                 started_at, started = self.clock(), time.monotonic()
-                envelope = Envelope(item.sender, list(item.open_addresses), item.data)
-                result = transport.send(envelope)
+                msg = part.msg
+                result = transport.send(Envelope(msg.sender, list(part.open_addresses), msg.data))
                 if result.verdict.session_over:  # e.g. 421: the server is closing
                     transport.close()
-                self._apply(item, route, result, started_at, time.monotonic() - started)
+                self._apply(part, route, result, started_at, time.monotonic() - started)
             return True
         finally:
             transport.close()
 
     def _route_fault(
-        self, item: _Item, route: RouteSpec, exc: TransportError, started: float
+        self, part: _Part, route: RouteSpec, exc: TransportError, started: float
     ) -> None:
         self._record(
-            item,
+            part.msg,
             route,
             Attempt.ROUTE_FAULT,
             exc.reply,
@@ -218,22 +265,22 @@ class DeliveryEngine:
             time.monotonic() - started,
             [
                 {"address": a, "outcome": Outcome.ROUTE_FAULT.value, "reply": str(exc.reply)}
-                for a in item.open_addresses
+                for a in part.open_addresses
             ],
         )
-        item.last_reply = f"{route.name}: {exc.verdict.reason}: {exc.reply}"
-        item.last_fault = exc.verdict
-        item.routes.pop(0)
+        part.msg.last_reply = f"{route.name}: {exc.verdict.reason}: {exc.reply}"
+        part.last_fault = exc.verdict
+        part.routes.pop(0)
 
     def _apply(
-        self, item: _Item, route: RouteSpec, result: SendResult, started_at: datetime, took: float
+        self, part: _Part, route: RouteSpec, result: SendResult, started_at: datetime, took: float
     ) -> None:
-        by_address = item.by_address
+        msg = part.msg
         still_open: list[str] = []
         per_rcpt = []
         outcomes = set()
         for rr in result.recipients:
-            rcpt = by_address[rr.address]
+            rcpt = msg.rcpts[rr.address]
             outcome = rr.verdict.outcome
             outcomes.add(outcome)
             per_rcpt.append(
@@ -241,6 +288,7 @@ class DeliveryEngine:
             )
             if outcome == Outcome.ROUTE_FAULT:
                 still_open.append(rr.address)
+                part.last_fault = rr.verdict
                 continue
             rcpt.changed = True
             rcpt.smtp_code = rr.reply.code
@@ -249,21 +297,18 @@ class DeliveryEngine:
             if outcome == Outcome.DELIVERED:
                 rcpt.status = Recipient.Status.DELIVERED
                 rcpt.reply = ""
+                continue
+            rcpt.reply = f"{route.name}: {rr.reply}"[:2000]
+            msg.last_reply = rcpt.reply
+            if outcome == Outcome.PERMANENT:
+                rcpt.status = Recipient.Status.FAILED
+                self._maybe_suppress(rcpt)
             else:
-                rcpt.status = (
-                    Recipient.Status.FAILED
-                    if outcome == Outcome.PERMANENT
-                    else Recipient.Status.DEFERRED
-                )
-                rcpt.reply = f"{route.name}: {rr.reply}"[:2000]
-                item.last_reply = rcpt.reply
-        item.open_addresses = still_open
+                rcpt.status = Recipient.Status.DEFERRED
+        part.open_addresses = still_open
         if still_open:
-            item.last_reply = f"{route.name}: {result.verdict.reason}: {result.reply}"
-            item.last_fault = next(
-                rr.verdict for rr in result.recipients if rr.verdict.outcome == Outcome.ROUTE_FAULT
-            )
-            item.routes.pop(0)
+            msg.last_reply = f"{route.name}: {result.verdict.reason}: {result.reply}"
+            part.routes.pop(0)
         if outcomes == {Outcome.DELIVERED}:
             overall = Attempt.DELIVERED
         elif Outcome.DELIVERED in outcomes:
@@ -271,7 +316,7 @@ class DeliveryEngine:
         else:
             overall = Attempt(result.outcome.value)
         self._record(
-            item,
+            msg,
             route,
             overall,
             result.reply,
@@ -281,11 +326,24 @@ class DeliveryEngine:
             possible_duplicate=Outcome.UNCERTAIN in outcomes,
         )
         if not still_open:
-            self._finish(item)
+            self._finish(part)
+
+    def _maybe_suppress(self, rcpt: _Rcpt) -> None:
+        code = rcpt.enhanced_code
+        if app_settings.suppress_on_permanent_failure and (
+            code.startswith("5.1.") or code == "5.2.1"
+        ):
+            self._suppress.append(
+                Suppression(
+                    address=rcpt.address.lower(),
+                    reason=rcpt.reply[:500],
+                    source=Suppression.Source.BOUNCE,
+                )
+            )
 
     def _record(
         self,
-        item: _Item,
+        msg: _Msg,
         route: RouteSpec,
         outcome: str,
         reply: Reply,
@@ -297,7 +355,7 @@ class DeliveryEngine:
     ) -> None:
         self._attempts.append(
             DeliveryAttempt(
-                message_id=item.pk,
+                message_id=msg.pk,
                 route_id=route.pk,
                 route_name=route.name,
                 started_at=started_at,
@@ -317,66 +375,77 @@ class DeliveryEngine:
         if self._since_flush >= app_settings.flush_every:
             self._flush()
 
-    def _finish(self, item: _Item) -> None:
-        """Decide the message's state once no route is left to try for it."""
-        item.done = True
+    def _finish(self, part: _Part) -> None:
+        """Settle a part once no route is left to try for it."""
+        part.done = True
+        msg = part.msg
         # Route faults everywhere: retry later, unless the last fault says that no
         # route can take it (a message too large for every relay, say).
         final = (
-            item.last_fault.final_outcome(other_route_left=False)
-            if item.last_fault
+            part.last_fault.final_outcome(other_route_left=False)
+            if part.last_fault
             else Outcome.TRANSIENT
         )
-        for address in item.open_addresses:
-            rcpt = item.by_address[address]
+        for address in part.open_addresses:
+            rcpt = msg.rcpts[address]
             rcpt.changed = True
             rcpt.status = (
                 Recipient.Status.FAILED if final == Outcome.PERMANENT else Recipient.Status.DEFERRED
             )
-            rcpt.reply = item.last_reply[:2000]
-        item.open_addresses = []
-        self._finished.append(item)
+            rcpt.reply = msg.last_reply[:2000]
+        part.open_addresses = []
+        msg.parts_left -= 1
+        if msg.parts_left <= 0:
+            self._finished.append(msg)
 
     # -- writing results -----------------------------------------------------
 
     def _flush(self) -> None:
-        attempts, finished = self._attempts, self._finished
-        self._attempts, self._finished, self._since_flush = [], [], 0
+        attempts, finished, suppress = self._attempts, self._finished, self._suppress
+        self._attempts, self._finished, self._suppress, self._since_flush = [], [], [], 0
         if not attempts and not finished:
             return
         now = self.clock()
+        outcome: dict[str, list[int]] = {"sent": [], "deferred": [], "failed": []}
         with transaction.atomic():
             DeliveryAttempt.objects.bulk_create(attempts)
+            if suppress:
+                Suppression.objects.bulk_create(suppress, ignore_conflicts=True)
             held = set(
                 Message.objects.leased_by(self.token)
-                .filter(pk__in=[i.pk for i in finished])
+                .filter(pk__in=[m.pk for m in finished])
                 .values_list("pk", flat=True)
             )
-            lost = [i.pk for i in finished if i.pk not in held]
+            lost = [m.pk for m in finished if m.pk not in held]
             if lost:
                 self.report.lost_leases += len(lost)
                 logger.warning("Lease lost before results were written for messages %s", lost)
-            self._write(now, [i for i in finished if i.pk in held])
+            self._write(now, [m for m in finished if m.pk in held], outcome)
             Message.objects.leased_by(self.token).update(lease_expires_at=now + app_settings.lease)
+        for name, ids in outcome.items():
+            if ids:
+                getattr(signals, f"message_{name}").send(sender=Message, message_ids=ids)
 
-    def _write(self, now: datetime, items: list[_Item]) -> None:
+    def _write(self, now: datetime, msgs: list[_Msg], outcome: dict[str, list[int]]) -> None:
         delivered: dict[tuple[int | None, int | None], list[int]] = {}
-        other: list[Recipient] = []
+        other: list[_Rcpt] = []
         sent: list[int] = []
         updated: list[Message] = []
-        for item in items:
-            for r in item.rcpts:
+        for msg in msgs:
+            row = self._message_state(msg, now)
+            for r in msg.rcpts.values():
                 if not r.changed:
                     continue
                 if r.status == Recipient.Status.DELIVERED:
                     delivered.setdefault((r.route_pk, r.smtp_code), []).append(r.pk)
-                    continue
-                other.append(r)
-            state = self._message_state(item, now)
-            if state is None:
-                sent.append(item.pk)
+                else:
+                    other.append(r)
+            if row is None:
+                sent.append(msg.pk)
+                outcome["sent"].append(msg.pk)
             else:
-                updated.append(state)
+                updated.append(row)
+                outcome[str(row.status)].append(msg.pk)
         for (route_pk, code), pks in delivered.items():
             Recipient.objects.filter(pk__in=pks).update(
                 status=Recipient.Status.DELIVERED,
@@ -426,22 +495,22 @@ class DeliveryEngine:
                 ],
             )
 
-    def _message_state(self, item: _Item, now: datetime) -> Message | None:
+    def _message_state(self, msg: _Msg, now: datetime) -> Message | None:
         """The message's new row, or None for the fast path: sent with nothing to say."""
-        statuses = {r.status for r in item.rcpts}
-        deferred = Recipient.Status.DEFERRED in statuses or Recipient.Status.PENDING in statuses
-        if deferred and now >= item.expires_at:
-            for r in item.rcpts:
-                if r.status in (Recipient.Status.DEFERRED, Recipient.Status.PENDING):
+        statuses = {r.status for r in msg.rcpts.values()}
+        deferred = bool(statuses & set(OPEN_STATES))
+        if deferred and now >= msg.expires_at:
+            for r in msg.rcpts.values():
+                if r.status in OPEN_STATES:
                     r.status, r.changed = Recipient.Status.FAILED, True
                     r.reply = f"gave up after {app_settings.max_lifetime}: {r.reply}"[:2000]
-            statuses = {r.status for r in item.rcpts}
+            statuses = {r.status for r in msg.rcpts.values()}
             deferred = False
-        attempt_count = item.attempt_count + 1
+        attempt_count = msg.attempt_count + 1
         row = Message(
-            pk=item.pk,
+            pk=msg.pk,
             attempt_count=attempt_count,
-            last_error=item.last_reply[:4000],
+            last_error=msg.last_reply[:4000],
             lease_token=None,
             lease_expires_at=None,
             next_attempt_at=now,
@@ -471,8 +540,3 @@ class DeliveryEngine:
         if jitter:
             delay *= 1 + self.rng.uniform(-jitter, jitter)
         return timedelta(seconds=max(0.0, delay))
-
-
-def deliver_due(message_ids: Iterable[int] | None = None, **kwargs: object) -> RunReport:
-    """Deliver everything due (or just ``message_ids``); the entry point for tasks."""
-    return DeliveryEngine(**kwargs).run(message_ids)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 
@@ -26,6 +27,7 @@ _LINE_BREAK = re.compile(r"[\r\n]")
 # which are removed before the message is stored).
 ROUTE_HEADER = "X-SMTPRelay-Route"
 PRIORITY_HEADER = "X-SMTPRelay-Priority"
+SEND_AT_HEADER = "X-SMTPRelay-Send-At"
 
 
 @dataclass
@@ -37,6 +39,8 @@ class PreparedMessage:
     message_id: str
     route_hint: str
     priority: str
+    from_domain: str = ""
+    send_at: datetime | None = None
 
 
 def envelope_address(value: str, *, role: str) -> str:
@@ -91,22 +95,52 @@ def prepare(email_message: EmailMessage) -> PreparedMessage:
     extra = {k.lower(): k for k in email_message.extra_headers}
     route_hint = str(getattr(email_message, "smtprelay_route", "") or "")
     priority = str(getattr(email_message, "smtprelay_priority", "") or "")
+    send_at = getattr(email_message, "smtprelay_send_at", None)
     # Control headers steer the queue and are not sent; the caller's message
     # is restored afterwards.
     control = {
         extra[h.lower()]: email_message.extra_headers.pop(extra[h.lower()])
-        for h in (ROUTE_HEADER, PRIORITY_HEADER)
+        for h in (ROUTE_HEADER, PRIORITY_HEADER, SEND_AT_HEADER)
         if h.lower() in extra
     }
     for key, value in control.items():
         if key.lower() == ROUTE_HEADER.lower():
             route_hint = route_hint or str(value)
-        else:
+        elif key.lower() == PRIORITY_HEADER.lower():
             priority = priority or str(value)
+        else:
+            send_at = send_at or str(value)
     try:
-        return _prepare(email_message, from_email, recipients, route_hint, priority)
+        prepared = _prepare(email_message, from_email, recipients, route_hint, priority)
     finally:
         email_message.extra_headers.update(control)
+    prepared.send_at = _send_at(send_at, email_message.subject)
+    header_from = extra.get("from")
+    from_header = email_message.extra_headers.get(header_from) if header_from else None
+    prepared.from_domain = (
+        (envelope_address(str(from_header), role="From header") if from_header else from_email)
+        .rpartition("@")[2]
+        .lower()
+    )
+    return prepared
+
+
+def _send_at(value: object, subject: str) -> datetime | None:
+    """A timezone-aware time to send at, from a datetime or an ISO 8601 string."""
+    if value in (None, ""):
+        return None
+    when = value
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            when = None
+    if not isinstance(when, datetime) or when.tzinfo is None:
+        raise InvalidMessageError(
+            f"Message {subject!r} has send_at {value!r}: use a timezone-aware datetime or an "
+            "ISO 8601 time with an offset, such as 2030-01-31T09:00:00+00:00."
+        )
+    return when
 
 
 def _prepare(

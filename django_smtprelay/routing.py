@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
+from itertools import groupby
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import app_settings
+from .matching import domain_matches, split_patterns
 from .models import Route
 
 DJANGO_SETTINGS_ROUTE = "django-settings"
@@ -29,6 +32,15 @@ class RouteSpec:
     priority: int = 100
     pk: int | None = None
     kind: str = Route.Kind.SMTP
+    sender_domains: tuple[str, ...] = ()
+    recipient_domains: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    weight: int = 1
+    max_message_size: int | None = None
+    max_per_second: int | None = None
+    max_per_minute: int | None = None
+    max_per_hour: int | None = None
+    max_connections: int | None = None
 
     @classmethod
     def from_route(cls, route: Route) -> RouteSpec:
@@ -45,6 +57,15 @@ class RouteSpec:
             priority=route.priority,
             pk=route.pk,
             kind=route.kind,
+            sender_domains=split_patterns(route.sender_domains),
+            recipient_domains=split_patterns(route.recipient_domains),
+            tags=split_patterns(route.tags),
+            weight=route.weight,
+            max_message_size=route.max_message_size,
+            max_per_second=route.max_per_second,
+            max_per_minute=route.max_per_minute,
+            max_per_hour=route.max_per_hour,
+            max_connections=route.max_connections,
         )
 
     @classmethod
@@ -100,17 +121,89 @@ class RouteSpec:
 
 
 class Router:
-    """Loads the enabled routes once per batch and orders them for each message."""
+    """Loads the enabled routes once per batch and orders them for each message.
 
-    def __init__(self, routes: list[RouteSpec] | None = None) -> None:
+    A route takes a message when its sender rule matches the envelope or From
+    domain, its recipient rule matches the recipient's domain, the message fits
+    its size limit, and (for a route with tags) the message asked for it by
+    name or tag. Candidates go by priority; equal priorities are shuffled by
+    weight, so traffic is shared in proportion.
+    """
+
+    def __init__(
+        self, routes: list[RouteSpec] | None = None, *, rng: random.Random | None = None
+    ) -> None:
         if routes is None:
             routes = [RouteSpec.from_route(r) for r in Route.objects.filter(enabled=True)]
             if not routes and app_settings.use_django_email_settings:
                 routes = [RouteSpec.from_django_settings()]
         self.routes = sorted(routes, key=lambda r: (r.priority, r.name))
+        self.rng = rng or random.Random()  # load sharing, not security
+        self.any_recipient_rules = any(r.recipient_domains for r in self.routes)
 
-    def candidates(self, route_hint: str = "") -> list[RouteSpec]:
-        """Routes for one message, in the order to try them."""
-        if route_hint:
-            return [r for r in self.routes if r.name == route_hint]
-        return list(self.routes)
+    def candidates(
+        self,
+        route_hint: str = "",
+        *,
+        sender_domain: str = "",
+        from_domain: str = "",
+        recipient_domain: str = "",
+        size: int = 0,
+    ) -> list[RouteSpec]:
+        """Routes for one message (and recipient domain), in the order to try them."""
+        return self.order(
+            self.matching(
+                route_hint,
+                sender_domain=sender_domain,
+                from_domain=from_domain,
+                recipient_domain=recipient_domain,
+                size=size,
+            )
+        )
+
+    def matching(
+        self,
+        route_hint: str = "",
+        *,
+        sender_domain: str = "",
+        from_domain: str = "",
+        recipient_domain: str = "",
+        size: int = 0,
+    ) -> list[RouteSpec]:
+        """Routes that may take the message, by priority and name (not yet shuffled)."""
+        hint = route_hint.lower()
+        chosen = []
+        for route in self.routes:
+            if hint:
+                if hint != route.name.lower() and hint not in route.tags:
+                    continue
+            elif route.tags:
+                continue
+            if route.sender_domains and not (
+                domain_matches(sender_domain, route.sender_domains)
+                or (from_domain and domain_matches(from_domain, route.sender_domains))
+            ):
+                continue
+            if recipient_domain and not domain_matches(recipient_domain, route.recipient_domains):
+                continue
+            if route.max_message_size and size > route.max_message_size:
+                continue
+            chosen.append(route)
+        return chosen
+
+    def too_large_everywhere(self, size: int) -> bool:
+        """True when routes exist but none takes a message of ``size`` bytes."""
+        return bool(self.routes) and all(
+            r.max_message_size and size > r.max_message_size for r in self.routes
+        )
+
+    def order(self, routes: list[RouteSpec]) -> list[RouteSpec]:
+        """Priority order; within a priority, a weighted shuffle."""
+        ordered: list[RouteSpec] = []
+        for _priority, group in groupby(routes, key=lambda r: r.priority):
+            pool = list(group)
+            while pool:
+                pick = self.rng.choices(pool, weights=[max(r.weight, 0) or 0.001 for r in pool])[0]
+                pool.remove(pick)
+                ordered.append(pick)
+        return ordered
