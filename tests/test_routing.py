@@ -1,0 +1,237 @@
+"""Routing rules: sender and recipient domains, tags, weights, size; splits per route."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from django.core.mail import EmailMessage
+from django.utils import timezone
+
+from django_smtprelay import signals
+from django_smtprelay.delivery import DeliveryEngine
+from django_smtprelay.models import Message, Recipient, Route, Suppression
+from django_smtprelay.routing import Router, RouteSpec
+
+pytestmark = pytest.mark.django_db
+
+
+def send(to=("rcpt@example.com",), sender="sender@example.com", **attrs) -> Message:
+    email = EmailMessage("Hello", "Body", sender, list(to))
+    for key, value in attrs.items():
+        setattr(email, f"smtprelay_{key}", value)
+    email.send()
+    return Message.objects.latest("pk")
+
+
+def spec(name, priority=1, weight=1, **kw) -> RouteSpec:
+    return RouteSpec(name=name, host="127.0.0.1", port=1, priority=priority, weight=weight, **kw)
+
+
+def test_recipient_domain_rules_split_one_message_per_route(smtp_server, make_route):
+    gmail_relay = smtp_server()
+    make_route(gmail_relay, recipient_domains="gmail.com, *.googlemail.com", priority=1)
+    general = smtp_server()
+    make_route(general, priority=2)
+    message = send(to=["a@gmail.com", "b@mail.googlemail.com", "c@example.org"])
+    DeliveryEngine().run()
+    assert [sorted(m.rcpt_tos) for m in gmail_relay.messages] == [
+        ["a@gmail.com", "b@mail.googlemail.com"]
+    ]
+    # Recipients at other domains go to the routes without a matching rule... and the
+    # general route also takes gmail.com if the first route fails.
+    assert [m.rcpt_tos for m in general.messages] == [("c@example.org",)]
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert message.attempts.count() == 2
+
+
+def test_sender_domain_rules_match_the_envelope_or_the_from_header(smtp_server, make_route):
+    marketing = smtp_server()
+    make_route(marketing, sender_domains="news.example.com", priority=1)
+    default = smtp_server()
+    make_route(default, priority=2)
+    send(sender="hello@news.example.com")
+    send(sender="bounce@example.com")
+    email = EmailMessage(
+        "Hi",
+        "B",
+        "bounce@example.com",
+        ["x@example.org"],
+        headers={"From": "hello@news.example.com"},
+    )
+    email.send()
+    DeliveryEngine().run()
+    assert len(marketing.messages) == 2
+    assert len(default.messages) == 1
+
+
+def test_tagged_routes_take_only_messages_that_ask_for_them(smtp_server, make_route):
+    transactional = smtp_server()
+    make_route(transactional, name="postmark", tags="transactional", priority=1)
+    bulk = smtp_server()
+    make_route(bulk, name="bulk", priority=2)
+    send(route="transactional")
+    send(route="postmark")
+    send()
+    DeliveryEngine().run()
+    assert len(transactional.messages) == 2
+    assert len(bulk.messages) == 1
+
+
+def test_a_route_hint_that_matches_nothing_defers_with_a_clear_reason(smtp_server, make_route):
+    make_route(smtp_server())
+    message = send(route="no-such-route")
+    DeliveryEngine().run()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert "'no-such-route'" in message.last_error
+
+
+def test_weights_share_traffic_within_a_priority():
+    router = Router(
+        [spec("a", weight=3), spec("b", weight=1), spec("c", priority=2)], rng=random.Random(7)
+    )
+    firsts = Counter(router.candidates()[0].name for _ in range(4000))
+    assert 0.70 < firsts["a"] / 4000 < 0.80
+    assert firsts["c"] == 0
+    assert all(router.candidates()[-1].name == "c" for _ in range(50))
+
+
+def test_max_message_size_skips_small_routes_and_fails_when_none_fits(smtp_server, make_route):
+    small = smtp_server()
+    make_route(small, max_message_size=100, priority=1)
+    big = smtp_server()
+    big_route = make_route(big, priority=2)
+    send()
+    DeliveryEngine().run()
+    assert (len(small.messages), len(big.messages)) == (0, 1)
+    Route.objects.filter(pk=big_route.pk).update(max_message_size=100)
+    message = send()
+    DeliveryEngine().run()
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    assert "larger than every route" in message.last_error
+
+
+def test_suppressed_recipients_are_not_sent_to(smtp_server, make_route):
+    server = smtp_server()
+    make_route(server)
+    Suppression.objects.create(address="Gone@Example.com", reason="hard bounce")
+    message = send(to=["gone@example.com", "ok@example.com"])
+    DeliveryEngine().run()
+    assert server.messages[0].rcpt_tos == ("ok@example.com",)
+    statuses = dict(message.recipients.values_list("address", "status"))
+    assert statuses == {"gone@example.com": "suppressed", "ok@example.com": "delivered"}
+
+
+def test_a_message_whose_recipients_are_all_suppressed_fails(smtp_server, make_route):
+    server = smtp_server()
+    make_route(server)
+    Suppression.objects.create(address="gone@example.com", reason="unsubscribed")
+    message = send(to=["gone@example.com"])
+    DeliveryEngine().run()
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    assert "unsubscribed" in message.last_error
+    assert server.sessions == 0
+
+
+def test_a_mailbox_that_does_not_exist_is_suppressed(smtp_server, make_route, relay_settings):
+    server = smtp_server(
+        rcpt_replies={
+            "gone@example.com": "550 5.1.1 User unknown",
+            "spam@example.com": "550 5.7.1 Message rejected as spam",
+        }
+    )
+    make_route(server)
+    send(to=["gone@example.com", "spam@example.com"])
+    DeliveryEngine().run()
+    assert list(Suppression.objects.values_list("address", "source")) == [
+        ("gone@example.com", "bounce")
+    ]
+    relay_settings(SUPPRESS_ON_PERMANENT_FAILURE=False)
+    server.options.rcpt_replies["gone2@example.com"] = "550 5.1.1 User unknown"
+    send(to=["gone2@example.com"])
+    DeliveryEngine().run()
+    assert Recipient.objects.get(address="gone2@example.com").status == "failed"
+    assert Suppression.objects.count() == 1
+
+
+def test_send_at_holds_a_message_until_its_time(smtp_server, make_route):
+    server = smtp_server()
+    make_route(server)
+    later = timezone.now() + timezone.timedelta(hours=2)
+    message = send(send_at=later)
+    assert message.next_attempt_at == later
+    assert DeliveryEngine().run().claimed == 0
+    assert DeliveryEngine(clock=lambda: later).run().sent == 1
+    assert len(server.messages) == 1
+
+
+def test_send_at_must_be_timezone_aware():
+    from django_smtprelay.exceptions import InvalidMessageError
+
+    with pytest.raises(InvalidMessageError, match="2030-01-01 09:00"):
+        send(send_at="2030-01-01 09:00")
+
+
+def test_cancel_only_touches_messages_not_yet_final():
+    a, b = send(), send()
+    Message.objects.filter(pk=b.pk).update(status=Message.Status.SENT)
+    assert Message.objects.all().cancel() == 1
+    assert Message.objects.get(pk=a.pk).status == Message.Status.CANCELLED
+    assert Message.objects.get(pk=b.pk).status == Message.Status.SENT
+
+
+def test_signals_report_each_state_once_per_batch(
+    smtp_server, make_route, django_capture_on_commit_callbacks
+):
+    server = smtp_server(
+        rcpt_replies={"gone@example.com": "550 5.1.1 no such user"},
+        dot_reply=lambda m: "451 4.3.0 later" if "later@" in str(m.rcpt_tos) else None,
+    )
+    make_route(server)
+    seen: dict[str, list[int]] = {}
+
+    def on(name):
+        def receiver(sender, message_ids, **kwargs):
+            seen.setdefault(name, []).extend(message_ids)
+
+        return receiver
+
+    receivers = {name: on(name) for name in ("queued", "sent", "deferred", "failed")}
+    for name, receiver in receivers.items():
+        getattr(signals, f"message_{name}").connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            ok = send(to=["ok@example.com"])
+            failed = send(to=["gone@example.com"])
+            deferred = send(to=["later@example.com"])
+        DeliveryEngine().run()
+    finally:
+        for name, receiver in receivers.items():
+            getattr(signals, f"message_{name}").disconnect(receiver)
+    assert seen["queued"] == [ok.pk, failed.pk, deferred.pk]
+    assert seen["sent"] == [ok.pk]
+    assert seen["failed"] == [failed.pk]
+    assert seen["deferred"] == [deferred.pk]
+
+
+def test_new_mail_is_not_starved_by_a_backlog_of_retries():
+    for _ in range(20):
+        send()
+    Message.objects.update(status=Message.Status.DEFERRED, next_attempt_at=timezone.now())
+    fresh = [send().pk for _ in range(5)]
+    _token, ids = Message.objects.claim(10, timezone.timedelta(minutes=5))
+    assert set(fresh) <= set(ids)
+    assert len(ids) == 10, "retries still get the rest of the batch"
+
+
+def test_higher_priority_goes_first():
+    low = send(priority="low")
+    now = send(priority="now")
+    _token, ids = Message.objects.claim(1, timezone.timedelta(minutes=5))
+    assert ids == [now.pk]
+    assert Recipient.objects.filter(message=low).exists()
