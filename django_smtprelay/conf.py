@@ -49,6 +49,11 @@ DEFAULTS: dict[str, Any] = {
     # Django 6.1+ with MAILERS: the alias of an SMTP mailer whose OPTIONS
     # (host, port, username, password, use_tls, use_ssl, timeout) are that route.
     "DEFAULT_ROUTE_MAILER": None,
+    # What a content rejection (554 5.7.1 "message rejected as spam") means:
+    # "permanent" fails the recipient; "route_fault" tries another route first.
+    "CONTENT_REJECTION": "permanent",
+    # Mailbox full (552 5.2.2) is retried until the message is this old.
+    "MAILBOX_FULL_GIVE_UP_SECONDS": 24 * 3600,
     # Add a Suppression when a recipient fails permanently because the mailbox
     # does not exist or is disabled (enhanced codes 5.1.x and 5.2.1).
     "SUPPRESS_ON_PERMANENT_FAILURE": True,
@@ -162,6 +167,22 @@ class AppSettings:
     def use_django_email_settings(self) -> bool:
         """Whether EMAIL_HOST & co. act as a route when no Route is enabled."""
         return bool(get_config()["USE_DJANGO_EMAIL_SETTINGS"])
+
+    @property
+    def content_rejection(self) -> str:
+        """'permanent' or 'route_fault': what a content rejection does."""
+        value = get_config()["CONTENT_REJECTION"]
+        if value not in ("permanent", "route_fault"):
+            raise ImproperlyConfigured(
+                f"SMTPRELAY['CONTENT_REJECTION'] must be 'permanent' or 'route_fault', "
+                f"got {value!r}."
+            )
+        return value
+
+    @property
+    def mailbox_full_give_up(self) -> timedelta:
+        """How long a full mailbox is retried."""
+        return timedelta(seconds=_number("MAILBOX_FULL_GIVE_UP_SECONDS"))
 
     @property
     def suppress_on_permanent_failure(self) -> bool:

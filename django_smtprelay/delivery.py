@@ -72,6 +72,7 @@ class _Msg:
     sender: str
     data: bytes
     expires_at: datetime
+    created_at: datetime
     attempt_count: int
     rcpts: dict[str, _Rcpt]
     parts_left: int = 0
@@ -136,7 +137,10 @@ class DeliveryEngine:
         router = self._router or Router(rng=self.rng)
         parts = self._load(token, ids, router)
         dead: set[str] = set()
+        self._extra_parts: list[_Part] = []
         while True:
+            parts.extend(self._extra_parts)
+            self._extra_parts = []
             groups: dict[str, tuple[RouteSpec, list[_Part]]] = {}
             for part in parts:
                 if part.done:
@@ -165,6 +169,7 @@ class DeliveryEngine:
                 "from_email",
                 "raw",
                 "expires_at",
+                "created_at",
                 "attempt_count",
                 "route_hint",
                 "sender_domain",
@@ -179,8 +184,8 @@ class DeliveryEngine:
             rcpts.setdefault(message_id, {})[address] = _Rcpt(pk, address, status)
         suppressed = self._suppressed(rcpts)
         parts: list[_Part] = []
-        for pk, sender, raw, expires_at, attempts, hint, s_domain, f_domain, size in rows:
-            msg = _Msg(pk, sender, bytes(raw), expires_at, attempts, rcpts.get(pk, {}))
+        for pk, sender, raw, expires, created, attempts, hint, s_dom, f_dom, size in rows:
+            msg = _Msg(pk, sender, bytes(raw), expires, created, attempts, rcpts.get(pk, {}))
             open_rcpts = [r for r in msg.rcpts.values() if r.status in OPEN_STATES]
             for rcpt in open_rcpts:
                 if rcpt.address.lower() in suppressed:
@@ -195,8 +200,8 @@ class DeliveryEngine:
                 domain = rcpt.address.rpartition("@")[2] if router.any_recipient_rules else ""
                 routes = router.matching(
                     hint,
-                    sender_domain=s_domain,
-                    from_domain=f_domain,
+                    sender_domain=s_dom,
+                    from_domain=f_dom,
                     recipient_domain=domain,
                     size=size,
                 )
@@ -249,6 +254,9 @@ class DeliveryEngine:
                 if result.verdict.session_over:  # e.g. 421: the server is closing
                     transport.close()
                 self._apply(part, route, result, started_at, time.monotonic() - started)
+                if self._extra_parts:  # split recipients go next, in this same session
+                    group.extend(self._extra_parts)
+                    self._extra_parts = []
             return True
         finally:
             transport.close()
@@ -279,6 +287,8 @@ class DeliveryEngine:
         still_open: list[str] = []
         per_rcpt = []
         outcomes = set()
+        split: list[str] = []
+        accepted_any = any(rr.verdict.outcome == Outcome.DELIVERED for rr in result.recipients)
         for rr in result.recipients:
             rcpt = msg.rcpts[rr.address]
             outcome = rr.verdict.outcome
@@ -290,6 +300,15 @@ class DeliveryEngine:
                 still_open.append(rr.address)
                 part.last_fault = rr.verdict
                 continue
+            if rr.verdict.split and accepted_any:
+                # "Too many recipients": the rest go in another transaction, now.
+                split.append(rr.address)
+                continue
+            if (
+                rr.verdict.give_up_after
+                and self.clock() - msg.created_at >= rr.verdict.give_up_after
+            ):
+                outcome = Outcome.PERMANENT
             rcpt.changed = True
             rcpt.smtp_code = rr.reply.code
             rcpt.enhanced_code = rr.reply.enhanced
@@ -309,6 +328,11 @@ class DeliveryEngine:
         if still_open:
             msg.last_reply = f"{route.name}: {result.verdict.reason}: {result.reply}"
             part.routes.pop(0)
+        if split:
+            # A new part on the same routes, which the batch loop sends next.
+            rest = [r for r in part.routes if r.name != route.name]
+            self._extra_parts.append(_Part(msg, [route, *rest], split))
+            msg.parts_left += 1
         if outcomes == {Outcome.DELIVERED}:
             overall = Attempt.DELIVERED
         elif Outcome.DELIVERED in outcomes:

@@ -369,3 +369,65 @@ def test_with_mailers_the_named_smtp_mailer_is_the_default_route(
     assert deliver().sent == 1
     assert len(server.messages) == 1
     assert DeliveryAttempt.objects.get().route_name == "mailer-relay"
+
+
+def test_too_many_recipients_sends_the_rest_in_another_transaction_at_once(smtp_server, make_route):
+    # The relay takes two recipients per transaction: the third and later get 452.
+    server = smtp_server(
+        rcpt_replies={f"r{i}@example.com": "452 4.5.3 Too many recipients" for i in (2, 3, 4)},
+        rcpt_reply_times=1,
+    )
+    make_route(server)
+    to = [f"r{i}@example.com" for i in range(5)]
+    message = queue_one(to=to)
+    deliver()
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert sorted(a for m in server.messages for a in m.rcpt_tos) == to
+    assert [len(m.rcpt_tos) for m in server.messages] == [2, 3]
+    assert server.sessions == 1
+
+
+def test_the_relays_size_limit_moves_the_message_to_a_route_that_takes_it(smtp_server, make_route):
+    small = smtp_server(size_limit=200)
+    make_route(small, priority=1)
+    big = smtp_server()
+    make_route(big, priority=2)
+    message = queue_one()
+    deliver()
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert (len(small.messages), len(big.messages)) == (0, 1)
+    fault = message.attempts.get(outcome="route_fault")
+    assert "SIZE 200" in fault.reply
+
+
+def test_a_full_mailbox_is_retried_then_fails_after_the_give_up_time(
+    smtp_server, make_route, relay_settings
+):
+    relay_settings(MAILBOX_FULL_GIVE_UP_SECONDS=3600)
+    server = smtp_server(dot_reply="552 5.2.2 Mailbox full")
+    make_route(server)
+    message = queue_one()
+    deliver()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    later = message.created_at + timedelta(hours=1, seconds=1)
+    deliver(clock=lambda: later)
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+
+
+@pytest.mark.parametrize(("setting", "status"), [("permanent", "failed"), ("route_fault", "sent")])
+def test_content_rejection_is_configurable(
+    smtp_server, make_route, relay_settings, setting, status
+):
+    relay_settings(CONTENT_REJECTION=setting)
+    strict = smtp_server(dot_reply="554 5.7.1 Message rejected: spam content")
+    make_route(strict, priority=1)
+    other = smtp_server()
+    make_route(other, priority=2)
+    message = queue_one()
+    deliver()
+    message.refresh_from_db()
+    assert message.status == status

@@ -60,6 +60,18 @@ class _SMTP_SSL(_SMTPMixin, smtplib.SMTP_SSL):
     pass
 
 
+def _classify(stage: Stage, code: int | None, text: str, enhanced: str = "") -> Verdict:
+    """The reply table, with the site's settings for the configurable cases."""
+    return classify(
+        stage,
+        code,
+        text,
+        enhanced,
+        content_rejection=Outcome(app_settings.content_rejection),
+        mailbox_full_give_up=app_settings.mailbox_full_give_up,
+    )
+
+
 def _reply(stage: Stage, code: int | None, raw: bytes | str) -> Reply:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     enhanced, rest = parse_enhanced(text)
@@ -144,7 +156,7 @@ class SMTPTransport:
         except smtplib.SMTPResponseException as exc:
             self.close()
             stage = Stage.GREETING if stage == Stage.CONNECT else stage
-            verdict = classify(stage, exc.smtp_code, _reply(stage, None, exc.smtp_error).text)
+            verdict = _classify(stage, exc.smtp_code, _reply(stage, None, exc.smtp_error).text)
             raise TransportError(verdict, _reply(stage, exc.smtp_code, exc.smtp_error)) from None
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
@@ -153,7 +165,7 @@ class SMTPTransport:
 
     def _fail(self, stage: Stage, code: int, msg: bytes | str) -> None:
         reply = _reply(stage, code, msg)
-        raise TransportError(classify(stage, code, reply.text, reply.enhanced), reply)
+        raise TransportError(_classify(stage, code, reply.text, reply.enhanced), reply)
 
     def _refuse(self, stage: Stage, reason: str) -> None:
         raise TransportError(Verdict(Outcome.ROUTE_FAULT, reason), Reply(stage=stage, text=reason))
@@ -165,6 +177,15 @@ class SMTPTransport:
         stage = Stage.MAIL
         results: dict[str, RecipientResult] = {}
         accepted: list[str] = []
+        limit = conn.esmtp_features.get("size", "") if conn.does_esmtp else ""
+        if limit.isdigit() and 0 < int(limit) < len(envelope.data):
+            # The relay said (EHLO SIZE) it would refuse this: another route may take it.
+            text = f"message of {len(envelope.data)} bytes exceeds the relay's SIZE {limit}"
+            verdict = Verdict(Outcome.ROUTE_FAULT, text, if_last_route=Outcome.PERMANENT)
+            reply = Reply(stage=Stage.MAIL, text=text)
+            return SendResult(
+                verdict, reply, [RecipientResult(a, verdict, reply) for a in envelope.recipients]
+            )
         try:
             options = self._mail_options(conn, envelope)
             code, msg = conn.mail(envelope.sender, options)
@@ -177,7 +198,7 @@ class SMTPTransport:
                     accepted.append(address)
                 else:
                     reply = _reply(stage, code, msg)
-                    verdict = classify(stage, code, reply.text, reply.enhanced)
+                    verdict = _classify(stage, code, reply.text, reply.enhanced)
                     results[address] = RecipientResult(address, verdict, reply)
             if not accepted:
                 self._rset()
@@ -186,7 +207,7 @@ class SMTPTransport:
             stage = Stage.DATA
             code, msg, stage = conn.send_data(envelope.data)
             reply = _reply(stage, code, msg)
-            verdict = classify(stage, code, reply.text, reply.enhanced)
+            verdict = _classify(stage, code, reply.text, reply.enhanced)
             if stage == Stage.DATA:
                 self._rset()
         except (OSError, smtplib.SMTPException) as exc:
@@ -208,7 +229,7 @@ class SMTPTransport:
         self, envelope: Envelope, stage: Stage, code: int, msg: bytes, *, rset: bool
     ) -> SendResult:
         reply = _reply(stage, code, msg)
-        verdict = classify(stage, code, reply.text, reply.enhanced)
+        verdict = _classify(stage, code, reply.text, reply.enhanced)
         if rset:
             self._rset()
         return SendResult(
