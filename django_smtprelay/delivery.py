@@ -135,12 +135,10 @@ class DeliveryEngine:
         self._suppress: list[Suppression] = []
         self._since_flush = 0
         router = self._router or Router(rng=self.rng)
-        parts = self._load(token, ids, router)
+        parts = self._parts = self._load(token, ids, router)
         dead: set[str] = set()
         self._extra_parts: list[_Part] = []
         while True:
-            parts.extend(self._extra_parts)
-            self._extra_parts = []
             groups: dict[str, tuple[RouteSpec, list[_Part]]] = {}
             for part in parts:
                 if part.done:
@@ -256,6 +254,7 @@ class DeliveryEngine:
                 self._apply(part, route, result, started_at, time.monotonic() - started)
                 if self._extra_parts:  # split recipients go next, in this same session
                     group.extend(self._extra_parts)
+                    self._parts.extend(self._extra_parts)
                     self._extra_parts = []
             return True
         finally:
