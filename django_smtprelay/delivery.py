@@ -77,6 +77,7 @@ class _Msg:
     rcpts: dict[str, _Rcpt]
     parts_left: int = 0
     last_reply: str = ""
+    retry_route: str = ""
 
 
 @dataclass
@@ -170,6 +171,7 @@ class DeliveryEngine:
                 "created_at",
                 "attempt_count",
                 "route_hint",
+                "retry_route",
                 "sender_domain",
                 "from_domain",
                 "size",
@@ -182,7 +184,7 @@ class DeliveryEngine:
             rcpts.setdefault(message_id, {})[address] = _Rcpt(pk, address, status)
         suppressed = self._suppressed(rcpts)
         parts: list[_Part] = []
-        for pk, sender, raw, expires, created, attempts, hint, s_dom, f_dom, size in rows:
+        for pk, sender, raw, expires, created, attempts, hint, retry, s_dom, f_dom, size in rows:
             msg = _Msg(pk, sender, bytes(raw), expires, created, attempts, rcpts.get(pk, {}))
             open_rcpts = [r for r in msg.rcpts.values() if r.status in OPEN_STATES]
             for rcpt in open_rcpts:
@@ -205,7 +207,10 @@ class DeliveryEngine:
                 )
                 key = tuple(r.name for r in routes)
                 if key not in by_routes:
-                    by_routes[key] = _Part(msg, router.order(routes))
+                    ordered = router.order(routes)
+                    # Greylisting is passed only by coming back to the same relay.
+                    ordered.sort(key=lambda r: r.name != retry)
+                    by_routes[key] = _Part(msg, ordered)
                 by_routes[key].open_addresses.append(rcpt.address)
             for part in by_routes.values():
                 if not part.routes:
@@ -323,6 +328,8 @@ class DeliveryEngine:
                 self._maybe_suppress(rcpt)
             else:
                 rcpt.status = Recipient.Status.DEFERRED
+                if rr.verdict.same_route or outcome == Outcome.UNCERTAIN:
+                    msg.retry_route = route.name
         part.open_addresses = still_open
         if still_open:
             msg.last_reply = f"{route.name}: {result.verdict.reason}: {result.reply}"
@@ -515,6 +522,7 @@ class DeliveryEngine:
                     "next_attempt_at",
                     "lease_token",
                     "lease_expires_at",
+                    "retry_route",
                 ],
             )
 
@@ -538,6 +546,7 @@ class DeliveryEngine:
             lease_expires_at=None,
             next_attempt_at=now,
             sent_at=None,
+            retry_route=msg.retry_route,
         )
         if deferred:
             row.status = Message.Status.DEFERRED

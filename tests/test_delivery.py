@@ -431,3 +431,29 @@ def test_content_rejection_is_configurable(
     deliver()
     message.refresh_from_db()
     assert message.status == status
+
+
+def test_greylisting_is_retried_on_the_same_route(smtp_server, make_route):
+    grey = smtp_server(
+        rcpt_replies={
+            "rcpt@example.com": "450 4.7.1 Greylisted, see https://postgrey.schweikert.ch/"
+        },
+        rcpt_reply_times=1,
+    )
+    make_route(grey, name="a", priority=1, weight=1)
+    other = smtp_server()
+    make_route(other, name="b", priority=1, weight=1000)  # would win almost every shuffle
+    message = queue_one()
+    # The first try must reach the greylisting relay: pin the order for it.
+    from django_smtprelay.routing import Router, RouteSpec
+
+    first = Router([RouteSpec.from_route(r) for r in Route.objects.filter(name="a")])
+    deliver(router=first)
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert message.retry_route == "a"
+    later = timezone.now() + timedelta(hours=1)
+    deliver(clock=lambda: later)
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert (len(grey.messages), len(other.messages)) == (1, 0)

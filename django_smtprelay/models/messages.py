@@ -125,6 +125,11 @@ class Message(models.Model):
     raw = models.BinaryField(help_text=_("The message exactly as it is sent (RFC 5322 bytes)."))
     size = models.PositiveIntegerField(default=0)
     route_hint = models.CharField(max_length=100, blank=True)
+    retry_route = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text=_("Route to retry on first (greylisting, or a reply lost after the data)."),
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
