@@ -61,25 +61,37 @@ class MessageQuerySet(models.QuerySet["Message"]):
     NEW_SHARE = 0.8
 
     def _candidates(self, limit: int, now: datetime, *, lock: bool) -> list[int]:
-        order = ("priority", "next_attempt_at", "pk")
-
-        def take(qs: MessageQuerySet, n: int) -> list[int]:
+        # One query per state, each an ordered walk of the smtprelay_msg_due
+        # index that stops after ``n`` rows: a claim costs the same with 5,000
+        # or 500,000 messages queued (an ORDER BY over an OR would sort them all).
+        def take(status: str, cond: Q, n: int, exclude: list[int] = ()) -> list[tuple]:
             if n <= 0:
                 return []
+            qs = self.filter(cond, status=status).exclude(pk__in=exclude)
             if lock:
                 qs = qs.select_for_update(skip_locked=True)
-            return list(qs.order_by(*order).values_list("pk", flat=True)[:n])
+            return list(
+                qs.order_by("priority", "next_attempt_at", "pk").values_list(
+                    "priority", "next_attempt_at", "pk"
+                )[:n]
+            )
 
-        fresh = self.filter(status=Message.Status.QUEUED, next_attempt_at__lte=now)
-        retries = self.filter(
-            Q(status=Message.Status.DEFERRED, next_attempt_at__lte=now)
-            | Q(status=Message.Status.SENDING, lease_expires_at__lt=now)
+        due = Q(next_attempt_at__lte=now)
+        fresh_share = max(1, int(limit * self.NEW_SHARE))
+        fresh = take(Message.Status.QUEUED, due, fresh_share)
+        room = limit - len(fresh)
+        retries = take(Message.Status.DEFERRED, due, room) + take(
+            Message.Status.SENDING, Q(lease_expires_at__lt=now), room
         )
-        ids = take(fresh, max(1, int(limit * self.NEW_SHARE)))
-        ids += take(retries, limit - len(ids))
-        if len(ids) < limit:
-            ids += take(fresh.exclude(pk__in=ids), limit - len(ids))
-        return ids
+        retries = sorted(retries)[:room]
+        if len(fresh) + len(retries) < limit:
+            fresh += take(
+                Message.Status.QUEUED,
+                due,
+                limit - len(fresh) - len(retries),
+                exclude=[pk for *_rest, pk in fresh],
+            )
+        return [pk for *_rest, pk in sorted(fresh + retries)]
 
     def cancel(self) -> int:
         """Cancel the messages that have not been handed to a worker yet; return how many."""
