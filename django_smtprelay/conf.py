@@ -251,7 +251,9 @@ class AppSettings:
     @property
     def rate_limits(self) -> dict[str, dict[str, int | None]]:
         """Per-route rate limits, by route name; checked when the limiter reads them."""
-        value = get_config()["RATE_LIMITS"] or {}
+        value = get_config()["RATE_LIMITS"]
+        if value is None:
+            return {}
         if not isinstance(value, dict):
             raise ImproperlyConfigured(
                 f"SMTPRELAY['RATE_LIMITS'] must be a dict of route name -> limits, got {value!r}."

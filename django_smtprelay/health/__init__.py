@@ -12,9 +12,14 @@ their own: :mod:`.circuit`, :mod:`.ratelimit`, :mod:`.score`.
 """
 
 from .circuit import BreakerPolicy, BreakerState, CircuitBreaker
+from .ratelimit import ConnectionSlot, RateLimiter, RateLimits, SlowDown
 
 __all__ = [
     "BreakerPolicy",
     "BreakerState",
     "CircuitBreaker",
+    "ConnectionSlot",
+    "RateLimiter",
+    "RateLimits",
+    "SlowDown",
 ]
