@@ -13,13 +13,16 @@ their own: :mod:`.circuit`, :mod:`.ratelimit`, :mod:`.score`.
 
 from .circuit import BreakerPolicy, BreakerState, CircuitBreaker
 from .ratelimit import ConnectionSlot, RateLimiter, RateLimits, SlowDown
+from .score import HealthScores, RouteScore
 
 __all__ = [
     "BreakerPolicy",
     "BreakerState",
     "CircuitBreaker",
     "ConnectionSlot",
+    "HealthScores",
     "RateLimiter",
     "RateLimits",
+    "RouteScore",
     "SlowDown",
 ]
