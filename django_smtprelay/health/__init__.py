@@ -14,6 +14,7 @@ their own: :mod:`.circuit`, :mod:`.ratelimit`, :mod:`.score`.
 from .circuit import BreakerPolicy, BreakerState, CircuitBreaker
 from .ratelimit import ConnectionSlot, RateLimiter, RateLimits, SlowDown
 from .score import HealthScores, RouteScore
+from .service import RouteHealthService
 
 __all__ = [
     "BreakerPolicy",
@@ -23,6 +24,7 @@ __all__ = [
     "HealthScores",
     "RateLimiter",
     "RateLimits",
+    "RouteHealthService",
     "RouteScore",
     "SlowDown",
 ]
