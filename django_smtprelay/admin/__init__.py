@@ -1,3 +1,3 @@
 """The control room: the Django admin for the queue, routes and domains."""
 
-from . import messages, routes, suppressions  # noqa: F401
+from . import health, messages, routes, suppressions  # noqa: F401
