@@ -24,6 +24,7 @@ from django.core.cache import BaseCache
 from django.utils import timezone
 
 from ..conf import app_settings
+from ..replies import Outcome
 from . import store
 from .circuit import BreakerPolicy, BreakerState, CircuitBreaker
 from .ratelimit import ConnectionSlot, RateLimiter, RateLimits
@@ -101,7 +102,7 @@ class RouteHealthService:
     def after_result(
         self,
         route_name: str,
-        outcome: Any,
+        outcome: Outcome | str,
         throttle: bool = False,
         latency: float = 0.0,
         reason: str = "",
