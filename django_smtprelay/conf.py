@@ -61,6 +61,27 @@ DEFAULTS: dict[str, Any] = {
     "DNS_NAMESERVERS": None,
     "DNS_TIMEOUT": 5.0,
     "DNS_CACHE_SECONDS": 300,
+    # Route health (django_smtprelay.health). Circuit breakers, rate limits and
+    # health scores share state through this cache. LocMemCache is per process:
+    # fine for one worker; with several workers use Redis (or another shared cache).
+    "CACHE_ALIAS": "default",
+    # A route's circuit opens after this many route faults in a row ...
+    "BREAKER_FAILURE_THRESHOLD": 5,
+    # ... or when at least BREAKER_MIN_VOLUME sends in the last BREAKER_WINDOW_SECONDS
+    # had this fraction of route faults or more.
+    "BREAKER_ERROR_RATE": 0.5,
+    "BREAKER_WINDOW_SECONDS": 300,
+    "BREAKER_MIN_VOLUME": 20,
+    # How long an open circuit waits before one probe; doubles on each failed probe.
+    "BREAKER_COOLDOWN_SECONDS": 120,
+    "BREAKER_MAX_COOLDOWN_SECONDS": 1800,
+    # Per-route limits by route name: {"relay-a": {"per_second": 10, "per_minute": None,
+    # "per_hour": None, "max_connections": 2}}.
+    "RATE_LIMITS": {},
+    # After a throttling reply (421, 4.7.x rate or reputation), a route's limits are
+    # multiplied by THROTTLE_FACTOR for THROTTLE_SECONDS.
+    "THROTTLE_FACTOR": 0.5,
+    "THROTTLE_SECONDS": 600,
 }
 
 
@@ -208,6 +229,95 @@ class AppSettings:
     def dns_cache_seconds(self) -> int:
         """How long DNS answers are reused."""
         return int(_number("DNS_CACHE_SECONDS"))
+
+    @property
+    def cache_alias(self) -> str:
+        """Cache (an alias of CACHES) that route health state is shared through."""
+        alias = get_config()["CACHE_ALIAS"]
+        caches = getattr(django_settings, "CACHES", None) or {"default": {}}
+        if alias not in caches:
+            raise ImproperlyConfigured(
+                f"SMTPRELAY['CACHE_ALIAS'] is {alias!r}, but CACHES has no such alias "
+                f"(it has: {', '.join(sorted(caches)) or 'none'})."
+            )
+        return alias
+
+    @property
+    def breaker_failure_threshold(self) -> int:
+        """Route faults in a row that open a route's circuit."""
+        return int(_number("BREAKER_FAILURE_THRESHOLD", minimum=1))
+
+    @property
+    def breaker_error_rate(self) -> float:
+        """Fraction of route faults over the window that opens a route's circuit."""
+        value = float(_number("BREAKER_ERROR_RATE", minimum=0.01))
+        if value > 1:
+            raise ImproperlyConfigured(
+                f"SMTPRELAY['BREAKER_ERROR_RATE'] must be a fraction <= 1, got {value!r}."
+            )
+        return value
+
+    @property
+    def breaker_window(self) -> timedelta:
+        """Window over which the error rate is measured."""
+        return timedelta(seconds=_number("BREAKER_WINDOW_SECONDS", minimum=1))
+
+    @property
+    def breaker_min_volume(self) -> int:
+        """Sends in the window below which the error rate is not trusted."""
+        return int(_number("BREAKER_MIN_VOLUME", minimum=1))
+
+    @property
+    def breaker_cooldown(self) -> timedelta:
+        """How long an open circuit waits before it lets one probe through."""
+        return timedelta(seconds=_number("BREAKER_COOLDOWN_SECONDS", minimum=1))
+
+    @property
+    def breaker_max_cooldown(self) -> timedelta:
+        """Cap on the cool-down, which doubles on each failed probe."""
+        return timedelta(seconds=_number("BREAKER_MAX_COOLDOWN_SECONDS", minimum=1))
+
+    @property
+    def rate_limits(self) -> dict[str, dict[str, int | None]]:
+        """Per-route rate limits, by route name; checked when the limiter reads them."""
+        value = get_config()["RATE_LIMITS"]
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ImproperlyConfigured(
+                f"SMTPRELAY['RATE_LIMITS'] must be a dict of route name -> limits, got {value!r}."
+            )
+        known = {"per_second", "per_minute", "per_hour", "max_connections"}
+        for route, limits in value.items():
+            if not isinstance(limits, dict) or set(limits) - known:
+                raise ImproperlyConfigured(
+                    f"SMTPRELAY['RATE_LIMITS'][{route!r}] must be a dict with keys among "
+                    f"{', '.join(sorted(known))}, got {limits!r}."
+                )
+            for key, limit in limits.items():
+                if limit is not None and (
+                    not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+                ):
+                    raise ImproperlyConfigured(
+                        f"SMTPRELAY['RATE_LIMITS'][{route!r}][{key!r}] must be an integer >= 1 "
+                        f"or None, got {limit!r}."
+                    )
+        return value
+
+    @property
+    def throttle_factor(self) -> float:
+        """Multiplier applied to a route's limits after a throttling reply."""
+        value = float(_number("THROTTLE_FACTOR", minimum=0.01))
+        if value > 1:
+            raise ImproperlyConfigured(
+                f"SMTPRELAY['THROTTLE_FACTOR'] must be a fraction <= 1, got {value!r}."
+            )
+        return value
+
+    @property
+    def throttle_duration(self) -> timedelta:
+        """How long a route stays slowed down after a throttling reply."""
+        return timedelta(seconds=_number("THROTTLE_SECONDS", minimum=1))
 
 
 app_settings = AppSettings()

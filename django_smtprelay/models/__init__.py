@@ -1,6 +1,7 @@
 """The app's models: routes, the queue, attempts, domains, suppressions."""
 
 from .domains import SenderDomain
+from .health import RouteHealth
 from .messages import DeliveryAttempt, Message, Recipient
 from .routes import Route
 from .suppressions import Suppression
@@ -10,6 +11,7 @@ __all__ = [
     "Message",
     "Recipient",
     "Route",
+    "RouteHealth",
     "SenderDomain",
     "Suppression",
 ]

@@ -1,0 +1,72 @@
+"""Route health in the admin: circuit state and why, throttling, and score.
+
+The rows are written by the workers; here they are only read, except for the
+"close circuit now" action for an operator who knows the relay is back.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from ..health.circuit import close_now
+from ..models import RouteHealth
+
+BADGE_COLOURS = {
+    RouteHealth.State.CLOSED: "#2e7d32",
+    RouteHealth.State.HALF_OPEN: "#ef6c00",
+    RouteHealth.State.OPEN: "#c62828",
+}
+
+
+@admin.register(RouteHealth)
+class RouteHealthAdmin(admin.ModelAdmin):
+    list_display = (
+        "route_name",
+        "state_badge",
+        "reason",
+        "open_until",
+        "score",
+        "score_reason",
+        "throttled_until",
+        "updated_at",
+    )
+    list_filter = ("state",)
+    search_fields = ("route_name", "reason", "score_reason")
+    actions = ("close_circuits",)
+    fields = (
+        "route_name",
+        "state",
+        "reason",
+        "opened_at",
+        "open_until",
+        "consecutive_faults",
+        "score",
+        "score_reason",
+        "throttled_until",
+        "throttle_reason",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description=_("circuit"), ordering="state")
+    def state_badge(self, obj: RouteHealth) -> str:
+        return format_html(
+            '<span style="color:#fff;background:{};padding:1px 6px;border-radius:3px">{}</span>',
+            BADGE_COLOURS.get(obj.state, "#555"),
+            obj.get_state_display(),
+        )
+
+    @admin.action(description=_("Close circuit now"), permissions=["change"])
+    def close_circuits(self, request: HttpRequest, queryset: QuerySet[RouteHealth]) -> None:
+        names = list(queryset.values_list("route_name", flat=True))
+        reason = f"closed in the admin by {request.user.get_username()}"
+        count = close_now(names, reason, timezone.now())
+        self.message_user(request, f"{count} circuit{'s' if count != 1 else ''} closed.")

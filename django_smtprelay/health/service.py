@@ -1,0 +1,206 @@
+"""The few calls the delivery engine makes about route health.
+
+The engine should not need to know about breakers, windows and scores; it
+asks four questions per batch and route:
+
+* :meth:`RouteHealthService.order`: the candidate routes, by priority, and
+  within one priority in a weighted random order that favours healthier ones;
+* :meth:`RouteHealthService.usable`: may this route be used now (circuit)?
+* :meth:`RouteHealthService.before_send`: how long to wait before the next
+  send on this route (rate limits); plus ``open_session``/``close_session``
+  for the concurrent-connection cap;
+* :meth:`RouteHealthService.after_result`: what happened, for all of the above.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from itertools import groupby
+from typing import Any, TypeVar
+
+from django.core.cache import BaseCache
+from django.utils import timezone
+
+from ..conf import app_settings
+from ..replies import Outcome
+from . import store
+from .circuit import BreakerPolicy, BreakerState, CircuitBreaker
+from .ratelimit import ConnectionSlot, RateLimiter, RateLimits
+from .score import HealthScores, RouteScore
+
+R = TypeVar("R")
+
+# Outcomes that show the route did its job (the reply was about the recipient
+# or the message, not about the relay).
+ROUTE_OK = {"delivered", "transient", "permanent"}
+# Outcomes that count against the route: no usable session, or a session lost
+# after the final dot.
+ROUTE_BAD = {"route_fault", "uncertain"}
+# How long (by the ``now`` passed in) ``order`` reuses scores it computed.
+SCORE_TTL = 5.0
+
+
+class RouteHealthService:
+    """Circuit breakers, rate limits and health scores behind one small interface.
+
+    Cheap to create (once per batch is fine): all state is in the cache and
+    the ``RouteHealth`` rows. ``now`` defaults to ``timezone.now()``; tests pass it.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: BreakerPolicy | None = None,
+        cache: BaseCache | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], datetime] = timezone.now,
+    ) -> None:
+        self._policy = policy
+        self._cache = cache
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self.scores = HealthScores(cache)
+        self._memo: dict[tuple[str, ...], tuple[float, dict[str, RouteScore]]] = {}
+
+    def breaker(self, route_name: str) -> CircuitBreaker:
+        return CircuitBreaker(route_name, self._policy, self._cache)
+
+    def limiter(self, route_name: str, limits: RateLimits | None = None) -> RateLimiter:
+        return RateLimiter(route_name, limits, self._cache)
+
+    def usable(self, route_name: str, now: datetime | None = None) -> bool:
+        """Whether the route's circuit lets a session through now.
+
+        False while the circuit is open. After the cool-down exactly one caller
+        (in all workers) gets True: it holds the probe and must send one
+        session and report it with :meth:`after_result`. Call it once per
+        route and batch, not per message.
+        """
+        return self.breaker(route_name).allow(now or self._clock())
+
+    def before_send(
+        self, route_name: str, limits: RateLimits | None = None, now: datetime | None = None
+    ) -> float:
+        """0.0 if one message may go now (and it is counted), else seconds to wait.
+
+        ``limits`` default to ``SMTPRELAY["RATE_LIMITS"][route_name]``.
+        """
+        return self.limiter(route_name, limits).acquire(now or self._clock())
+
+    def open_session(
+        self, route_name: str, limits: RateLimits | None = None, now: datetime | None = None
+    ) -> ConnectionSlot | None:
+        """A connection slot for one session, or None when ``max_connections`` are in use."""
+        return self.limiter(route_name, limits).open_connection(now or self._clock())
+
+    def close_session(self, slot: ConnectionSlot) -> None:
+        """Give a slot from :meth:`open_session` back."""
+        self.limiter(slot.route_name, RateLimits()).close_connection(slot)
+
+    def after_result(
+        self,
+        route_name: str,
+        outcome: Outcome | str,
+        throttle: bool = False,
+        latency: float = 0.0,
+        reason: str = "",
+        now: datetime | None = None,
+        *,
+        limits: RateLimits | None = None,
+    ) -> None:
+        """Report one send (or a session that failed) on the route.
+
+        ``outcome`` is a ``replies.Outcome`` or its value. A throttling reply
+        slows the route down and lowers its score but is not a route fault
+        for the circuit; ``route_fault`` and ``uncertain`` count against the
+        circuit and the score; the other outcomes show the route works.
+        ``limits`` are the route's, as given to :meth:`before_send`.
+        """
+        now = now or self._clock()
+        value = str(outcome)
+        if value not in ROUTE_OK | ROUTE_BAD:
+            raise ValueError(
+                f"unknown outcome {outcome!r}; expected one of {sorted(ROUTE_OK | ROUTE_BAD)}"
+            )
+        if throttle:
+            self._slow_down(route_name, limits, reason, now)
+        elif value in ROUTE_BAD:
+            self.breaker(route_name).record_fault(reason or value, now)
+        else:
+            self.breaker(route_name).record_success(now)
+        self.scores.record(route_name, value in ROUTE_OK and not throttle, latency, now)
+
+    def order(self, routes: Sequence[R], now: datetime | None = None) -> list[R]:
+        """``routes`` by priority; within one priority, a weighted random order by health.
+
+        Items are route names or objects with ``name`` (and ``priority``, else
+        all are one priority), such as ``RouteSpec``; they come back as given.
+        """
+        now = now or self._clock()
+        ordered = sorted(routes, key=_priority)
+        result: list[R] = []
+        for _, group_iter in groupby(ordered, key=_priority):
+            group = list(group_iter)
+            if len(group) > 1:
+                group = self._shuffle(group, now)
+            result.extend(group)
+        return result
+
+    def state(self, route_name: str) -> BreakerState:
+        return self.breaker(route_name).state()
+
+    # internal
+
+    def _shuffle(self, group: list[R], now: datetime) -> list[R]:
+        """Weighted random order without replacement (Efraimidis-Spirakis keys)."""
+        names = tuple(_name(r) for r in group)
+        cached = self._memo.get(names)
+        if cached is None or abs(now.timestamp() - cached[0]) > SCORE_TTL:
+            cached = (now.timestamp(), self.scores.scores(list(names), now))
+            self._memo[names] = cached
+        shares = self.scores.weights(list(names), now=now, scores=cached[1])
+        keyed = [
+            (self._rng.random() ** (1 / shares[n]) if shares[n] > 0 else -1.0, r)
+            for n, r in zip(names, group, strict=True)
+        ]
+        keyed.sort(key=lambda pair: pair[0], reverse=True)
+        return [r for _, r in keyed]
+
+    def _slow_down(
+        self, route_name: str, limits: RateLimits | None, reason: str, now: datetime
+    ) -> None:
+        limiter = self.limiter(route_name, limits)
+        before = limiter.slowed(now)
+        slow = limiter.slow_down(
+            app_settings.throttle_factor, app_settings.throttle_duration, reason, now
+        )
+        if before is None or before.factor != slow.factor:
+            limits = limiter.effective(now)
+            why = f"limits x{slow.factor:g} ({_describe(limits)}) after: {reason}"
+            until = store.from_timestamp(slow.until)
+            store.save_health(route_name, throttled_until=until, throttle_reason=why[:2000])
+
+
+def _name(route: Any) -> str:
+    return route if isinstance(route, str) else route.name
+
+
+def _priority(route: Any) -> int:
+    return 0 if isinstance(route, str) else getattr(route, "priority", 0)
+
+
+def _describe(limits: RateLimits) -> str:
+    parts = [
+        f"{value}/{unit}"
+        for value, unit in (
+            (limits.per_second, "s"),
+            (limits.per_minute, "min"),
+            (limits.per_hour, "h"),
+        )
+        if value is not None
+    ]
+    if limits.max_connections is not None:
+        parts.append(f"{limits.max_connections} connections")
+    return ", ".join(parts) or "no limit"
