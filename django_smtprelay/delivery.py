@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from . import signals
 from .conf import app_settings
+from .health import RouteHealthService
+from .health.ratelimit import RateLimits
 from .models import DeliveryAttempt, Message, Recipient, Suppression
 from .replies import Outcome, Verdict
 from .routing import Router, RouteSpec
@@ -78,6 +80,7 @@ class _Msg:
     parts_left: int = 0
     last_reply: str = ""
     retry_route: str = ""
+    not_before: float = 0.0  # seconds: held back by a rate limit
 
 
 @dataclass
@@ -89,6 +92,32 @@ class _Part:
     open_addresses: list[str] = field(default_factory=list)  # still looking for a route
     last_fault: Verdict | None = None  # the last route fault, for when no route is left
     done: bool = False
+
+
+# Longer waits for a route's rate limit end the session: the rest of the batch
+# is deferred to when the route has room, so a lease is never held idle.
+MAX_RATE_WAIT = 2.0
+
+
+def _limits(route: RouteSpec) -> RateLimits | None:
+    """The route's own limits; None falls back to SMTPRELAY["RATE_LIMITS"][name]."""
+    values = (route.max_per_second, route.max_per_minute, route.max_per_hour)
+    if not any(values) and not route.max_connections:
+        return None
+    return RateLimits(
+        per_second=route.max_per_second,
+        per_minute=route.max_per_minute,
+        per_hour=route.max_per_hour,
+        max_connections=route.max_connections,
+    )
+
+
+def _route_outcome(result: SendResult) -> Outcome:
+    """What one send says about the route (not the recipients)."""
+    outcomes = {r.verdict.outcome for r in result.recipients}
+    if Outcome.DELIVERED in outcomes:
+        return Outcome.DELIVERED
+    return result.verdict.outcome
 
 
 class DeliveryEngine:
@@ -136,6 +165,7 @@ class DeliveryEngine:
         self._suppress: list[Suppression] = []
         self._since_flush = 0
         router = self._router or Router(rng=self.rng)
+        self.health = RouteHealthService(clock=self.clock, rng=self.rng)
         parts = self._parts = self._load(token, ids, router)
         dead: set[str] = set()
         self._extra_parts: list[_Part] = []
@@ -207,7 +237,7 @@ class DeliveryEngine:
                 )
                 key = tuple(r.name for r in routes)
                 if key not in by_routes:
-                    ordered = router.order(routes)
+                    ordered = self.health.order(routes)
                     # Greylisting is passed only by coming back to the same relay.
                     ordered.sort(key=lambda r: r.name != retry)
                     by_routes[key] = _Part(msg, ordered)
@@ -239,24 +269,59 @@ class DeliveryEngine:
 
     def _send_group(self, route: RouteSpec, group: list[_Part]) -> bool:
         """Send ``group`` over one session of ``route``; False if the route is down."""
+        health, limits = self.health, _limits(route)
+        if not health.usable(route.name):
+            state = health.state(route.name)
+            self._skip(group, route, f"circuit open until {state.until}: {state.reason}")
+            return False
+        slot = health.open_session(route.name, limits)
+        if slot is None:
+            self._skip(group, route, "all of its connections are in use")
+            return False
         transport = self.transport_factory(route)
         try:
             for index, part in enumerate(group):
+                wait = health.before_send(route.name, limits)
+                if wait > MAX_RATE_WAIT:
+                    self._hold(group[index:], route, wait)
+                    return True
+                if wait:
+                    time.sleep(wait)
+                    if health.before_send(route.name, limits):
+                        self._hold(group[index:], route, MAX_RATE_WAIT)
+                        return True
                 if not getattr(transport, "is_open", False):
                     started = time.monotonic()
                     try:
                         transport.open()
                         self.report.sessions += 1
                     except TransportError as exc:
+                        health.after_result(
+                            route.name,
+                            exc.verdict.outcome,
+                            exc.verdict.throttle,
+                            time.monotonic() - started,
+                            exc.verdict.reason,
+                            limits=limits,
+                        )
                         for failed in group[index:]:
                             self._route_fault(failed, route, exc, started)
                         return False
                 started_at, started = self.clock(), time.monotonic()
                 msg = part.msg
                 result = transport.send(Envelope(msg.sender, list(part.open_addresses), msg.data))
+                took = time.monotonic() - started
                 if result.verdict.session_over:  # e.g. 421: the server is closing
                     transport.close()
-                self._apply(part, route, result, started_at, time.monotonic() - started)
+                health.after_result(
+                    route.name,
+                    _route_outcome(result),
+                    result.verdict.throttle,
+                    took,
+                    result.verdict.reason,
+                    limits=limits,
+                )
+                self._apply(part, route, result, started_at, took)
                 if self._extra_parts:  # split recipients go next, in this same session
                     group.extend(self._extra_parts)
                     self._parts.extend(self._extra_parts)
@@ -264,6 +329,20 @@ class DeliveryEngine:
             return True
         finally:
             transport.close()
+            health.close_session(slot)
+
+    def _skip(self, group: list[_Part], route: RouteSpec, why: str) -> None:
+        """The route cannot be used now: its parts go on to their next route."""
+        for part in group:
+            part.msg.last_reply = f"{route.name} skipped: {why}"
+            part.routes.pop(0)
+
+    def _hold(self, group: list[_Part], route: RouteSpec, wait: float) -> None:
+        """Over the route's rate: retry these parts when it has room, not counted as a try."""
+        for part in group:
+            part.msg.last_reply = f"{route.name}: rate limit, next send in {wait:.0f}s"
+            part.msg.not_before = max(part.msg.not_before, wait)
+            part.routes = []
 
     def _route_fault(
         self, part: _Part, route: RouteSpec, exc: TransportError, started: float
@@ -548,7 +627,13 @@ class DeliveryEngine:
             sent_at=None,
             retry_route=msg.retry_route,
         )
-        if deferred:
+        if deferred and msg.not_before:
+            # Held back by a rate limit, not failed: back when there is room.
+            row.status = Message.Status.DEFERRED
+            row.attempt_count = msg.attempt_count
+            row.next_attempt_at = now + timedelta(seconds=msg.not_before)
+            self.report.deferred += 1
+        elif deferred:
             row.status = Message.Status.DEFERRED
             row.next_attempt_at = now + self.backoff(attempt_count)
             self.report.deferred += 1

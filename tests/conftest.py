@@ -3,6 +3,7 @@
 from tests.fixtures import (  # noqa: F401
     celery_app_for_tests,
     celery_worker,
+    fresh_caches,
     make_route,
     queued_email_backend,
     relay_settings,

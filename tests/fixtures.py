@@ -83,3 +83,13 @@ def celery_worker(celery_app_for_tests: Any, transactional_db: None) -> Iterator
 def queued_email_backend(settings: Any) -> None:
     """Django's test runner swaps in the locmem backend; the suite tests ours."""
     settings.EMAIL_BACKEND = "django_smtprelay.backends.QueuedEmailBackend"
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches() -> Iterator[None]:
+    """Route health lives in the cache: each test starts with none."""
+    from django.core.cache import caches
+
+    for cache in caches.all():
+        cache.clear()
+    yield

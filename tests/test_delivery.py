@@ -312,17 +312,26 @@ def test_send_mail_with_a_non_ascii_body_uses_8bitmime(smtp_server, make_route):
     assert "BODY=8BITMIME" in server.messages[0].mail_options
 
 
-def test_a_421_ends_the_session_and_the_next_message_opens_a_new_one(smtp_server, make_route):
+def test_a_421_ends_the_session_and_slows_the_route_down(smtp_server, make_route):
     server = smtp_server(
         dot_reply="421 4.7.0 Too many messages, closing connection", dot_reply_times=1
     )
     make_route(server)
     first = queue_one(subject="first")
     second = queue_one(subject="second")
-    deliver()
+    now = timezone.now()
+    deliver(clock=lambda: now)
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.status == Message.Status.DEFERRED
+    # The route asked us to slow down: the next message waits for room, untried.
+    assert second.status == Message.Status.DEFERRED
+    assert second.attempt_count == 0 and second.attempts.count() == 0
+    assert "rate limit" in second.last_error
+    assert second.next_attempt_at <= now + timedelta(minutes=1, seconds=1)
+    later = second.next_attempt_at + timedelta(seconds=1)
+    deliver(clock=lambda: later)
+    second.refresh_from_db()
     assert second.status == Message.Status.SENT
     assert server.sessions == 2
 

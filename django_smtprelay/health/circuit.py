@@ -23,6 +23,7 @@ from typing import Any
 
 from django.core.cache import BaseCache
 
+from .. import signals
 from ..conf import app_settings
 from ..models import RouteHealth
 from . import store
@@ -238,6 +239,9 @@ class CircuitBreaker:
         )
         record = _record(state, opened_at, until, reason, faults)
         self.cache.set(self._key("cb-state"), record, timeout=STATE_TTL)
+        signals.route_state_changed.send(
+            sender=CircuitBreaker, route_name=self.route_name, state=state, reason=reason
+        )
 
 
 def close_now(route_names: Iterable[str], reason: str, now: datetime) -> int:

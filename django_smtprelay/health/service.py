@@ -161,10 +161,11 @@ class RouteHealthService:
             cached = (now.timestamp(), self.scores.scores(list(names), now))
             self._memo[names] = cached
         shares = self.scores.weights(list(names), now=now, scores=cached[1])
-        keyed = [
-            (self._rng.random() ** (1 / shares[n]) if shares[n] > 0 else -1.0, r)
-            for n, r in zip(names, group, strict=True)
-        ]
+        # The configured weight (RouteSpec.weight) scales the health share.
+        keyed = []
+        for n, r in zip(names, group, strict=True):
+            share = shares[n] * max(getattr(r, "weight", 1), 0)
+            keyed.append((self._rng.random() ** (1 / share) if share > 0 else -1.0, r))
         keyed.sort(key=lambda pair: pair[0], reverse=True)
         return [r for _, r in keyed]
 
