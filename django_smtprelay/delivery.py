@@ -418,6 +418,8 @@ class DeliveryEngine:
                     r.reply = f"gave up after {app_settings.max_lifetime}: {r.reply}"[:2000]
             statuses = {r.status for r in item.rcpts}
             deferred = False
+        if not deferred and statuses == {Recipient.Status.DELIVERED}:
+            return None  # the common case: one UPDATE for all of them
         attempt_count = item.attempt_count + 1
         row = Message(
             pk=item.pk,
@@ -433,8 +435,6 @@ class DeliveryEngine:
             row.next_attempt_at = now + self.backoff(attempt_count)
             self.report.deferred += 1
         elif Recipient.Status.DELIVERED in statuses:
-            if statuses == {Recipient.Status.DELIVERED}:
-                return None  # the common case: one UPDATE for all of them
             row.status, row.sent_at = Message.Status.SENT, now
             self.report.sent += 1
         else:

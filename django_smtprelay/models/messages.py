@@ -53,11 +53,31 @@ class MessageQuerySet(models.QuerySet["Message"]):
                 if ids:
                     self.filter(pk__in=ids).update(**values)
             return token, ids
-        candidates = list(self.due(now).order_by(*order).values_list("pk", flat=True)[:limit])
+        candidates = self._due_ids(now, limit)
         if not candidates:
             return token, []
         self.due(now).filter(pk__in=candidates).update(**values)
         return token, list(self.filter(lease_token=token).values_list("pk", flat=True))
+
+    def _due_ids(self, now: datetime, limit: int) -> list[int]:
+        """The first ``limit`` due ids in claim order, without sorting the whole queue.
+
+        One query per state, each an ordered walk of the ``smtprelay_msg_due``
+        index that stops after ``limit`` rows, then merged here: a claim costs
+        the same with 5,000 or 500,000 messages queued.
+        """
+        rows: list[tuple[int, datetime, int]] = []
+        for status, cond in (
+            (Message.Status.QUEUED, Q(next_attempt_at__lte=now)),
+            (Message.Status.DEFERRED, Q(next_attempt_at__lte=now)),
+            (Message.Status.SENDING, Q(lease_expires_at__lt=now)),
+        ):
+            rows += (
+                self.filter(cond, status=status)
+                .order_by("priority", "next_attempt_at", "pk")
+                .values_list("priority", "next_attempt_at", "pk")[:limit]
+            )
+        return [pk for _prio, _at, pk in sorted(rows)[:limit]]
 
     def leased_by(self, token: uuid.UUID) -> MessageQuerySet:
         """Messages still held by the lease ``token`` (a lost lease matches nothing)."""
