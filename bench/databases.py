@@ -25,6 +25,9 @@ class SQLite:
     def template(self, subject: str) -> str:
         return f"sqlite:{self.workdir / f'template-{subject}.sqlite3'}"
 
+    def create_template(self, subject: str) -> str:
+        return self.template(subject)  # migrate creates the file
+
     def fresh(self, subject: str) -> str:
         path = self.workdir / f"{subject}-{uuid.uuid4().hex[:8]}.sqlite3"
         shutil.copyfile(self.workdir / f"template-{subject}.sqlite3", path)
@@ -61,9 +64,12 @@ class PostgreSQL:
             return conn.execute("SHOW server_version").fetchone()[0]
 
     def template(self, subject: str) -> str:
-        name = f"{self.prefix}_{subject}_template"
-        self._create(name)
-        return f"postgres:{name}"
+        return f"postgres:{self.prefix}_{subject}_template"
+
+    def create_template(self, subject: str) -> str:
+        url = self.template(subject)
+        self._create(url.partition(":")[2])
+        return url
 
     def fresh(self, subject: str) -> str:
         name = f"{self.prefix}_{subject}_{uuid.uuid4().hex[:8]}"

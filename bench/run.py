@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
                 output["machine"]["postgres"] = db.version()
             try:
                 for subject in ["smtprelay", *bench.others]:
-                    bench.step("migrate", bench.env(subject, db.template(subject)))
+                    bench.step("migrate", bench.env(subject, db.create_template(subject)))
                 rounds = []
                 for i in range(args.runs):
                     print(f"{db.label}: run {i + 1} of {args.runs} (N={args.n:,})", file=sys.stderr)
@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.scale_workers and pg_ok:
             db = PostgreSQL(workdir)
             try:
-                bench.step("migrate", bench.env("smtprelay", db.template("smtprelay")))
+                bench.step("migrate", bench.env("smtprelay", db.create_template("smtprelay")))
                 print(
                     f"PostgreSQL: scale, relay delay {args.scale_delay}s, N={args.scale_n}",
                     file=sys.stderr,
