@@ -31,5 +31,13 @@ DEMO_ARGS ?=
 demo: $(VENV)/.installed
 	cd example_project && $(abspath $(VENV))/bin/python demo.py $(DEMO_ARGS)
 
+# The benchmark (bench/README.md): smtplib baseline, the engine, a Celery worker,
+# and django-post_office / django-mailer when installed, on SQLite.
+#   make bench BENCH_ARGS="--postgres --memory --scale-workers 4"
+BENCH_ARGS ?=
+bench: $(VENV)/.installed
+	$(PY) -m pip install $(PIP_FLAGS) django-post-office django-mailer
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .venv-* .pytest_cache .ruff_cache tests/test*.sqlite3

@@ -1,0 +1,496 @@
+"""Benchmark: django-smtprelay against one smtplib connection, side by side.
+
+    python bench/run.py [--n 5000] [--runs 3] [--sqlite] [--postgres] [--skip-others]
+                        [--memory] [--scale-workers 4] [--json OUT]
+
+See bench/README.md for what each figure means and the targets it checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import report, sink, workload  # noqa: E402
+from bench.databases import PostgreSQL, SQLite  # noqa: E402
+
+OTHERS = {"post_office": "post_office", "mailer": "mailer"}  # subject -> import name
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.broker = args.broker or default_broker(workdir)
+        self.others = (
+            []
+            if args.skip_others
+            else [s for s, module in OTHERS.items() if importlib.util.find_spec(module)]
+        )
+        self.exact_failures: list[str] = []
+
+    # -- processes ----------------------------------------------------------
+
+    def env(self, subject: str, database: str, port: int = 0, **extra: str) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "BENCH_SUBJECT": subject,
+            "BENCH_DATABASE": database,
+            "BENCH_SMTP_PORT": str(port),
+            "BENCH_WORKDIR": str(self.workdir),
+            "BENCH_BROKER": self.broker,
+        }
+        env.update(extra)
+        return env
+
+    def step(self, name: str, env: dict[str, str], *options: str) -> dict[str, Any]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.scenarios", name, *options],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        return parse_result(name, proc.returncode, proc.stdout, proc.stderr)
+
+    def check(self, label: str, tally: sink.Tally, n: int, in_db: int | None = None) -> None:
+        problems = []
+        if not tally.exact or tally.messages != n:
+            problems.append(f"smtp-sink: {tally.describe()}")
+        if in_db is not None and in_db != n:
+            problems.append(f"the queue records {in_db} of {n} as sent")
+        if problems:
+            self.exact_failures.append(f"{label}: " + "; ".join(problems))
+            print(f"  !! {label}: " + "; ".join(problems), file=sys.stderr)
+
+    # -- scenarios ----------------------------------------------------------
+
+    def baseline(self, db: Any, n: int) -> dict[str, Any]:
+        with sink.SmtpSink(workdir=self.workdir) as relay:
+            env = self.env("smtprelay", db.template("smtprelay"), relay.port)
+            result = self.step("baseline", env, "--n", str(n))
+            tally = relay.tally(workload.recipients(n))
+        self.check("baseline", tally, n)
+        return {
+            "drain_rate": n / result["seconds"],
+            "sessions": tally.sessions,
+            "drain_rss_kb": result["maxrss_kb"],
+        }
+
+    def queue_then_drain(self, db: Any, subject: str, n: int) -> dict[str, Any]:
+        database = db.fresh(subject)
+        try:
+            with sink.SmtpSink(workdir=self.workdir) as relay:
+                env = self.env(subject, database, relay.port)
+                queued = self.step("enqueue", env, "--n", str(n))
+                drained = self.step("drain", env, "--n", str(n))
+                tally = relay.tally(workload.recipients(n))
+        finally:
+            db.drop(database)
+        self.check(subject, tally, n, drained["delivered_in_db"])
+        return {
+            "enqueue_rate": n / queued["seconds"],
+            "drain_rate": n / drained["seconds"],
+            "e2e_rate": n / (queued["seconds"] + drained["seconds"]),
+            "sessions": tally.sessions,
+            "enqueue_rss_kb": queued["maxrss_kb"],
+            "drain_rss_kb": drained["maxrss_kb"],
+        }
+
+    def celery(self, db: Any, n: int) -> dict[str, Any]:
+        database = db.fresh("smtprelay")
+        queue = f"smtprelay-bench-{uuid.uuid4().hex[:8]}"
+        ready = self.workdir / f"{queue}.ready"
+        try:
+            with sink.SmtpSink(workdir=self.workdir) as relay:
+                env = self.env(
+                    "smtprelay",
+                    database,
+                    relay.port,
+                    BENCH_PUBLISH="1",
+                    BENCH_QUEUE=queue,
+                    BENCH_READY_FILE=str(ready),
+                )
+                with celery_worker(env, queue, ready) as worker:
+                    result = self.step(
+                        "celery",
+                        env,
+                        "--n",
+                        str(n),
+                        "--counters",
+                        str(relay.counter_file),
+                        "--timeout",
+                        str(max(60, n / 20)),
+                    )
+                    worker_rss = peak_rss_kb(worker.pid)
+                tally = relay.tally(workload.recipients(n))
+        finally:
+            db.drop(database)
+        self.check("celery", tally, n, result["delivered_in_db"])
+        return {
+            "enqueue_rate": n / result["enqueue_seconds"],
+            "drain_rate": n / result["drain_seconds"],
+            "e2e_rate": n / result["seconds"],
+            "sessions": tally.sessions,
+            "enqueue_rss_kb": result["maxrss_kb"],
+            "drain_rss_kb": worker_rss,
+        }
+
+    def one_round(self, db: Any, n: int) -> dict[str, dict[str, Any]]:
+        results = {"baseline": self.baseline(db, n)}
+        results["smtprelay"] = self.queue_then_drain(db, "smtprelay", n)
+        results["celery"] = self.celery(db, n)
+        for subject in self.others:
+            results[subject] = self.queue_then_drain(db, subject, n)
+        return results
+
+    def memory(self, db: Any, sizes: tuple[int, ...]) -> dict[int, int]:
+        peaks = {}
+        for n in sizes:
+            database = db.fresh("smtprelay")
+            try:
+                with sink.SmtpSink(workdir=self.workdir) as relay:
+                    env = self.env("smtprelay", database, relay.port)
+                    self.step("enqueue", env, "--n", str(n))
+                    drained = self.step("drain", env, "--n", str(n))
+                    tally = relay.tally(workload.recipients(n))
+            finally:
+                db.drop(database)
+            self.check(f"memory n={n}", tally, n, drained["delivered_in_db"])
+            peaks[n] = drained["maxrss_kb"]
+            print(f"  drain of {n:,}: peak {peaks[n] / 1024:.1f} MB", file=sys.stderr)
+        return peaks
+
+    def scale(self, db: Any, workers: int, n: int, delay: int) -> dict[int, float]:
+        rates = {}
+        for count in sorted({1, workers}):
+            database = db.fresh("smtprelay")
+            try:
+                with sink.SmtpSink(workdir=self.workdir, delay=delay) as relay:
+                    env = self.env(
+                        "smtprelay",
+                        database,
+                        relay.port,
+                        BENCH_BATCH_SIZE=str(self.args.scale_batch),
+                    )
+                    self.step("enqueue", env, "--n", str(n))
+                    results = self.concurrent_drain(env, count)
+                    in_db = self.step("count-delivered", env)["delivered_in_db"]
+                    tally = relay.tally(workload.recipients(n))
+            finally:
+                db.drop(database)
+            self.check(f"scale {count} worker(s)", tally, n, in_db)
+            started = min(r["started"] for r in results)
+            finished = max(r["finished"] for r in results)
+            rates[count] = n / (finished - started)
+            print(
+                f"  {count} worker(s): {rates[count]:.2f} msg/s, sent per worker "
+                f"{[r['report']['sent'] for r in results]}",
+                file=sys.stderr,
+            )
+        return rates
+
+    def concurrent_drain(self, env: dict[str, str], count: int) -> list[dict[str, Any]]:
+        tag = uuid.uuid4().hex[:8]
+        go = self.workdir / f"go-{tag}"
+        readies = [self.workdir / f"ready-{tag}-{i}" for i in range(count)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.scenarios",
+                    "scale-worker",
+                    "--ready",
+                    str(ready),
+                    "--go",
+                    str(go),
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for ready in readies
+        ]
+        deadline = time.monotonic() + 60
+        while not all(r.exists() for r in readies):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                break
+            time.sleep(0.01)
+        go.touch()
+        results = []
+        for proc in procs:
+            out, err = proc.communicate()
+            results.append(parse_result("scale-worker", proc.returncode, out, err))
+        return results
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def parse_result(name: str, code: int, stdout: str, stderr: str) -> dict[str, Any]:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("BENCH-RESULT "):
+            return json.loads(line.removeprefix("BENCH-RESULT "))
+    raise StepFailed(f"step {name!r} exited {code} without a result:\n{stderr[-3000:]}")
+
+
+def default_broker(workdir: Path) -> str:
+    """Redis on 127.0.0.1 when it answers; otherwise kombu's SQLAlchemy transport on a file."""
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(16).startswith(b"+PONG"):
+                return "redis://127.0.0.1:6379/0"
+    except OSError:
+        pass
+    return f"sqla+sqlite:///{workdir / 'broker.sqlite3'}"
+
+
+@contextmanager
+def celery_worker(
+    env: dict[str, str], queue: str, ready: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``celery worker`` process (solo pool: one worker, one task at a time)."""
+    log = open(ready.with_suffix(".log"), "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.celery_app",
+            "worker",
+            "--pool=solo",
+            "--queues",
+            queue,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel=WARNING",
+            "--hostname",
+            f"{queue}@%h",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise StepFailed(
+                    "celery worker did not start:\n" + ready.with_suffix(".log").read_text()[-3000:]
+                )
+            time.sleep(0.02)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def peak_rss_kb(pid: int) -> int | None:
+    """A running process's peak resident memory (Linux ``VmHWM``)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import sqlite3
+
+    import django
+
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+
+
+def median_rounds(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Median of each figure, and of each rate's ratio to the same round's baseline."""
+    summary: dict[str, dict[str, Any]] = {}
+    for name in rounds[0]:
+        row: dict[str, Any] = {}
+        for key in rounds[0][name]:
+            values = [r[name][key] for r in rounds if r[name].get(key) is not None]
+            row[key] = statistics.median(values) if values else None
+        for key in ("enqueue_rate", "drain_rate", "e2e_rate"):
+            if key in rounds[0][name]:
+                row[key.replace("rate", "ratio")] = statistics.median(
+                    r[name][key] / r["baseline"]["drain_rate"] for r in rounds
+                )
+        summary[name] = row
+    return summary
+
+
+def pairwise(rounds: list[dict[str, dict[str, Any]]], a: str, b: str, key: str) -> float | None:
+    """Median over rounds of ``a[key] / b[key]`` (both from the same round)."""
+    if b not in rounds[0]:
+        return None
+    return statistics.median(r[a][key] / r[b][key] for r in rounds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=5000, help="messages per run (default 5000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs; figures are medians")
+    parser.add_argument("--sqlite", action="store_true", help="run on SQLite (the default)")
+    parser.add_argument("--postgres", action="store_true", help="run on PostgreSQL too")
+    parser.add_argument(
+        "--skip-others", action="store_true", help="leave out django-post_office and django-mailer"
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="peak memory draining 50,000 vs 5,000 (SQLite)"
+    )
+    parser.add_argument(
+        "--scale-workers",
+        type=int,
+        default=0,
+        metavar="W",
+        help="W engine processes vs 1 against a slow relay (PostgreSQL)",
+    )
+    parser.add_argument("--scale-n", type=int, default=40, help="messages in the scale test")
+    parser.add_argument("--scale-delay", type=int, default=1, help="relay's DATA reply delay (s)")
+    parser.add_argument("--scale-batch", type=int, default=2, help="claim size in the scale test")
+    parser.add_argument("--broker", help="Celery broker URL (default: local Redis, else SQLite)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    parser.add_argument("--json", metavar="OUT", help="write every figure to this JSON file")
+    args = parser.parse_args(argv)
+
+    if not sink.available():
+        parser.error(f"smtp-sink not found at {sink.SMTP_SINK}: apt-get install postfix")
+    pg_ok = PostgreSQL.available()
+    kinds = []
+    if args.sqlite or not args.postgres:
+        kinds.append("sqlite")
+    if args.postgres:
+        if pg_ok:
+            kinds.append("postgres")
+        else:
+            print("PostgreSQL is not reachable; skipping the PostgreSQL runs", file=sys.stderr)
+    if args.scale_workers and not pg_ok:
+        print("PostgreSQL is not reachable; skipping the scale test", file=sys.stderr)
+
+    workdir = Path(tempfile.mkdtemp(prefix="smtprelay-bench-"))
+    workdir.chmod(0o755)
+    bench = Bench(args, workdir)
+    output: dict[str, Any] = {
+        "machine": machine(),
+        "n": args.n,
+        "runs": args.runs,
+        "broker": bench.broker.split("://")[0],
+        "databases": {},
+    }
+    targets: list[report.Target] = []
+    try:
+        for kind in kinds:
+            db = SQLite(workdir) if kind == "sqlite" else PostgreSQL(workdir)
+            if kind == "postgres":
+                output["machine"]["postgres"] = db.version()
+            try:
+                for subject in ["smtprelay", *bench.others]:
+                    bench.step("migrate", bench.env(subject, db.create_template(subject)))
+                rounds = []
+                for i in range(args.runs):
+                    print(f"{db.label}: run {i + 1} of {args.runs} (N={args.n:,})", file=sys.stderr)
+                    rounds.append(bench.one_round(db, args.n))
+                summary = median_rounds(rounds)
+                output["databases"][kind] = {"rounds": rounds, "summary": summary}
+                print(report.table(db.label, args.n, args.runs, summary, bench.broker))
+                if kind == "sqlite":
+                    targets += report.speed_targets(
+                        summary,
+                        e2e_vs_po=pairwise(rounds, "smtprelay", "post_office", "e2e_rate"),
+                        enqueue_vs_po=pairwise(rounds, "smtprelay", "post_office", "enqueue_rate"),
+                    )
+                if kind == "sqlite" and args.memory:
+                    print("SQLite: peak memory of one drain", file=sys.stderr)
+                    peaks = bench.memory(db, (5000, 50000))
+                    output["memory"] = peaks
+                    targets.append(report.memory_target(peaks))
+            finally:
+                db.close()
+        if args.scale_workers and pg_ok:
+            db = PostgreSQL(workdir)
+            try:
+                bench.step("migrate", bench.env("smtprelay", db.create_template("smtprelay")))
+                print(
+                    f"PostgreSQL: scale, relay delay {args.scale_delay}s, N={args.scale_n}",
+                    file=sys.stderr,
+                )
+                rates = bench.scale(db, args.scale_workers, args.scale_n, args.scale_delay)
+            finally:
+                db.close()
+            output["scale"] = rates
+            targets.append(report.scale_target(rates, args.scale_workers))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    targets.append(report.exact_target(bench.exact_failures))
+    output["targets"] = [t.__dict__ for t in targets]
+    output["exact_failures"] = bench.exact_failures
+    print(report.machine_line(output["machine"]))
+    print(report.targets(targets))
+    if args.json:
+        Path(args.json).write_text(json.dumps(output, indent=2, default=str))
+    if bench.exact_failures:
+        return 1
+    if args.strict and any(t.status == "FAIL" for t in targets):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

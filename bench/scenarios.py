@@ -1,0 +1,193 @@
+"""One measured step, run in a fresh process: ``python -m bench.scenarios STEP [options]``.
+
+Each step prints one ``BENCH-RESULT {json}`` line, with the process's peak
+resident memory, so ``run.py`` gets clean numbers for every step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import smtplib
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+
+import django
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+
+from bench import sink, workload  # noqa: E402
+
+STEPS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {}
+
+
+def step(func: Callable[[argparse.Namespace], dict[str, Any]]) -> Callable[..., Any]:
+    STEPS[func.__name__.replace("_", "-")] = func
+    return func
+
+
+@step
+def migrate(args: argparse.Namespace) -> dict[str, Any]:
+    call_command("migrate", verbosity=0, interactive=False)
+    return {}
+
+
+@step
+def baseline(args: argparse.Namespace) -> dict[str, Any]:
+    """Python's smtplib: the same messages, prebuilt, over one persistent connection."""
+    from django.core.mail import EmailMessage
+
+    from django_smtprelay.envelope import prepare
+
+    messages = [
+        prepare(EmailMessage(subject, body, sender, to))
+        for subject, body, sender, to in workload.datatuples(args.n)
+    ]
+    started = time.perf_counter()
+    conn = smtplib.SMTP("127.0.0.1", settings.EMAIL_PORT, local_hostname="bench.example.com")
+    for m in messages:
+        conn.sendmail(m.from_email, m.recipients, m.data)
+    conn.quit()
+    return {"seconds": time.perf_counter() - started}
+
+
+@step
+def enqueue(args: argparse.Namespace) -> dict[str, Any]:
+    """Each queue's documented bulk API, timed from the caller's data to stored rows."""
+    data = workload.datatuples(args.n)
+    started = time.perf_counter()
+    _enqueue(data)
+    return {"seconds": time.perf_counter() - started}
+
+
+def _enqueue(data: list[tuple[str, str, str, list[str]]]) -> None:
+    if settings.SUBJECT == "smtprelay":
+        from django.core.mail import send_mass_mail
+
+        assert send_mass_mail(data) == len(data)
+    elif settings.SUBJECT == "post_office":
+        from post_office import mail
+
+        mail.send_many(
+            [
+                {"sender": sender, "recipients": to, "subject": subject, "message": body}
+                for subject, body, sender, to in data
+            ]
+        )
+    else:
+        import mailer
+
+        mailer.send_mass_mail(data)
+
+
+@step
+def drain(args: argparse.Namespace) -> dict[str, Any]:
+    """Deliver the whole queue with one worker, in this process."""
+    connection.ensure_connection()
+    result: dict[str, Any] = {}
+    started = time.perf_counter()
+    if settings.SUBJECT == "smtprelay":
+        from django_smtprelay.delivery import DeliveryEngine
+
+        report = DeliveryEngine().run()
+        result["report"] = vars(report)
+    elif settings.SUBJECT == "post_office":
+        from post_office import mail
+
+        mail.send_queued_mail_until_done()
+    else:
+        from mailer import engine
+
+        engine.send_all()
+    result["seconds"] = time.perf_counter() - started
+    result["delivered_in_db"] = delivered_in_db()
+    return result
+
+
+def delivered_in_db() -> int:
+    """How many messages the queue itself records as sent."""
+    if settings.SUBJECT == "smtprelay":
+        from django_smtprelay.models import Message, Recipient
+
+        pending = Recipient.objects.exclude(status=Recipient.Status.DELIVERED).count()
+        return Message.objects.filter(status=Message.Status.SENT).count() if not pending else -1
+    if settings.SUBJECT == "post_office":
+        from post_office.models import STATUS, Email
+
+        return Email.objects.filter(status=STATUS.sent).count()
+    from mailer.models import RESULT_SUCCESS, Message, MessageLog
+
+    return (
+        MessageLog.objects.filter(result=RESULT_SUCCESS).count()
+        if not Message.objects.exists()
+        else -1
+    )
+
+
+@step
+def celery(args: argparse.Namespace) -> dict[str, Any]:
+    """Enqueue, publishing on commit; a running Celery worker delivers. Timed to the last one."""
+    import bench.celery_app  # noqa: F401  (a site loads its Celery app at start-up)
+
+    data = workload.datatuples(args.n)
+    started = time.perf_counter()
+    _enqueue(data)
+    enqueued = time.perf_counter()
+    done = sink.wait_for_messages(Path(args.counters), args.n, timeout=args.timeout)
+    deadline = time.monotonic() + 30
+    while (delivered := delivered_in_db()) != args.n and time.monotonic() < deadline:
+        time.sleep(0.05)  # the worker writes results just after the last send
+    return {
+        "enqueue_seconds": enqueued - started,
+        "drain_seconds": done - enqueued,
+        "seconds": done - started,
+        "delivered_in_db": delivered,
+    }
+
+
+@step
+def scale_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """One of several concurrent engine runs; starts when the go file appears."""
+    from django_smtprelay.delivery import DeliveryEngine
+
+    connection.ensure_connection()
+    Path(args.ready).touch()
+    while not Path(args.go).exists():
+        time.sleep(0.001)
+    started = time.time()
+    report = DeliveryEngine().run()
+    return {"started": started, "finished": time.time(), "report": vars(report)}
+
+
+@step
+def count_delivered(args: argparse.Namespace) -> dict[str, Any]:
+    return {"delivered_in_db": delivered_in_db()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("step", choices=sorted(STEPS))
+    parser.add_argument("--n", type=int, default=0)
+    parser.add_argument("--counters", help="smtp-sink -c output file (celery step)")
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--ready")
+    parser.add_argument("--go")
+    args = parser.parse_args(argv)
+    result = STEPS[args.step](args)
+    result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sys.stdout.write("BENCH-RESULT " + json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Django settings for the benchmark; every knob comes from the environment.
+
+``bench/run.py`` sets these for each child process:
+
+- ``BENCH_DATABASE``: ``sqlite:/path/file.sqlite3`` or ``postgres:dbname``
+  (``BENCH_PG_HOST``/``BENCH_PG_PORT``/``BENCH_PG_USER``, default 127.0.0.1:5432/postgres).
+- ``BENCH_SUBJECT``: ``smtprelay``, ``post_office`` or ``mailer``: the queue under test.
+- ``BENCH_SMTP_PORT``: the smtp-sink port on 127.0.0.1.
+- ``BENCH_BROKER`` and ``BENCH_QUEUE``: the Celery broker and queue name.
+- ``BENCH_BATCH_SIZE``: ``SMTPRELAY["BATCH_SIZE"]`` (claim size).
+- ``BENCH_PUBLISH``: ``1`` makes the backend publish Celery tasks on commit.
+- ``BENCH_WORKDIR``: where lock files go.
+"""
+
+import os
+import tempfile
+
+SECRET_KEY = "benchmark-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+WORKDIR = os.environ.get("BENCH_WORKDIR") or tempfile.gettempdir()
+
+SUBJECT = os.environ.get("BENCH_SUBJECT", "smtprelay")
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth"]
+INSTALLED_APPS += {
+    "smtprelay": ["django_smtprelay"],
+    "post_office": ["post_office"],
+    "mailer": ["mailer"],
+}[SUBJECT]
+
+# post_office renders subjects and bodies as templates.
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
+
+_database = os.environ.get("BENCH_DATABASE", f"sqlite:{WORKDIR}/bench.sqlite3")
+_engine, _, _name = _database.partition(":")
+if _engine == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": os.environ.get("BENCH_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("BENCH_PG_PORT", "5432"),
+            "USER": os.environ.get("BENCH_PG_USER", "postgres"),
+            "NAME": _name,
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _name,
+            "OPTIONS": {"timeout": 60},
+        }
+    }
+
+EMAIL_HOST = "127.0.0.1"
+EMAIL_PORT = int(os.environ.get("BENCH_SMTP_PORT", "2525"))
+EMAIL_TIMEOUT = 60
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+if SUBJECT == "smtprelay":
+    EMAIL_BACKEND = "django_smtprelay.backends.QueuedEmailBackend"
+    SMTPRELAY = {
+        "BATCH_SIZE": int(os.environ.get("BENCH_BATCH_SIZE", "200")),
+        "PUBLISH_ON_COMMIT": os.environ.get("BENCH_PUBLISH") == "1",
+        "CELERY_QUEUE": os.environ.get("BENCH_QUEUE") or None,
+        "EHLO_HOSTNAME": "bench.example.com",
+    }
+elif SUBJECT == "post_office":
+    EMAIL_BACKEND = "post_office.EmailBackend"
+    POST_OFFICE = {
+        "BACKENDS": {"default": SMTP_BACKEND},
+        "LOCK_FILE_NAME": os.path.join(WORKDIR, "post_office"),
+    }
+else:
+    EMAIL_BACKEND = "mailer.backend.DbBackend"
+    MAILER_EMAIL_BACKEND = SMTP_BACKEND
+    MAILER_LOCK_PATH = os.path.join(WORKDIR, "mailer")
+    MAILER_EMPTY_QUEUE_SLEEP = 0
+
+CELERY_BROKER_URL = os.environ.get("BENCH_BROKER", "memory://")
+CELERY_RESULT_BACKEND = None
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+}

@@ -1,0 +1,142 @@
+"""SMTP PIPELINING (RFC 2920): the same per-recipient results as one command at a time."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from django_smtprelay.models import Route
+from django_smtprelay.routing import RouteSpec
+from django_smtprelay.transports.base import Envelope, SendResult
+from django_smtprelay.transports.smtp import SMTPTransport
+
+
+class Scripted:
+    """Replies by address: ``reject*`` 550 at RCPT, ``later*`` 450, ``badsender*`` 553 at MAIL."""
+
+    def __init__(self, *, pipelining: bool) -> None:
+        self.pipelining = pipelining
+        self.received: list[tuple[str, list[str]]] = []
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("badsender"):
+            return "553 5.7.1 sender refused"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("reject"):
+            return "550 5.1.1 no such user"
+        if address.startswith("later"):
+            return "450 4.2.1 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if b"Subject: refuse" in envelope.content:
+            return "554 5.6.0 content refused"
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 2.0.0 queued"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def servers() -> Iterator[dict[bool, tuple[Scripted, int]]]:
+    """Two scripted relays on 127.0.0.1: one offers PIPELINING, one does not."""
+    started = {}
+    controllers = []
+    for pipelining in (True, False):
+        handler = Scripted(pipelining=pipelining)
+        port = _free_port()
+        controller = Controller(handler, hostname="127.0.0.1", port=port)
+        controller.start()
+        controllers.append(controller)
+        started[pipelining] = (handler, port)
+    yield started
+    for controller in controllers:
+        controller.stop()
+
+
+def _send(port: int, envelopes: list[Envelope]) -> tuple[list[SendResult], bool]:
+    route = RouteSpec(name="test", host="127.0.0.1", port=port, security=Route.Security.NONE)
+    transport = SMTPTransport(route)
+    transport.open()
+    try:
+        assert transport.conn is not None
+        pipelined = transport._can_pipeline(transport.conn, envelopes[0])
+        return [transport.send(e) for e in envelopes], pipelined
+    finally:
+        transport.close()
+
+
+def _summary(result: SendResult) -> tuple[Any, ...]:
+    return (
+        result.outcome,
+        result.reply.stage,
+        result.reply.code,
+        [
+            (r.address, r.verdict.outcome, r.reply.stage, r.reply.code, r.reply.enhanced)
+            for r in result.recipients
+        ],
+    )
+
+
+BODY = b"Subject: hello\r\n\r\n.leading dot\r\nbody\r\n"
+CASES = [
+    Envelope("from@example.com", ["ok@example.com"], BODY),
+    Envelope(
+        "from@example.com", ["ok@example.com", "reject@example.com", "later@example.com"], BODY
+    ),
+    Envelope("from@example.com", ["reject@example.com", "later@example.com"], BODY),
+    Envelope("badsender@example.com", ["ok@example.com", "ok2@example.com"], BODY),
+    Envelope("from@example.com", ["ok@example.com"], b"Subject: refuse\r\n\r\nbody\r\n"),
+    Envelope("from@example.com", ["ok3@example.com"], BODY),  # the session is still usable
+]
+
+
+@pytest.mark.django_db
+def test_pipelined_results_match_one_command_at_a_time(servers: Any) -> None:
+    (pipe_handler, pipe_port), (plain_handler, plain_port) = servers[True], servers[False]
+    pipelined, used_pipelining = _send(pipe_port, CASES)
+    plain, plain_pipelining = _send(plain_port, CASES)
+    assert used_pipelining and not plain_pipelining
+    assert [_summary(r) for r in pipelined] == [_summary(r) for r in plain]
+    assert (
+        pipe_handler.received
+        == plain_handler.received
+        == [
+            ("from@example.com", ["ok@example.com"]),
+            ("from@example.com", ["ok@example.com"]),
+            ("from@example.com", ["ok3@example.com"]),
+        ]
+    )
+    outcomes = [[str(r.verdict.outcome) for r in result.recipients] for result in pipelined]
+    assert outcomes == [
+        ["delivered"],
+        ["delivered", "permanent", "transient"],
+        ["permanent", "transient"],
+        ["route_fault", "route_fault"],
+        ["permanent"],
+        ["delivered"],
+    ]
