@@ -34,7 +34,7 @@ demo: $(VENV)/.installed
 # The benchmark (bench/README.md): smtplib baseline, the engine, a Celery worker,
 # and django-post_office / django-mailer when installed, on SQLite.
 #   make bench BENCH_ARGS="--postgres --memory --scale-workers 4"
-BENCH_ARGS ?=
+BENCH_ARGS ?= --sqlite --postgres --memory --scale-workers 4 --json bench/results/latest.json
 bench: $(VENV)/.installed
 	$(PY) -m pip install $(PIP_FLAGS) django-post-office django-mailer
 	$(PY) bench/run.py $(BENCH_ARGS)

@@ -35,6 +35,8 @@ logger = logging.getLogger("django_smtprelay.delivery")
 
 Attempt = DeliveryAttempt.Outcome
 OPEN_STATES = (Recipient.Status.PENDING, Recipient.Status.DEFERRED)
+# Outcomes that show the route did its job (the recipient's fate aside).
+ROUTE_WORKS = (Outcome.DELIVERED, Outcome.TRANSIENT, Outcome.PERMANENT)
 
 
 @dataclass
@@ -279,17 +281,20 @@ class DeliveryEngine:
             self._skip(group, route, "all of its connections are in use")
             return False
         transport = self.transport_factory(route)
+        paced = health.paced(route.name, limits)
+        good, good_latency = 0, 0.0  # reported together: a few cache operations a session
         try:
             for index, part in enumerate(group):
-                wait = health.before_send(route.name, limits)
-                if wait > MAX_RATE_WAIT:
-                    self._hold(group[index:], route, wait)
-                    return True
-                if wait:
-                    time.sleep(wait)
-                    if health.before_send(route.name, limits):
-                        self._hold(group[index:], route, MAX_RATE_WAIT)
+                if paced:
+                    wait = health.before_send(route.name, limits)
+                    if wait > MAX_RATE_WAIT:
+                        self._hold(group[index:], route, wait)
                         return True
+                    if wait:
+                        time.sleep(wait)
+                        if health.before_send(route.name, limits):
+                            self._hold(group[index:], route, MAX_RATE_WAIT)
+                            return True
                 if not getattr(transport, "is_open", False):
                     started = time.monotonic()
                     try:
@@ -313,14 +318,27 @@ class DeliveryEngine:
                 took = time.monotonic() - started
                 if result.verdict.session_over:  # e.g. 421: the server is closing
                     transport.close()
-                health.after_result(
-                    route.name,
-                    _route_outcome(result),
-                    result.verdict.throttle,
-                    took,
-                    result.verdict.reason,
-                    limits=limits,
-                )
+                outcome = _route_outcome(result)
+                if outcome in ROUTE_WORKS and not result.verdict.throttle:
+                    good, good_latency = good + 1, good_latency + took
+                else:
+                    # Settle the session's good sends first, so a slow-down is
+                    # measured against everything sent so far, this one included.
+                    health.record_successes(
+                        route.name, good, good_latency, limits=limits, counted=paced
+                    )
+                    good, good_latency = 0, 0.0
+                    if not paced:
+                        health.limiter(route.name, limits).count_sends(1, self.clock())
+                    health.after_result(
+                        route.name,
+                        outcome,
+                        result.verdict.throttle,
+                        took,
+                        result.verdict.reason,
+                        limits=limits,
+                    )
+                    paced = paced or result.verdict.throttle
                 self._apply(part, route, result, started_at, took)
                 if self._extra_parts:  # split recipients go next, in this same session
                     group.extend(self._extra_parts)
@@ -329,6 +347,7 @@ class DeliveryEngine:
             return True
         finally:
             transport.close()
+            health.record_successes(route.name, good, good_latency, limits=limits, counted=paced)
             health.close_session(slot)
 
     def _skip(self, group: list[_Part], route: RouteSpec, why: str) -> None:
@@ -512,6 +531,7 @@ class DeliveryEngine:
     def _flush(self) -> None:
         attempts, finished, suppress = self._attempts, self._finished, self._suppress
         self._attempts, self._finished, self._suppress, self._since_flush = [], [], [], 0
+        self._delays: dict[int, timedelta] = {}
         if not attempts and not finished:
             return
         now = self.clock()
@@ -536,77 +556,37 @@ class DeliveryEngine:
                 getattr(signals, f"message_{name}").send(sender=Message, message_ids=ids)
 
     def _write(self, now: datetime, msgs: list[_Msg], outcome: dict[str, list[int]]) -> None:
-        delivered: dict[tuple[int | None, int | None], list[int]] = {}
-        other: list[_Rcpt] = []
-        sent: list[int] = []
-        updated: list[Message] = []
+        # Rows with the same new values share one UPDATE: a batch is usually a
+        # handful of groups (sent; deferred by one route fault), never one query
+        # per message, and never Django's bulk_update (a CASE per row and field).
+        rcpt_groups: dict[tuple, list[int]] = {}
+        msg_groups: dict[tuple, list[int]] = {}
         for msg in msgs:
-            row = self._message_state(msg, now)
+            values = self._message_state(msg, now)
             for r in msg.rcpts.values():
-                if not r.changed:
-                    continue
-                if r.status == Recipient.Status.DELIVERED:
-                    delivered.setdefault((r.route_pk, r.smtp_code), []).append(r.pk)
-                else:
-                    other.append(r)
-            if row is None:
-                sent.append(msg.pk)
-                outcome["sent"].append(msg.pk)
-            else:
-                updated.append(row)
-                outcome[str(row.status)].append(msg.pk)
-        for (route_pk, code), pks in delivered.items():
+                if r.changed:
+                    key = (r.status, r.smtp_code, r.enhanced_code, r.reply, r.route_pk)
+                    rcpt_groups.setdefault(key, []).append(r.pk)
+            msg_groups.setdefault(tuple(sorted(values.items())), []).append(msg.pk)
+            outcome[str(values["status"])].append(msg.pk)
+        for (status, code, enhanced, reply, route_pk), pks in rcpt_groups.items():
             Recipient.objects.filter(pk__in=pks).update(
-                status=Recipient.Status.DELIVERED,
-                route_id=route_pk,
+                status=status,
                 smtp_code=code,
-                enhanced_code="",
-                reply="",
+                enhanced_code=enhanced,
+                reply=reply,
+                route_id=route_pk,
                 updated_at=now,
             )
-        if other:
-            Recipient.objects.bulk_update(
-                [
-                    Recipient(
-                        pk=r.pk,
-                        status=r.status,
-                        smtp_code=r.smtp_code,
-                        enhanced_code=r.enhanced_code,
-                        reply=r.reply,
-                        route_id=r.route_pk,
-                        updated_at=now,
-                    )
-                    for r in other
-                ],
-                ["status", "smtp_code", "enhanced_code", "reply", "route", "updated_at"],
-            )
-        if sent:
-            self.report.sent += len(sent)
-            Message.objects.filter(pk__in=sent).update(
-                status=Message.Status.SENT,
-                sent_at=now,
-                attempt_count=F("attempt_count") + 1,
-                last_error="",
-                lease_token=None,
-                lease_expires_at=None,
-            )
-        if updated:
-            Message.objects.bulk_update(
-                updated,
-                [
-                    "status",
-                    "sent_at",
-                    "attempt_count",
-                    "last_error",
-                    "next_attempt_at",
-                    "lease_token",
-                    "lease_expires_at",
-                    "retry_route",
-                ],
+        for key, pks in msg_groups.items():
+            values = dict(key)
+            values["attempt_count"] = F("attempt_count") + values.pop("attempts_added")
+            Message.objects.filter(pk__in=pks).update(
+                lease_token=None, lease_expires_at=None, **values
             )
 
-    def _message_state(self, msg: _Msg, now: datetime) -> Message | None:
-        """The message's new row, or None for the fast path: sent with nothing to say."""
+    def _message_state(self, msg: _Msg, now: datetime) -> dict[str, object]:
+        """The message's new values (recipients settled first)."""
         statuses = {r.status for r in msg.rcpts.values()}
         deferred = bool(statuses & set(OPEN_STATES))
         if deferred and now >= msg.expires_at:
@@ -616,37 +596,38 @@ class DeliveryEngine:
                     r.reply = f"gave up after {app_settings.max_lifetime}: {r.reply}"[:2000]
             statuses = {r.status for r in msg.rcpts.values()}
             deferred = False
-        attempt_count = msg.attempt_count + 1
-        row = Message(
-            pk=msg.pk,
-            attempt_count=attempt_count,
-            last_error=msg.last_reply[:4000],
-            lease_token=None,
-            lease_expires_at=None,
-            next_attempt_at=now,
-            sent_at=None,
-            retry_route=msg.retry_route,
-        )
+        values: dict[str, object] = {
+            "attempts_added": 1,
+            "last_error": msg.last_reply[:4000],
+            "retry_route": msg.retry_route,
+        }
         if deferred and msg.not_before:
             # Held back by a rate limit, not failed: back when there is room.
-            row.status = Message.Status.DEFERRED
-            row.attempt_count = msg.attempt_count
-            row.next_attempt_at = now + timedelta(seconds=msg.not_before)
+            values["status"] = Message.Status.DEFERRED
+            values["attempts_added"] = 0
+            values["next_attempt_at"] = now + timedelta(seconds=msg.not_before)
             self.report.deferred += 1
         elif deferred:
-            row.status = Message.Status.DEFERRED
-            row.next_attempt_at = now + self.backoff(attempt_count)
+            values["status"] = Message.Status.DEFERRED
+            values["next_attempt_at"] = now + self._delay(msg.attempt_count + 1)
             self.report.deferred += 1
         elif Recipient.Status.DELIVERED in statuses:
+            values["status"], values["sent_at"] = Message.Status.SENT, now
             if statuses == {Recipient.Status.DELIVERED}:
-                return None  # the common case: one UPDATE for all of them
-            row.status, row.sent_at = Message.Status.SENT, now
+                values["last_error"] = ""
             self.report.sent += 1
         else:
-            row.status = Message.Status.FAILED
-            row.last_error = row.last_error or "every recipient failed"
+            values["status"] = Message.Status.FAILED
+            values["last_error"] = values["last_error"] or "every recipient failed"
             self.report.failed += 1
-        return row
+        return values
+
+    def _delay(self, attempt: int) -> timedelta:
+        # One draw per attempt number and flush, so messages deferred together
+        # share an UPDATE (batches still spread, being drawn apart).
+        if attempt not in self._delays:
+            self._delays[attempt] = self.backoff(attempt)
+        return self._delays[attempt]
 
     def backoff(self, attempt: int) -> timedelta:
         """Delay before retry ``attempt`` (1-based): exponential, capped, with jitter."""

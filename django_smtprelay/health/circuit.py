@@ -129,6 +129,17 @@ class CircuitBreaker:
             self._reset_counters(now)
             self._transition(State.CLOSED, None, None, f"probe succeeded at {now:%H:%M:%S}", 0)
 
+    def record_successes(self, count: int, now: datetime) -> None:
+        """``count`` good sends at once (a session's worth)."""
+        cache = self.cache
+        cache.set(self._key("cb-row"), 0, timeout=self._window_s())
+        size = self._window_s() / WINDOW_BUCKETS
+        timeout = self._window_s() * (1 + 1 / WINDOW_BUCKETS) + 1
+        store.bump(cache, self._key("cb-n", int(now.timestamp() // size)), count, timeout)
+        if self._load().state == State.HALF_OPEN:
+            self._reset_counters(now)
+            self._transition(State.CLOSED, None, None, f"probe succeeded at {now:%H:%M:%S}", 0)
+
     def record_fault(self, reason: str, now: datetime) -> None:
         """A route fault (no connection, TLS, AUTH, refused sender ...); may open the circuit."""
         policy, cache = self.policy, self.cache

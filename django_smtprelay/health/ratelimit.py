@@ -136,6 +136,10 @@ class RateLimiter:
             store.bump(cache, self._key("rl", 60, int(ts // 60)), 1, timeout=121)
         return 0.0
 
+    def count_sends(self, count: int, now: datetime) -> None:
+        """Count sends that did not go through :meth:`acquire` (an unpaced route)."""
+        store.bump(self.cache, self._key("rl", 60, int(now.timestamp() // 60)), count, timeout=121)
+
     def open_connection(self, now: datetime | None = None) -> ConnectionSlot | None:
         """Take a connection slot, or None if ``max_connections`` are open already."""
         limit = self.effective(now or timezone.now()).max_connections

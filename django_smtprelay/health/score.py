@@ -78,6 +78,25 @@ class HealthScores:
         millis = max(0, round(latency * 1000))
         store.bump(cache, store.key("sc-ms", route_name, bucket), millis, timeout)
 
+    def record_many(
+        self,
+        route_name: str,
+        sends: int,
+        ok: int,
+        latency_total: float,
+        now: datetime | None = None,
+    ) -> None:
+        """Count ``sends`` sends at once, ``ok`` of them good, ``latency_total`` seconds in all."""
+        now = now or timezone.now()
+        bucket = int(now.timestamp() // BUCKET_SECONDS)
+        timeout = BUCKET_SECONDS * (WINDOW_BUCKETS + 1)
+        cache = self.cache
+        store.bump(cache, store.key("sc-n", route_name, bucket), sends, timeout)
+        if ok:
+            store.bump(cache, store.key("sc-ok", route_name, bucket), ok, timeout)
+        millis = max(0, round(latency_total * 1000))
+        store.bump(cache, store.key("sc-ms", route_name, bucket), millis, timeout)
+
     def scores(self, routes: list[str], now: datetime | None = None) -> dict[str, RouteScore]:
         """Each route's score against the others in ``routes`` (its peers)."""
         now = now or timezone.now()

@@ -132,6 +132,39 @@ class RouteHealthService:
             self.breaker(route_name).record_success(now)
         self.scores.record(route_name, value in ROUTE_OK and not throttle, latency, now)
 
+    def record_successes(
+        self,
+        route_name: str,
+        count: int,
+        latency_total: float,
+        now: datetime | None = None,
+        *,
+        limits: RateLimits | None = None,
+        counted: bool = False,
+    ) -> None:
+        """Report ``count`` sends the relay did its job for, at once.
+
+        ``counted``: the sends went through :meth:`before_send`, which counted them.
+
+        The same as ``count`` calls of :meth:`after_result` with a good outcome,
+        in a few cache operations: the engine reports a session's successes
+        together and each fault or throttle as it happens.
+        """
+        if count <= 0:
+            return
+        now = now or self._clock()
+        self.breaker(route_name).record_successes(count, now)
+        self.scores.record_many(route_name, count, count, latency_total, now)
+        if not counted:
+            self.limiter(route_name, limits).count_sends(count, now)
+
+    def paced(
+        self, route_name: str, limits: RateLimits | None = None, now: datetime | None = None
+    ) -> bool:
+        """Whether sends on the route must ask :meth:`before_send` (limits or a slow-down)."""
+        limiter = self.limiter(route_name, limits)
+        return limiter.limits.has_rate or limiter.slowed(now or self._clock()) is not None
+
     def order(self, routes: Sequence[R], now: datetime | None = None) -> list[R]:
         """``routes`` by priority; within one priority, a weighted random order by health.
 
