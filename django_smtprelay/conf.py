@@ -22,9 +22,9 @@ DEFAULTS: dict[str, Any] = {
     # derived from SECRET_KEY (and SECRET_KEY_FALLBACKS decrypt).
     "ENCRYPTION_KEYS": None,
     # How many due messages one claim takes.
-    "BATCH_SIZE": 200,
+    "BATCH_SIZE": 500,
     # Results are written (and leases renewed) after at most this many sends.
-    "FLUSH_EVERY": 100,
+    "FLUSH_EVERY": 250,
     # How long a claim holds a message before another worker may take it.
     "LEASE_SECONDS": 300,
     # Retry schedule after a transient failure: base * 2**(attempt-1), capped,

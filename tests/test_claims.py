@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -101,3 +102,29 @@ def test_concurrent_workers_never_send_a_message_twice(smtp_server, make_route):
     subjects = [m.data.split(b"Subject: ")[1].split(b"\r\n")[0] for m in server.messages]
     assert len(subjects) == 60
     assert len(set(subjects)) == 60, "a message was sent twice"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_that_outlives_its_lease_renews_it(smtp_server, make_route, relay_settings):
+    # Six sends of half a second each against a two-second lease: without
+    # renewal another worker could take the batch's last messages half-way.
+    relay_settings(LEASE_SECONDS=2)
+    server = smtp_server(dot_delay=0.5)
+    make_route(server)
+    queue(6)
+    stolen: list[int] = []
+
+    def other_worker() -> None:
+        try:
+            time.sleep(2.4)
+            stolen.extend(Message.objects.claim(10, timedelta(seconds=2))[1])
+        finally:
+            close_old_connections()
+
+    thief = threading.Thread(target=other_worker)
+    thief.start()
+    report = DeliveryEngine().run()
+    thief.join()
+    assert stolen == []
+    assert report.sent == 6 and report.lost_leases == 0
+    assert len(server.messages) == 6

@@ -1,11 +1,4 @@
-"""The delivery engine: claim, route, send, classify, record. Independent of Celery.
-
-One :class:`DeliveryEngine` run claims due messages in batches (a lease per
-batch), splits each message by the routes its recipients need, sends over
-one connection per route, moves recipients to the next route at once on a
-route fault, and writes results in bulk every ``FLUSH_EVERY`` sends (renewing
-the lease on what is left of the batch).
-"""
+"""Claim, route, send, classify: the engine's own loop (results are written by ``results``)."""
 
 from __future__ import annotations
 
@@ -14,86 +7,26 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from . import signals
-from .conf import app_settings
-from .health import RouteHealthService
-from .health.ratelimit import RateLimits
-from .models import DeliveryAttempt, Message, Recipient, Suppression
-from .replies import Outcome, Verdict
-from .routing import Router, RouteSpec
-from .transports import get_transport
-from .transports.base import Envelope, Reply, SendResult, Transport, TransportError
+from ..conf import app_settings
+from ..health import RouteHealthService
+from ..health.ratelimit import RateLimits
+from ..models import DeliveryAttempt, Message, Recipient, Suppression
+from ..replies import Outcome, Verdict
+from ..routing import Router, RouteSpec
+from ..transports import get_transport
+from ..transports.base import Envelope, Reply, SendResult, Transport, TransportError
+from .results import Flush, ResultWriter
+from .state import OPEN_STATES, RunReport, _Msg, _Part, _Rcpt
 
 logger = logging.getLogger("django_smtprelay.delivery")
 
 Attempt = DeliveryAttempt.Outcome
-OPEN_STATES = (Recipient.Status.PENDING, Recipient.Status.DEFERRED)
 # Outcomes that show the route did its job (the recipient's fate aside).
 ROUTE_WORKS = (Outcome.DELIVERED, Outcome.TRANSIENT, Outcome.PERMANENT)
-
-
-@dataclass
-class RunReport:
-    """What one run did; the command prints it and the benchmark reads it."""
-
-    claimed: int = 0
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-    attempts: int = 0
-    sessions: int = 0
-    lost_leases: int = 0
-
-    def merge(self, other: RunReport) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-@dataclass
-class _Rcpt:
-    pk: int
-    address: str
-    status: str
-    smtp_code: int | None = None
-    enhanced_code: str = ""
-    reply: str = ""
-    route_pk: int | None = None
-    changed: bool = False
-
-
-@dataclass
-class _Msg:
-    """One claimed message; its recipients may travel in several parts."""
-
-    pk: int
-    sender: str
-    data: bytes
-    expires_at: datetime
-    created_at: datetime
-    attempt_count: int
-    rcpts: dict[str, _Rcpt]
-    parts_left: int = 0
-    last_reply: str = ""
-    retry_route: str = ""
-    not_before: float = 0.0  # seconds: held back by a rate limit
-
-
-@dataclass
-class _Part:
-    """Recipients of one message that share a list of candidate routes."""
-
-    msg: _Msg
-    routes: list[RouteSpec]
-    open_addresses: list[str] = field(default_factory=list)  # still looking for a route
-    last_fault: Verdict | None = None  # the last route fault, for when no route is left
-    done: bool = False
 
 
 # Longer waits for a route's rate limit end the session: the rest of the batch
@@ -148,24 +81,42 @@ class DeliveryEngine:
         queryset = Message.objects.all()
         if message_ids is not None:
             queryset = queryset.filter(pk__in=list(message_ids))
+        self._writer = ResultWriter(report, self.clock, self.backoff)
         batches = 0
-        while max_batches is None or batches < max_batches:
-            token, ids = queryset.claim(self.batch_size, app_settings.lease, now=self.clock())
-            if not ids:
-                break
-            batches += 1
-            report.merge(self.deliver_batch(token, ids))
+        try:
+            while max_batches is None or batches < max_batches:
+                token, ids = queryset.claim(self.batch_size, app_settings.lease, now=self.clock())
+                if not ids:
+                    break
+                batches += 1
+                self._deliver(token, ids, report)
+        finally:
+            writer, self._writer = self._writer, None
+            writer.close()
         return report
 
     # -- one batch -----------------------------------------------------------
 
+    _writer: ResultWriter | None = None
+
     def deliver_batch(self, token: uuid.UUID, ids: list[int]) -> RunReport:
-        self.report = RunReport(claimed=len(ids))
+        """Deliver the claimed ``ids`` held by ``token``; results are written on return."""
+        report = RunReport()
+        self._writer = ResultWriter(report, self.clock, self.backoff)
+        try:
+            self._deliver(token, ids, report)
+        finally:
+            writer, self._writer = self._writer, None
+            writer.close()
+        return report
+
+    def _deliver(self, token: uuid.UUID, ids: list[int], report: RunReport) -> None:
+        self.report = report
+        report.claimed += len(ids)
         self.token = token
-        self._attempts: list[DeliveryAttempt] = []
-        self._finished: list[_Msg] = []
-        self._suppress: list[Suppression] = []
+        self._pending = Flush(token)
         self._since_flush = 0
+        self._flushed_at = self._leased_at = time.monotonic()
         router = self._router or Router(rng=self.rng)
         self.health = RouteHealthService(clock=self.clock, rng=self.rng)
         parts = self._parts = self._load(token, ids, router)
@@ -189,7 +140,19 @@ class DeliveryEngine:
                 if not self._send_group(route, group):
                     dead.add(route.name)
         self._flush()
-        return self.report
+
+    def _flush(self) -> None:
+        # Also every third of a lease, so a slow relay never outlives the lease.
+        self._flushed_at = time.monotonic()
+        flush, self._pending, self._since_flush = self._pending, Flush(self.token), 0
+        # Renew the lease once a third of it is gone (not at every flush: that
+        # rewrites every row of the batch).
+        lease = app_settings.lease.total_seconds()
+        if time.monotonic() - self._leased_at > lease / 3:
+            flush.renew_lease = True
+            self._leased_at = time.monotonic()
+        assert self._writer is not None
+        self._writer.submit(flush)
 
     def _load(self, token: uuid.UUID, ids: list[int], router: Router) -> list[_Part]:
         rows = (
@@ -255,7 +218,7 @@ class DeliveryEngine:
                         msg.last_reply = f"no enabled route takes this message (route {hint!r})"
             msg.parts_left = len(by_routes)
             if not by_routes:
-                self._finished.append(msg)
+                self._pending.finished.append(msg)
             parts.extend(by_routes.values())
         return parts
 
@@ -461,7 +424,7 @@ class DeliveryEngine:
         if app_settings.suppress_on_permanent_failure and (
             code.startswith("5.1.") or code == "5.2.1"
         ):
-            self._suppress.append(
+            self._pending.suppress.append(
                 Suppression(
                     address=rcpt.address.lower(),
                     reason=rcpt.reply[:500],
@@ -481,26 +444,31 @@ class DeliveryEngine:
         *,
         possible_duplicate: bool = False,
     ) -> None:
-        self._attempts.append(
-            DeliveryAttempt(
-                message_id=msg.pk,
-                route_id=route.pk,
-                route_name=route.name,
-                started_at=started_at,
-                duration=timedelta(seconds=took),
-                outcome=outcome,
-                stage=str(reply.stage),
-                smtp_code=reply.code,
-                enhanced_code=reply.enhanced,
-                reply=reply.text[:4000],
-                exception=reply.exception,
-                recipients=recipients,
-                possible_duplicate=possible_duplicate,
+        # A plain tuple, in ATTEMPT_COLUMNS order: results.insert_attempts writes
+        # thousands of these without building a model instance for each.
+        self._pending.attempts.append(
+            (
+                msg.pk,
+                route.pk,
+                route.name,
+                started_at,
+                timedelta(seconds=took),
+                outcome,
+                str(reply.stage),
+                reply.code,
+                reply.enhanced,
+                reply.text[:4000],
+                reply.exception,
+                recipients if len(recipients) > 1 else [],
+                possible_duplicate,
             )
         )
         self.report.attempts += 1
         self._since_flush += 1
-        if self._since_flush >= app_settings.flush_every:
+        if (
+            self._since_flush >= app_settings.flush_every
+            or time.monotonic() - self._flushed_at > app_settings.lease.total_seconds() / 3
+        ):
             self._flush()
 
     def _finish(self, part: _Part) -> None:
@@ -524,110 +492,7 @@ class DeliveryEngine:
         part.open_addresses = []
         msg.parts_left -= 1
         if msg.parts_left <= 0:
-            self._finished.append(msg)
-
-    # -- writing results -----------------------------------------------------
-
-    def _flush(self) -> None:
-        attempts, finished, suppress = self._attempts, self._finished, self._suppress
-        self._attempts, self._finished, self._suppress, self._since_flush = [], [], [], 0
-        self._delays: dict[int, timedelta] = {}
-        if not attempts and not finished:
-            return
-        now = self.clock()
-        outcome: dict[str, list[int]] = {"sent": [], "deferred": [], "failed": []}
-        with transaction.atomic():
-            DeliveryAttempt.objects.bulk_create(attempts)
-            if suppress:
-                Suppression.objects.bulk_create(suppress, ignore_conflicts=True)
-            held = set(
-                Message.objects.leased_by(self.token)
-                .filter(pk__in=[m.pk for m in finished])
-                .values_list("pk", flat=True)
-            )
-            lost = [m.pk for m in finished if m.pk not in held]
-            if lost:
-                self.report.lost_leases += len(lost)
-                logger.warning("Lease lost before results were written for messages %s", lost)
-            self._write(now, [m for m in finished if m.pk in held], outcome)
-            Message.objects.leased_by(self.token).update(lease_expires_at=now + app_settings.lease)
-        for name, ids in outcome.items():
-            if ids:
-                getattr(signals, f"message_{name}").send(sender=Message, message_ids=ids)
-
-    def _write(self, now: datetime, msgs: list[_Msg], outcome: dict[str, list[int]]) -> None:
-        # Rows with the same new values share one UPDATE: a batch is usually a
-        # handful of groups (sent; deferred by one route fault), never one query
-        # per message, and never Django's bulk_update (a CASE per row and field).
-        rcpt_groups: dict[tuple, list[int]] = {}
-        msg_groups: dict[tuple, list[int]] = {}
-        for msg in msgs:
-            values = self._message_state(msg, now)
-            for r in msg.rcpts.values():
-                if r.changed:
-                    key = (r.status, r.smtp_code, r.enhanced_code, r.reply, r.route_pk)
-                    rcpt_groups.setdefault(key, []).append(r.pk)
-            msg_groups.setdefault(tuple(sorted(values.items())), []).append(msg.pk)
-            outcome[str(values["status"])].append(msg.pk)
-        for (status, code, enhanced, reply, route_pk), pks in rcpt_groups.items():
-            Recipient.objects.filter(pk__in=pks).update(
-                status=status,
-                smtp_code=code,
-                enhanced_code=enhanced,
-                reply=reply,
-                route_id=route_pk,
-                updated_at=now,
-            )
-        for key, pks in msg_groups.items():
-            values = dict(key)
-            values["attempt_count"] = F("attempt_count") + values.pop("attempts_added")
-            Message.objects.filter(pk__in=pks).update(
-                lease_token=None, lease_expires_at=None, **values
-            )
-
-    def _message_state(self, msg: _Msg, now: datetime) -> dict[str, object]:
-        """The message's new values (recipients settled first)."""
-        statuses = {r.status for r in msg.rcpts.values()}
-        deferred = bool(statuses & set(OPEN_STATES))
-        if deferred and now >= msg.expires_at:
-            for r in msg.rcpts.values():
-                if r.status in OPEN_STATES:
-                    r.status, r.changed = Recipient.Status.FAILED, True
-                    r.reply = f"gave up after {app_settings.max_lifetime}: {r.reply}"[:2000]
-            statuses = {r.status for r in msg.rcpts.values()}
-            deferred = False
-        values: dict[str, object] = {
-            "attempts_added": 1,
-            "last_error": msg.last_reply[:4000],
-            "retry_route": msg.retry_route,
-        }
-        if deferred and msg.not_before:
-            # Held back by a rate limit, not failed: back when there is room.
-            values["status"] = Message.Status.DEFERRED
-            values["attempts_added"] = 0
-            values["next_attempt_at"] = now + timedelta(seconds=msg.not_before)
-            self.report.deferred += 1
-        elif deferred:
-            values["status"] = Message.Status.DEFERRED
-            values["next_attempt_at"] = now + self._delay(msg.attempt_count + 1)
-            self.report.deferred += 1
-        elif Recipient.Status.DELIVERED in statuses:
-            values["status"], values["sent_at"] = Message.Status.SENT, now
-            if statuses == {Recipient.Status.DELIVERED}:
-                values["last_error"] = ""
-            self.report.sent += 1
-        else:
-            values["status"] = Message.Status.FAILED
-            values["last_error"] = values["last_error"] or "every recipient failed"
-            self.report.failed += 1
-        return values
-
-    def _delay(self, attempt: int) -> timedelta:
-        # One draw per attempt number and flush, so messages deferred together
-        # share an UPDATE (batches still spread, being drawn apart).
-        if attempt not in self._delays:
-            self._delays[attempt] = self.backoff(attempt)
-        return self._delays[attempt]
+            self._pending.finished.append(msg)
 
     def backoff(self, attempt: int) -> timedelta:
         """Delay before retry ``attempt`` (1-based): exponential, capped, with jitter."""

@@ -1,0 +1,214 @@
+"""Writing a batch's results: attempts, recipients, messages, in few statements.
+
+Rows with the same new values share one ``UPDATE``: a batch is usually a
+handful of groups (sent; deferred by one route fault), never one query per
+message, and never Django's ``bulk_update`` (a ``CASE`` per row and field).
+
+Results are written in the engine's own thread. (A writer thread was
+measured and dropped: under CPython's GIL its ORM work delays every socket
+read of the sending thread by up to the interpreter's switch interval, and
+the engine became slower, not faster.)
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connections, router, transaction
+from django.db.models import F
+
+from .. import signals
+from ..conf import app_settings
+from ..models import DeliveryAttempt, Message, Recipient, Suppression
+from .state import OPEN_STATES, RunReport, _Msg
+
+logger = logging.getLogger("django_smtprelay.delivery")
+
+
+@dataclass
+class Flush:
+    """One unit of results: written in one transaction."""
+
+    token: uuid.UUID
+    renew_lease: bool = False  # what is left of the batch needs more time
+    attempts: list[tuple] = field(default_factory=list)  # ATTEMPT_COLUMNS
+    finished: list[_Msg] = field(default_factory=list)
+    suppress: list[Suppression] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.attempts or self.finished)
+
+
+class ResultWriter:
+    """Writes :class:`Flush` units in order, in a thread where it can."""
+
+    def __init__(
+        self,
+        report: RunReport,
+        clock: Callable[[], datetime],
+        backoff: Callable[[int], timedelta],
+    ) -> None:
+        self.report = report
+        self.clock = clock
+        self.backoff = backoff
+
+    def submit(self, flush: Flush) -> None:
+        """Write ``flush`` in one transaction, then send the signals for it."""
+        if not flush:
+            return
+        outcome = self._write_flush(flush)
+        for name, ids in outcome.items():
+            if ids:
+                getattr(signals, f"message_{name}").send(sender=Message, message_ids=ids)
+
+    def close(self) -> None:
+        """Nothing is held back: every flush is written when submitted."""
+
+    def _write_flush(self, flush: Flush) -> dict[str, list[int]]:
+        self._delays: dict[int, timedelta] = {}
+        now = self.clock()
+        outcome: dict[str, list[int]] = {"sent": [], "deferred": [], "failed": []}
+        with transaction.atomic():
+            insert_attempts(flush.attempts)
+            if flush.suppress:
+                Suppression.objects.bulk_create(flush.suppress, ignore_conflicts=True)
+            held = set(
+                Message.objects.leased_by(flush.token)
+                .filter(pk__in=[m.pk for m in flush.finished])
+                .values_list("pk", flat=True)
+            )
+            lost = [m.pk for m in flush.finished if m.pk not in held]
+            if lost:
+                self.report.lost_leases += len(lost)
+                logger.warning("Lease lost before results were written for messages %s", lost)
+            self._write(now, [m for m in flush.finished if m.pk in held], outcome)
+            if flush.renew_lease:
+                Message.objects.leased_by(flush.token).update(
+                    lease_expires_at=now + app_settings.lease
+                )
+        return outcome
+
+    def _write(self, now: datetime, msgs: list[_Msg], outcome: dict[str, list[int]]) -> None:
+        rcpt_groups: dict[tuple, list[int]] = {}
+        msg_groups: dict[tuple, list[int]] = {}
+        for msg in msgs:
+            values = self._message_state(msg, now)
+            for r in msg.rcpts.values():
+                if r.changed:
+                    key = (r.status, r.smtp_code, r.enhanced_code, r.reply, r.route_pk)
+                    rcpt_groups.setdefault(key, []).append(r.pk)
+            msg_groups.setdefault(tuple(sorted(values.items())), []).append(msg.pk)
+            outcome[str(values["status"])].append(msg.pk)
+        for (status, code, enhanced, reply, route_pk), pks in rcpt_groups.items():
+            Recipient.objects.filter(pk__in=pks).update(
+                status=status,
+                smtp_code=code,
+                enhanced_code=enhanced,
+                reply=reply,
+                route_id=route_pk,
+                updated_at=now,
+            )
+        for key, pks in msg_groups.items():
+            values = dict(key)
+            values["attempt_count"] = F("attempt_count") + values.pop("attempts_added")
+            Message.objects.filter(pk__in=pks).update(
+                lease_token=None, lease_expires_at=None, **values
+            )
+
+    def _message_state(self, msg: _Msg, now: datetime) -> dict[str, object]:
+        """The message's new values (recipients settled first)."""
+        statuses = {r.status for r in msg.rcpts.values()}
+        deferred = bool(statuses & set(OPEN_STATES))
+        if deferred and now >= msg.expires_at:
+            for r in msg.rcpts.values():
+                if r.status in OPEN_STATES:
+                    r.status, r.changed = Recipient.Status.FAILED, True
+                    r.reply = f"gave up after {app_settings.max_lifetime}: {r.reply}"[:2000]
+            statuses = {r.status for r in msg.rcpts.values()}
+            deferred = False
+        values: dict[str, object] = {
+            "attempts_added": 1,
+            "last_error": msg.last_reply[:4000],
+            "retry_route": msg.retry_route,
+        }
+        if deferred and msg.not_before:
+            # Held back by a rate limit, not failed: back when there is room.
+            values["status"] = Message.Status.DEFERRED
+            values["attempts_added"] = 0
+            values["next_attempt_at"] = now + timedelta(seconds=msg.not_before)
+            counter = "deferred"
+        elif deferred:
+            values["status"] = Message.Status.DEFERRED
+            values["next_attempt_at"] = now + self._delay(msg.attempt_count + 1)
+            counter = "deferred"
+        elif Recipient.Status.DELIVERED in statuses:
+            values["status"], values["sent_at"] = Message.Status.SENT, now
+            if statuses == {Recipient.Status.DELIVERED}:
+                values["last_error"] = ""
+            counter = "sent"
+        else:
+            values["status"] = Message.Status.FAILED
+            values["last_error"] = values["last_error"] or "every recipient failed"
+            counter = "failed"
+        setattr(self.report, counter, getattr(self.report, counter) + 1)
+        return values
+
+    def _delay(self, attempt: int) -> timedelta:
+        # One draw per attempt number and flush, so messages deferred together
+        # share an UPDATE (batches still spread, being drawn apart).
+        if attempt not in self._delays:
+            self._delays[attempt] = self.backoff(attempt)
+        return self._delays[attempt]
+
+
+ATTEMPT_COLUMNS = (
+    "message_id",
+    "route_id",
+    "route_name",
+    "started_at",
+    "duration",
+    "outcome",
+    "stage",
+    "smtp_code",
+    "enhanced_code",
+    "reply",
+    "exception",
+    "recipients",
+    "possible_duplicate",
+)
+
+
+def insert_attempts(rows: list[tuple]) -> None:
+    """INSERT attempt rows with ``executemany``: the same rows ``bulk_create`` writes.
+
+    Each value goes through its field's ``get_db_prep_save`` (time zones,
+    durations, JSON, as the ORM would); what is skipped is a model instance and
+    a compiled statement per row, which is most of the cost of a flush.
+    """
+    if not rows:
+        return
+    alias = router.db_for_write(DeliveryAttempt)
+    conn = connections[alias]
+    meta = DeliveryAttempt._meta
+    fields = [meta.get_field(name) for name in ATTEMPT_COLUMNS]
+    prep = [
+        (i, f)
+        for i, f in enumerate(fields)
+        if f.get_internal_type() in ("DateTimeField", "DurationField", "JSONField")
+    ]
+    values = []
+    for row in rows:
+        row = list(row)
+        for i, f in prep:
+            row[i] = f.get_db_prep_save(row[i], conn)
+        values.append(row)
+    qn = conn.ops.quote_name
+    columns = ", ".join(qn(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
+    with conn.cursor() as cursor:
+        cursor.executemany(sql, values)
