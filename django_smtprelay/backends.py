@@ -17,6 +17,7 @@ from .conf import app_settings
 from .envelope import PreparedMessage, prepare
 from .exceptions import InvalidMessageError
 from .models import Message, Recipient, SenderDomain
+from .models.bulk import insert_rows
 
 logger = logging.getLogger("django_smtprelay.queue")
 
@@ -89,12 +90,15 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
             for row in rows:
                 row.save(using=db)
                 created.append(row)
-        Recipient.objects.using(db).bulk_create(
+        insert_rows(
+            Recipient,
+            ("message_id", "address", "status", "enhanced_code", "reply"),
             [
-                Recipient(message_id=row.pk, address=address)
+                (row.pk, address, Recipient.Status.PENDING, "", "")
                 for row, (p, _prio) in zip(created, prepared, strict=True)
                 for address in p.recipients
-            ]
+            ],
+            using=db,
         )
         SenderDomain.objects.using(db).bulk_create(
             [SenderDomain(domain=d) for d in sorted({r.sender_domain for r in rows})],

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -43,8 +44,25 @@ class PreparedMessage:
     send_at: datetime | None = None
 
 
+# A bare ASCII address that Django's EmailValidator accepts as it is: the
+# common case skips the address parser. Anything else takes the full path.
+_PLAIN_ADDRESS = re.compile(
+    r"[-!#$%&'*+/=?^_`{|}~0-9A-Za-z]+(?:\.[-!#$%&'*+/=?^_`{|}~0-9A-Za-z]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"(?!-)(?:[A-Za-z-]{2,63}|xn--[A-Za-z0-9]{1,59})(?<!-)"
+)
+
+
 def envelope_address(value: str, *, role: str) -> str:
     """The bare address for the SMTP envelope, IDNA-encoded; raise if invalid."""
+    if isinstance(value, str) and len(value) <= 254 and _PLAIN_ADDRESS.fullmatch(value):
+        return value
+    return _parsed_address(value, role)
+
+
+@lru_cache(maxsize=1024)
+def _parsed_address(value: str, role: str) -> str:
+    # Cached: a batch usually repeats one sender ("Site <noreply@...>").
     if not isinstance(value, str) or _LINE_BREAK.search(value):
         raise InvalidMessageError(f"Invalid {role} address {value!r}: it contains a line break.")
     _name, addr = parseaddr(value, strict=True) if _parseaddr_strict else parseaddr(value)

@@ -183,3 +183,37 @@ def test_broker_down_keeps_the_message_queued_and_logs(relay_settings, refused_p
         down.close()
     assert Message.objects.get().status == Message.Status.QUEUED
     assert "the sweep will deliver them" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "a@b.co",
+        "user.name+tag@example.com",
+        "a..b@example.com",
+        "a@-b.com",
+        "a@b-.com",
+        "a@b.c",
+        "x@y.z1",
+        "x@y.xn--p1ai",
+        "a@localhost",
+        ".a@b.com",
+        "a.@b.com",
+        "a@b..com",
+        "a@1.2.3.4",
+        "o'brien@example.ie",
+        "a@b.-com",
+    ],
+)
+def test_the_fast_address_check_never_accepts_what_django_refuses(address):
+    from django.core.validators import validate_email
+
+    from django_smtprelay.envelope import _PLAIN_ADDRESS
+
+    try:
+        validate_email(address)
+        valid = True
+    except Exception:
+        valid = False
+    if _PLAIN_ADDRESS.fullmatch(address):
+        assert valid, f"{address!r} passed the fast path but Django refuses it"

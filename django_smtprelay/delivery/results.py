@@ -18,12 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import connections, router, transaction
+from django.db import transaction
 from django.db.models import F
 
 from .. import signals
 from ..conf import app_settings
 from ..models import DeliveryAttempt, Message, Recipient, Suppression
+from ..models.bulk import insert_rows
 from .state import OPEN_STATES, RunReport, _Msg
 
 logger = logging.getLogger("django_smtprelay.delivery")
@@ -183,32 +184,5 @@ ATTEMPT_COLUMNS = (
 
 
 def insert_attempts(rows: list[tuple]) -> None:
-    """INSERT attempt rows with ``executemany``: the same rows ``bulk_create`` writes.
-
-    Each value goes through its field's ``get_db_prep_save`` (time zones,
-    durations, JSON, as the ORM would); what is skipped is a model instance and
-    a compiled statement per row, which is most of the cost of a flush.
-    """
-    if not rows:
-        return
-    alias = router.db_for_write(DeliveryAttempt)
-    conn = connections[alias]
-    meta = DeliveryAttempt._meta
-    fields = [meta.get_field(name) for name in ATTEMPT_COLUMNS]
-    prep = [
-        (i, f)
-        for i, f in enumerate(fields)
-        if f.get_internal_type() in ("DateTimeField", "DurationField", "JSONField")
-    ]
-    values = []
-    for row in rows:
-        row = list(row)
-        for i, f in prep:
-            row[i] = f.get_db_prep_save(row[i], conn)
-        values.append(row)
-    qn = conn.ops.quote_name
-    columns = ", ".join(qn(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
-    with conn.cursor() as cursor:
-        cursor.executemany(sql, values)
+    """INSERT attempt rows (tuples in ``ATTEMPT_COLUMNS`` order)."""
+    insert_rows(DeliveryAttempt, ATTEMPT_COLUMNS, rows)
