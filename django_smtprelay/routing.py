@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from itertools import groupby
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -141,25 +142,12 @@ class Router:
         self.rng = rng or random.Random()  # load sharing, not security
         self.any_recipient_rules = any(r.recipient_domains for r in self.routes)
 
-    def candidates(
-        self,
-        route_hint: str = "",
-        *,
-        sender_domain: str = "",
-        from_domain: str = "",
-        recipient_domain: str = "",
-        size: int = 0,
-    ) -> list[RouteSpec]:
-        """Routes for one message (and recipient domain), in the order to try them."""
-        return self.order(
-            self.matching(
-                route_hint,
-                sender_domain=sender_domain,
-                from_domain=from_domain,
-                recipient_domain=recipient_domain,
-                size=size,
-            )
-        )
+    def candidates(self, route_hint: str = "", **criteria: Any) -> list[RouteSpec]:
+        """Routes for one message (and recipient domain), in the order to try them.
+
+        ``criteria`` are :meth:`matching`'s keyword arguments.
+        """
+        return self.order(self.matching(route_hint, **criteria))
 
     def matching(
         self,

@@ -88,6 +88,35 @@ def _reply(stage: Stage, code: int | None, raw: bytes | str) -> Reply:
     return Reply(stage=stage, code=code, enhanced=enhanced, text=rest)
 
 
+class _Transaction:
+    """Where one message's exchange got to, and what each recipient was told."""
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.envelope = envelope
+        self.stage = Stage.MAIL
+        self.results: dict[str, RecipientResult] = {}
+        self.accepted: list[str] = []
+        self.verdict: Verdict | None = None
+        self.reply: Reply | None = None
+
+    def rcpt_reply(self, address: str, code: int, msg: bytes) -> None:
+        if code in (250, 251):
+            self.accepted.append(address)
+            return
+        reply = _reply(Stage.RCPT, code, msg)
+        verdict = _classify(Stage.RCPT, code, reply.text, reply.enhanced)
+        self.results[address] = RecipientResult(address, verdict, reply)
+
+    def all_refused(self) -> SendResult:
+        first = self.results[self.envelope.recipients[0]]
+        return SendResult(first.verdict, first.reply, list(self.results.values()))
+
+    def end(self, code: int, msg: bytes, stage: Stage) -> None:
+        """The reply to DATA (refused) or to the final dot."""
+        self.reply = _reply(stage, code, msg)
+        self.verdict = _classify(stage, code, self.reply.text, self.reply.enhanced)
+
+
 class SMTPTransport:
     """One SMTP session to one route, reused for a batch of messages."""
 
@@ -184,9 +213,6 @@ class SMTPTransport:
         """Send one message; per-recipient results. Never raises for SMTP or socket errors."""
         conn = self.conn
         assert conn is not None, "open() first"
-        stage = Stage.MAIL
-        results: dict[str, RecipientResult] = {}
-        accepted: list[str] = []
         limit = conn.esmtp_features.get("size", "") if conn.does_esmtp else ""
         if limit.isdigit() and 0 < int(limit) < len(envelope.data):
             # The relay said (EHLO SIZE) it would refuse this: another route may take it.
@@ -196,46 +222,47 @@ class SMTPTransport:
             return SendResult(
                 verdict, reply, [RecipientResult(a, verdict, reply) for a in envelope.recipients]
             )
-        if self._can_pipeline(conn, envelope):
-            return self._send_pipelined(conn, envelope)
+        exchange = (
+            self._exchange_pipelined if self._can_pipeline(conn, envelope) else self._exchange
+        )
+        tx = _Transaction(envelope)
         try:
-            options = self._mail_options(conn, envelope)
-            code, msg = conn.mail(envelope.sender, options)
-            if code != 250:
-                return self._all(envelope, stage, code, msg, rset=True)
-            stage = Stage.RCPT
-            for address in envelope.recipients:
-                code, msg = conn.rcpt(address)
-                if code in (250, 251):
-                    accepted.append(address)
-                else:
-                    reply = _reply(stage, code, msg)
-                    verdict = _classify(stage, code, reply.text, reply.enhanced)
-                    results[address] = RecipientResult(address, verdict, reply)
-            if not accepted:
-                self._rset()
-                first = results[envelope.recipients[0]]
-                return SendResult(first.verdict, first.reply, list(results.values()))
-            stage = Stage.DATA
-            code, msg, stage = conn.send_data(envelope.data)
-            reply = _reply(stage, code, msg)
-            verdict = _classify(stage, code, reply.text, reply.enhanced)
-            if stage == Stage.DATA:
-                self._rset()
+            early = exchange(conn, tx)
+            if early is not None:
+                return early
         except (OSError, smtplib.SMTPException) as exc:
-            after_dot = stage == Stage.DATA and conn.final_dot_sent
-            stage = Stage.DOT if after_dot else stage
+            after_dot = tx.stage == Stage.DATA and conn.final_dot_sent
+            stage = Stage.DOT if after_dot else tx.stage
             self.close()
-            verdict = classify_exception(stage, exc, after_dot=after_dot)
-            reply = Reply(stage=stage, text=_describe(exc), exception=type(exc).__name__)
-            undecided = [a for a in envelope.recipients if a not in results]
-            pending = accepted if after_dot else undecided
+            tx.verdict = classify_exception(stage, exc, after_dot=after_dot)
+            tx.reply = Reply(stage=stage, text=_describe(exc), exception=type(exc).__name__)
+            undecided = [a for a in envelope.recipients if a not in tx.results]
+            pending = tx.accepted if after_dot else undecided
         else:
-            pending = accepted
+            pending = tx.accepted
+        assert tx.verdict is not None and tx.reply is not None
         for address in pending:
-            results[address] = RecipientResult(address, verdict, reply)
-        ordered = [results[a] for a in envelope.recipients]
-        return SendResult(verdict, reply, ordered)
+            tx.results[address] = RecipientResult(address, tx.verdict, tx.reply)
+        ordered = [tx.results[a] for a in envelope.recipients]
+        return SendResult(tx.verdict, tx.reply, ordered)
+
+    def _exchange(self, conn: _SMTP, tx: _Transaction) -> SendResult | None:
+        """One command at a time; each reply read before the next command."""
+        envelope = tx.envelope
+        code, msg = conn.mail(envelope.sender, self._mail_options(conn, envelope))
+        if code != 250:
+            return self._all(envelope, Stage.MAIL, code, msg, rset=True)
+        tx.stage = Stage.RCPT
+        for address in envelope.recipients:
+            tx.rcpt_reply(address, *conn.rcpt(address))
+        if not tx.accepted:
+            self._rset()
+            return tx.all_refused()
+        tx.stage = Stage.DATA
+        tx.end(*conn.send_data(envelope.data))
+        if tx.reply is not None and tx.reply.stage == Stage.DATA:
+            self._rset()
+        return None
 
     @staticmethod
     def _can_pipeline(conn: _SMTP, envelope: Envelope) -> bool:
@@ -247,62 +274,37 @@ class SMTPTransport:
             and all(r.isascii() for r in envelope.recipients)
         )
 
-    def _send_pipelined(self, conn: _SMTP, envelope: Envelope) -> SendResult:
+    def _exchange_pipelined(self, conn: _SMTP, tx: _Transaction) -> SendResult | None:
         """MAIL, RCPTs and DATA in one write (RFC 2920), then the message; same results."""
-        stage = Stage.MAIL
-        results: dict[str, RecipientResult] = {}
-        accepted: list[str] = []
-        try:
-            options = self._mail_options(conn, envelope)
-            commands = [f"MAIL FROM:<{envelope.sender}>{''.join(' ' + o for o in options)}\r\n"]
-            commands += [f"RCPT TO:<{address}>\r\n" for address in envelope.recipients]
-            commands.append("DATA\r\n")
-            conn.final_dot_sent = False
-            conn.send("".join(commands).encode("ascii"))
-            mail_code, mail_msg = conn.getreply()
-            stage = Stage.RCPT
-            rcpt_replies = [conn.getreply() for _ in envelope.recipients]
-            stage = Stage.DATA
-            data_code, data_msg = conn.getreply()
-            if mail_code != 250:
-                self._end_data(conn, data_code)
-                return self._all(envelope, Stage.MAIL, mail_code, mail_msg, rset=True)
-            stage = Stage.RCPT
-            for address, (code, msg) in zip(envelope.recipients, rcpt_replies, strict=True):
-                if code in (250, 251):
-                    accepted.append(address)
-                else:
-                    reply = _reply(stage, code, msg)
-                    verdict = _classify(stage, code, reply.text, reply.enhanced)
-                    results[address] = RecipientResult(address, verdict, reply)
-            if not accepted:
-                self._end_data(conn, data_code)
-                self._rset()
-                first = results[envelope.recipients[0]]
-                return SendResult(first.verdict, first.reply, list(results.values()))
-            stage = Stage.DATA
-            if data_code == 354:
-                code, msg, stage = conn.send_body(envelope.data)
-            else:
-                code, msg = data_code, data_msg
-            reply = _reply(stage, code, msg)
-            verdict = _classify(stage, code, reply.text, reply.enhanced)
-            if stage == Stage.DATA:
-                self._rset()
-        except (OSError, smtplib.SMTPException) as exc:
-            after_dot = stage == Stage.DATA and conn.final_dot_sent
-            stage = Stage.DOT if after_dot else stage
-            self.close()
-            verdict = classify_exception(stage, exc, after_dot=after_dot)
-            reply = Reply(stage=stage, text=_describe(exc), exception=type(exc).__name__)
-            undecided = [a for a in envelope.recipients if a not in results]
-            pending = accepted if after_dot else undecided
+        envelope = tx.envelope
+        options = self._mail_options(conn, envelope)
+        commands = [f"MAIL FROM:<{envelope.sender}>{''.join(' ' + o for o in options)}\r\n"]
+        commands += [f"RCPT TO:<{address}>\r\n" for address in envelope.recipients]
+        commands.append("DATA\r\n")
+        conn.final_dot_sent = False
+        conn.send("".join(commands).encode("ascii"))
+        mail_code, mail_msg = conn.getreply()
+        tx.stage = Stage.RCPT
+        rcpt_replies = [conn.getreply() for _ in envelope.recipients]
+        tx.stage = Stage.DATA
+        data_code, data_msg = conn.getreply()
+        if mail_code != 250:
+            self._end_data(conn, data_code)
+            return self._all(envelope, Stage.MAIL, mail_code, mail_msg, rset=True)
+        tx.stage = Stage.RCPT
+        for address, (code, msg) in zip(envelope.recipients, rcpt_replies, strict=True):
+            tx.rcpt_reply(address, code, msg)
+        if not tx.accepted:
+            self._end_data(conn, data_code)
+            self._rset()
+            return tx.all_refused()
+        tx.stage = Stage.DATA
+        if data_code == 354:
+            tx.end(*conn.send_body(envelope.data))
         else:
-            pending = accepted
-        for address in pending:
-            results[address] = RecipientResult(address, verdict, reply)
-        ordered = [results[a] for a in envelope.recipients]
-        return SendResult(verdict, reply, ordered)
+            tx.end(data_code, data_msg, Stage.DATA)
+            self._rset()
+        return None
 
     @staticmethod
     def _end_data(conn: _SMTP, data_code: int) -> None:
