@@ -197,12 +197,23 @@ def check_domain(
     selectors: Iterable[str] = (),
     resolver: Resolver | None = None,
 ) -> DomainReport:
-    """Check one domain against the routes that send for it (all enabled routes by default)."""
+    """Check one domain against the routes that send for it.
+
+    By default: the enabled routes whose sender rule takes the domain (a route
+    with no sender rule sends for every domain).
+    """
+    from ..matching import domain_matches, split_patterns
     from ..models import Route
 
     domain = domain.strip().lower().rstrip(".")
     resolver = resolver or Resolver()
-    routes = list(Route.objects.filter(enabled=True) if routes is None else routes)
+    if routes is None:
+        routes = [
+            r
+            for r in Route.objects.filter(enabled=True)
+            if domain_matches(domain, split_patterns(r.sender_domains))
+        ]
+    routes = list(routes)
     start = time.monotonic()
     report = DomainReport(domain, timezone.now())
     spf = _timed(report, lambda: spf_audit.audit(domain, resolver, _spf_suggestion(routes)))

@@ -261,3 +261,12 @@ def test_every_catalogue_code_is_documented():
     doc = (Path(__file__).parents[2] / "docs" / "domains.md").read_text()
     missing = [code for code in CATALOGUE if f"`{code}`" not in doc]
     assert not missing
+
+
+def test_only_routes_whose_sender_rule_takes_the_domain_are_checked(dns, make_route):
+    from django_smtprelay.domains.check import check_domain
+
+    make_route("any", sending_ips="198.51.100.7")
+    make_route("news-only", sending_ips="198.51.100.7", sender_domains="news.example.org")
+    report = check_domain("clean.test")
+    assert [r.route for r in report.routes] == ["any"]
