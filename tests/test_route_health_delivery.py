@@ -37,7 +37,7 @@ def test_route_faults_in_a_row_open_the_circuit_and_the_route_is_skipped(
         for _ in range(3):  # each run: one session to "down", refused
             queue(1)
             now = timezone.now()
-            DeliveryEngine(clock=lambda: now).run()
+            DeliveryEngine(clock=lambda now=now: now).run()
         health = RouteHealth.objects.get(route_name="down")
         assert health.state == RouteHealth.State.OPEN
         assert "3 route faults in a row" in health.reason
