@@ -117,6 +117,8 @@ class DeliveryEngine:
         self._pending = Flush(token)
         self._since_flush = 0
         self._flushed_at = self._leased_at = time.monotonic()
+        self._flush_every = app_settings.flush_every
+        self._lease_seconds = app_settings.lease.total_seconds()
         router = self._router or Router(rng=self.rng)
         self.health = RouteHealthService(clock=self.clock, rng=self.rng)
         parts = self._parts = self._load(token, ids, router)
@@ -147,8 +149,7 @@ class DeliveryEngine:
         flush, self._pending, self._since_flush = self._pending, Flush(self.token), 0
         # Renew the lease once a third of it is gone (not at every flush: that
         # rewrites every row of the batch).
-        lease = app_settings.lease.total_seconds()
-        if time.monotonic() - self._leased_at > lease / 3:
+        if time.monotonic() - self._leased_at > self._lease_seconds / 3:
             flush.renew_lease = True
             self._leased_at = time.monotonic()
         assert self._writer is not None
@@ -202,7 +203,7 @@ class DeliveryEngine:
                 )
                 key = tuple(r.name for r in routes)
                 if key not in by_routes:
-                    ordered = self.health.order(routes)
+                    ordered = self.health.order(routes) if len(routes) > 1 else list(routes)
                     # Greylisting is passed only by coming back to the same relay.
                     ordered.sort(key=lambda r: r.name != retry)
                     by_routes[key] = _Part(msg, ordered)
@@ -350,7 +351,8 @@ class DeliveryEngine:
     ) -> None:
         msg = part.msg
         still_open: list[str] = []
-        per_rcpt = []
+        per_rcpt = []  # kept on the attempt only when there are several recipients
+        many = len(result.recipients) > 1
         outcomes = set()
         split: list[str] = []
         accepted_any = any(rr.verdict.outcome == Outcome.DELIVERED for rr in result.recipients)
@@ -358,9 +360,10 @@ class DeliveryEngine:
             rcpt = msg.rcpts[rr.address]
             outcome = rr.verdict.outcome
             outcomes.add(outcome)
-            per_rcpt.append(
-                {"address": rr.address, "outcome": outcome.value, "reply": str(rr.reply)}
-            )
+            if many:
+                per_rcpt.append(
+                    {"address": rr.address, "outcome": outcome.value, "reply": str(rr.reply)}
+                )
             if outcome == Outcome.ROUTE_FAULT:
                 still_open.append(rr.address)
                 part.last_fault = rr.verdict
@@ -466,8 +469,8 @@ class DeliveryEngine:
         self.report.attempts += 1
         self._since_flush += 1
         if (
-            self._since_flush >= app_settings.flush_every
-            or time.monotonic() - self._flushed_at > app_settings.lease.total_seconds() / 3
+            self._since_flush >= self._flush_every
+            or time.monotonic() - self._flushed_at > self._lease_seconds / 3
         ):
             self._flush()
 
