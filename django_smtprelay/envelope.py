@@ -15,7 +15,6 @@ from functools import lru_cache
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.mail import BadHeaderError
 from django.core.mail.message import EmailMessage
 from django.core.validators import EmailValidator
 from django.utils.encoding import punycode
@@ -177,7 +176,8 @@ def _prepare(
     try:
         msg = email_message.message()
         data = _as_bytes(msg)
-    except (BadHeaderError, ValueError) as exc:
+    # Django's BadHeaderError is a ValueError (and deprecated from 6.1 on).
+    except ValueError as exc:
         if isinstance(exc, InvalidMessageError):
             raise
         raise InvalidMessageError(f"Message {email_message.subject!r} is invalid: {exc}") from exc
