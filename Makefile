@@ -36,6 +36,8 @@ demo: $(VENV)/.installed
 #   make bench BENCH_ARGS="--postgres --memory --scale-workers 4"
 BENCH_ARGS ?= --sqlite --postgres --memory --scale-workers 4 --json bench/results/latest.json
 bench: $(VENV)/.installed
+	@command -v smtp-sink >/dev/null || test -x /usr/sbin/smtp-sink || \
+		{ echo "make bench needs Postfix's smtp-sink: apt-get install postfix (the daemon is not used)"; exit 1; }
 	$(PY) -m pip install $(PIP_FLAGS) django-post-office django-mailer
 	$(PY) bench/run.py $(BENCH_ARGS)
 
