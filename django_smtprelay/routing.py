@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
-from itertools import groupby
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -127,27 +124,17 @@ class Router:
     A route takes a message when its sender rule matches the envelope or From
     domain, its recipient rule matches the recipient's domain, the message fits
     its size limit, and (for a route with tags) the message asked for it by
-    name or tag. Candidates go by priority; equal priorities are shuffled by
-    weight, so traffic is shared in proportion.
+    name or tag. The order to try them in (priority, then weight and health)
+    is ``health.RouteHealthService.order``'s.
     """
 
-    def __init__(
-        self, routes: list[RouteSpec] | None = None, *, rng: random.Random | None = None
-    ) -> None:
+    def __init__(self, routes: list[RouteSpec] | None = None) -> None:
         if routes is None:
             routes = [RouteSpec.from_route(r) for r in Route.objects.filter(enabled=True)]
             if not routes and app_settings.use_django_email_settings:
                 routes = [RouteSpec.from_django_settings()]
         self.routes = sorted(routes, key=lambda r: (r.priority, r.name))
-        self.rng = rng or random.Random()  # load sharing, not security
         self.any_recipient_rules = any(r.recipient_domains for r in self.routes)
-
-    def candidates(self, route_hint: str = "", **criteria: Any) -> list[RouteSpec]:
-        """Routes for one message (and recipient domain), in the order to try them.
-
-        ``criteria`` are :meth:`matching`'s keyword arguments.
-        """
-        return self.order(self.matching(route_hint, **criteria))
 
     def matching(
         self,
@@ -184,14 +171,3 @@ class Router:
         return bool(self.routes) and all(
             r.max_message_size and size > r.max_message_size for r in self.routes
         )
-
-    def order(self, routes: list[RouteSpec]) -> list[RouteSpec]:
-        """Priority order; within a priority, a weighted shuffle."""
-        ordered: list[RouteSpec] = []
-        for _priority, group in groupby(routes, key=lambda r: r.priority):
-            pool = list(group)
-            while pool:
-                pick = self.rng.choices(pool, weights=[max(r.weight, 0) or 0.001 for r in pool])[0]
-                pool.remove(pick)
-                ordered.append(pick)
-        return ordered

@@ -119,7 +119,7 @@ class DeliveryEngine:
         self._flushed_at = self._leased_at = time.monotonic()
         self._flush_every = app_settings.flush_every
         self._lease_seconds = app_settings.lease.total_seconds()
-        router = self._router or Router(rng=self.rng)
+        router = self._router or Router()
         self.health = RouteHealthService(clock=self.clock, rng=self.rng)
         parts = self._parts = self._load(token, ids, router)
         dead: set[str] = set()
@@ -192,15 +192,18 @@ class DeliveryEngine:
             # Recipients that the same routes may take travel together; the
             # others are split into their own parts (and SMTP transactions).
             by_routes: dict[tuple[str, ...], _Part] = {}
+            by_domain: dict[str, list[RouteSpec]] = {}  # one match per domain, not per recipient
             for rcpt in open_rcpts:
                 domain = rcpt.address.rpartition("@")[2] if router.any_recipient_rules else ""
-                routes = router.matching(
-                    hint,
-                    sender_domain=s_dom,
-                    from_domain=f_dom,
-                    recipient_domain=domain,
-                    size=size,
-                )
+                if domain not in by_domain:
+                    by_domain[domain] = router.matching(
+                        hint,
+                        sender_domain=s_dom,
+                        from_domain=f_dom,
+                        recipient_domain=domain,
+                        size=size,
+                    )
+                routes = by_domain[domain]
                 key = tuple(r.name for r in routes)
                 if key not in by_routes:
                     ordered = self.health.order(routes) if len(routes) > 1 else list(routes)

@@ -24,10 +24,6 @@ class RunReport:
     sessions: int = 0
     lost_leases: int = 0
 
-    def merge(self, other: RunReport) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
 
 @dataclass
 class _Rcpt:

@@ -121,8 +121,6 @@ class Message(models.Model):
         NORMAL = 2, _("Normal")
         LOW = 3, _("Low")
 
-    FINAL_STATES = (Status.SENT, Status.FAILED, Status.CANCELLED)
-
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
     )
@@ -164,10 +162,6 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject or '(no subject)'} <{self.message_id}>"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in self.FINAL_STATES
 
 
 class Recipient(models.Model):
