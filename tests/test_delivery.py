@@ -53,6 +53,34 @@ def test_a_batch_shares_one_smtp_session(smtp_server, make_route):
     assert server.sessions == 1
 
 
+def test_replies_in_a_pipelined_batch_go_to_the_message_they_answer(smtp_server, make_route):
+    # Each message's commands travel with the previous message's content: a
+    # refusal at RCPT or at the dot must still land on its own message.
+    server = smtp_server(
+        rcpt_replies={"gone@example.com": "550 5.1.1 no such user"},
+        dot_reply=lambda m: "554 5.7.1 rejected" if b"Subject: spam" in m.data else None,
+    )
+    make_route(server)
+    subjects = ["m0", "spam", "m2", "m3", "m4"]
+    messages = [
+        queue_one(to=["gone@example.com"] if s == "m3" else [f"{s}@example.com"], subject=s)
+        for s in subjects
+    ]
+    deliver()
+    statuses = []
+    for message in messages:
+        message.refresh_from_db()
+        statuses.append(message.status)
+    assert statuses == ["sent", "failed", "sent", "failed", "sent"]
+    assert "5.7.1" in messages[1].last_error and "5.1.1" in messages[3].last_error
+    assert sorted(a for m in server.messages if m.accepted for a in m.rcpt_tos) == [
+        "m0@example.com",
+        "m2@example.com",
+        "m4@example.com",
+    ]
+    assert server.sessions == 1
+
+
 def test_one_refused_recipient_does_not_fail_the_others(smtp_server, make_route):
     server = smtp_server(
         rcpt_replies={"gone@example.com": "550 5.1.1 <gone@example.com>: no such user"}

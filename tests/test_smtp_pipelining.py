@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -78,14 +79,26 @@ def servers() -> Iterator[dict[bool, tuple[Scripted, int]]]:
         controller.stop()
 
 
-def _send(port: int, envelopes: list[Envelope]) -> tuple[list[SendResult], bool]:
+def _transport(port: int) -> SMTPTransport:
     route = RouteSpec(name="test", host="127.0.0.1", port=port, security=Route.Security.NONE)
     transport = SMTPTransport(route)
     transport.open()
+    return transport
+
+
+def _send(
+    port: int, envelopes: list[Envelope], *, announce: bool = False
+) -> tuple[list[SendResult], bool]:
+    """Send ``envelopes`` in one session; ``announce`` passes each next one as ``following``."""
+    transport = _transport(port)
     try:
         assert transport.conn is not None
         pipelined = transport._can_pipeline(transport.conn, envelopes[0])
-        return [transport.send(e) for e in envelopes], pipelined
+        results = []
+        for index, envelope in enumerate(envelopes):
+            following = envelopes[index + 1] if announce and index + 1 < len(envelopes) else None
+            results.append(transport.send(envelope, following=following))
+        return results, pipelined
     finally:
         transport.close()
 
@@ -140,3 +153,94 @@ def test_pipelined_results_match_one_command_at_a_time(servers: Any) -> None:
         ["permanent"],
         ["delivered"],
     ]
+
+
+@pytest.mark.django_db
+def test_next_message_pipelined_with_the_previous_content_gives_the_same_results(
+    servers: Any,
+) -> None:
+    (pipe_handler, pipe_port), (plain_handler, plain_port) = servers[True], servers[False]
+    announced, _ = _send(pipe_port, CASES, announce=True)
+    plain, _ = _send(plain_port, CASES, announce=True)  # no PIPELINING: following is ignored
+    one_by_one, _ = _send(plain_port, CASES)
+    assert [_summary(r) for r in announced] == [_summary(r) for r in one_by_one]
+    assert [_summary(r) for r in plain] == [_summary(r) for r in one_by_one]
+    assert pipe_handler.received == plain_handler.received[:3]
+
+
+class Watching(Scripted):
+    """Notes, at each final dot, whether the next MAIL had already arrived."""
+
+    def __init__(self) -> None:
+        super().__init__(pipelining=True)
+        self.next_mail_waiting: list[bool] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        # The client writes the next commands before it reads this reply, so
+        # if it pipelines them they arrive; if not, they never come first.
+        buffered = server._reader._buffer
+        for _ in range(50):
+            if b"MAIL FROM" in buffered:
+                break
+            await asyncio.sleep(0.01)
+        self.next_mail_waiting.append(b"MAIL FROM" in buffered)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+def watching() -> Iterator[tuple[Watching, int]]:
+    handler = Watching()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+@pytest.mark.django_db
+def test_next_messages_commands_go_out_with_the_previous_content(watching: Any) -> None:
+    handler, port = watching
+    envelopes = [Envelope("from@example.com", [f"ok{i}@example.com"], BODY) for i in range(3)]
+    results, _ = _send(port, envelopes, announce=True)
+    assert [str(r.outcome) for r in results] == ["delivered"] * 3
+    # The last message has no following one: nothing was waiting at its dot.
+    assert handler.next_mail_waiting == [True, True, False]
+    assert [rcpts for _sender, rcpts in handler.received] == [[e.recipients[0]] for e in envelopes]
+
+
+@pytest.mark.django_db
+def test_an_announced_message_is_not_delivered_when_the_session_closes_instead(
+    servers: Any,
+) -> None:
+    handler, port = servers[True]
+    first, second = (Envelope("from@example.com", [f"ok{i}@example.com"], BODY) for i in (1, 2))
+    transport = _transport(port)
+    assert str(transport.send(first, following=second).outcome) == "delivered"
+    transport.close()  # without sending ``second``: its content never ends
+    transport = _transport(port)
+    try:
+        third = Envelope("from@example.com", ["ok3@example.com"], BODY)
+        assert str(transport.send(third).outcome) == "delivered"
+    finally:
+        transport.close()
+    assert [rcpts for _sender, rcpts in handler.received] == [
+        ["ok1@example.com"],
+        ["ok3@example.com"],
+    ]
+
+
+@pytest.mark.django_db
+def test_sending_another_message_than_the_announced_one_is_refused(servers: Any) -> None:
+    handler, port = servers[True]
+    first, second, other = (
+        Envelope("from@example.com", [f"ok{i}@example.com"], BODY) for i in (1, 2, 3)
+    )
+    transport = _transport(port)
+    try:
+        transport.send(first, following=second)
+        with pytest.raises(RuntimeError, match="must send"):
+            transport.send(other)
+        assert not transport.is_open
+    finally:
+        transport.close()
+    assert [rcpts for _sender, rcpts in handler.received] == [["ok1@example.com"]]

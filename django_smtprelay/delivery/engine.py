@@ -47,6 +47,10 @@ def _limits(route: RouteSpec) -> RateLimits | None:
     )
 
 
+def _envelope(part: _Part) -> Envelope:
+    return Envelope(part.msg.sender, list(part.open_addresses), part.msg.data)
+
+
 def _route_outcome(result: SendResult) -> Outcome:
     """What one send says about the route (not the recipients)."""
     outcomes = {r.verdict.outcome for r in result.recipients}
@@ -249,6 +253,10 @@ class DeliveryEngine:
             return False
         transport = self.transport_factory(route)
         paced = health.paced(route.name, limits)
+        # Tell the transport which message comes next, so it can pipeline it
+        # with this one (not while paced: the next send may have to wait).
+        lookahead = getattr(transport, "pipelines_messages", False)
+        announced: tuple[_Part, Envelope] | None = None
         good, good_latency = 0, 0.0  # reported together: a few cache operations a session
         try:
             for index, part in enumerate(group):
@@ -280,8 +288,16 @@ class DeliveryEngine:
                             self._route_fault(failed, route, exc, started)
                         return False
                 started_at, started = self.clock(), time.monotonic()
-                msg = part.msg
-                result = transport.send(Envelope(msg.sender, list(part.open_addresses), msg.data))
+                if announced is not None and announced[0] is part:
+                    envelope = announced[1]
+                else:
+                    envelope = _envelope(part)
+                announced = None
+                if lookahead and not paced and index + 1 < len(group) and transport.is_open:
+                    announced = (group[index + 1], _envelope(group[index + 1]))
+                    result = transport.send(envelope, following=announced[1])
+                else:
+                    result = transport.send(envelope)
                 took = time.monotonic() - started
                 if result.verdict.session_over:  # e.g. 421: the server is closing
                     transport.close()

@@ -60,6 +60,10 @@ class TransportError(Exception):
 
 
 class Transport(Protocol):
+    """What the engine drives. A transport whose ``pipelines_messages`` is true
+    also takes ``send(envelope, following=next_envelope)``: the caller then
+    sends ``next_envelope`` next on the same session, or closes it."""
+
     def open(self) -> None: ...
 
     def send(self, envelope: Envelope) -> SendResult: ...

@@ -4,7 +4,10 @@ Every recipient gets its own reply and every failure is tied to the stage it
 happened at. When the relay offers PIPELINING (RFC 2920), MAIL, the RCPTs and
 DATA go out in one write and their replies are read back in order, so a
 message costs two round trips instead of three plus one per recipient;
-otherwise each command waits for its reply.
+otherwise each command waits for its reply. When the engine says which
+message comes next, that message's commands go out in the same write as this
+one's content (RFC 2920 lets message content open a group), so on a busy
+session each message waits for the relay once.
 """
 
 from __future__ import annotations
@@ -47,12 +50,15 @@ class _SMTPMixin:
             return code, reply, Stage.DATA
         return self.send_body(data)
 
-    def send_body(self, data: bytes) -> tuple[int, bytes, Stage]:
-        """Send the message after a 354 reply, dot-stuffed, and read the reply to the dot."""
+    def send_body(self, data: bytes, then: bytes = b"") -> tuple[int, bytes, Stage]:
+        """Send the message after a 354 reply, dot-stuffed, and read the reply to the dot.
+
+        ``then``: commands of the next transaction, written with the final dot.
+        """
         payload = _DOT_STUFF.sub(b"..", data) if _needs_stuffing(data) else data
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
-        self.send(payload + b".\r\n")  # type: ignore[attr-defined]
+        self.send(payload + b".\r\n" + then)  # type: ignore[attr-defined]
         self.final_dot_sent = True
         code, reply = self.getreply()  # type: ignore[attr-defined]
         return code, reply, Stage.DOT
@@ -120,10 +126,16 @@ class _Transaction:
 class SMTPTransport:
     """One SMTP session to one route, reused for a batch of messages."""
 
+    #: ``send`` takes ``following=``, the message the caller sends next.
+    pipelines_messages = True
+
     def __init__(self, route: RouteSpec) -> None:
         self.route = route
         self.conn: _SMTP | None = None
         self.sessions = 0
+        # A message whose MAIL, RCPTs and DATA went out with the previous
+        # message's content; its replies are read when it is sent.
+        self._announced: Envelope | None = None
 
     def __repr__(self) -> str:
         return f"<SMTPTransport {self.route.name} {self.route.host}:{self.route.port}>"
@@ -209,25 +221,38 @@ class SMTPTransport:
     def _refuse(self, stage: Stage, reason: str) -> None:
         raise TransportError(Verdict(Outcome.ROUTE_FAULT, reason), Reply(stage=stage, text=reason))
 
-    def send(self, envelope: Envelope) -> SendResult:
-        """Send one message; per-recipient results. Never raises for SMTP or socket errors."""
+    def send(self, envelope: Envelope, *, following: Envelope | None = None) -> SendResult:
+        """Send one message; per-recipient results. Never raises for SMTP or socket errors.
+
+        ``following``: the message the caller will send next on this session
+        (the very next ``send``, or ``close``). Its commands are pipelined
+        with this message's content when the relay allows it.
+        """
         conn = self.conn
         assert conn is not None, "open() first"
-        limit = conn.esmtp_features.get("size", "") if conn.does_esmtp else ""
-        if limit.isdigit() and 0 < int(limit) < len(envelope.data):
+        pending = self._announced
+        if pending is not None and pending is not envelope:
+            self.close()  # the relay drops the announced transaction
+            raise RuntimeError("send() after following=X must send X (or close the session)")
+        announced, self._announced = pending is not None, None
+        too_large = self._too_large(conn, envelope)
+        if too_large:
             # The relay said (EHLO SIZE) it would refuse this: another route may take it.
-            text = f"message of {len(envelope.data)} bytes exceeds the relay's SIZE {limit}"
-            verdict = Verdict(Outcome.ROUTE_FAULT, text, if_last_route=Outcome.PERMANENT)
-            reply = Reply(stage=Stage.MAIL, text=text)
+            verdict = Verdict(Outcome.ROUTE_FAULT, too_large, if_last_route=Outcome.PERMANENT)
+            reply = Reply(stage=Stage.MAIL, text=too_large)
             return SendResult(
                 verdict, reply, [RecipientResult(a, verdict, reply) for a in envelope.recipients]
             )
-        exchange = (
-            self._exchange_pipelined if self._can_pipeline(conn, envelope) else self._exchange
-        )
         tx = _Transaction(envelope)
         try:
-            early = exchange(conn, tx)
+            if announced or self._can_pipeline(conn, envelope):
+                if following is not None and (
+                    not self._can_pipeline(conn, following) or self._too_large(conn, following)
+                ):
+                    following = None
+                early = self._exchange_pipelined(conn, tx, announced, following)
+            else:
+                early = self._exchange(conn, tx)
             if early is not None:
                 return early
         except (OSError, smtplib.SMTPException) as exc:
@@ -274,15 +299,33 @@ class SMTPTransport:
             and all(r.isascii() for r in envelope.recipients)
         )
 
-    def _exchange_pipelined(self, conn: _SMTP, tx: _Transaction) -> SendResult | None:
-        """MAIL, RCPTs and DATA in one write (RFC 2920), then the message; same results."""
-        envelope = tx.envelope
+    @staticmethod
+    def _too_large(conn: _SMTP, envelope: Envelope) -> str:
+        limit = conn.esmtp_features.get("size", "") if conn.does_esmtp else ""
+        if limit.isdigit() and 0 < int(limit) < len(envelope.data):
+            return f"message of {len(envelope.data)} bytes exceeds the relay's SIZE {limit}"
+        return ""
+
+    def _commands(self, conn: _SMTP, envelope: Envelope) -> bytes:
+        """MAIL, the RCPTs and DATA, as one pipelined group."""
         options = self._mail_options(conn, envelope)
         commands = [f"MAIL FROM:<{envelope.sender}>{''.join(' ' + o for o in options)}\r\n"]
         commands += [f"RCPT TO:<{address}>\r\n" for address in envelope.recipients]
         commands.append("DATA\r\n")
+        return "".join(commands).encode("ascii")
+
+    def _exchange_pipelined(
+        self, conn: _SMTP, tx: _Transaction, announced: bool, following: Envelope | None
+    ) -> SendResult | None:
+        """MAIL, RCPTs and DATA in one write (RFC 2920), then the message; same results.
+
+        ``announced``: the commands already went out with the previous content.
+        ``following``: the next message, whose commands go out with this content.
+        """
+        envelope = tx.envelope
         conn.final_dot_sent = False
-        conn.send("".join(commands).encode("ascii"))
+        if not announced:
+            conn.send(self._commands(conn, envelope))
         mail_code, mail_msg = conn.getreply()
         tx.stage = Stage.RCPT
         rcpt_replies = [conn.getreply() for _ in envelope.recipients]
@@ -300,7 +343,11 @@ class SMTPTransport:
             return tx.all_refused()
         tx.stage = Stage.DATA
         if data_code == 354:
-            tx.end(*conn.send_body(envelope.data))
+            then = self._commands(conn, following) if following is not None else b""
+            tx.end(*conn.send_body(envelope.data, then))
+            # After a 421 the relay is closing: the caller reconnects first.
+            if following is not None and tx.reply is not None and tx.reply.code != 421:
+                self._announced = following
         else:
             tx.end(data_code, data_msg, Stage.DATA)
             self._rset()
@@ -345,10 +392,14 @@ class SMTPTransport:
 
     def close(self) -> None:
         conn, self.conn = self.conn, None
+        announced, self._announced = self._announced, None
         if conn is None:
             return
         try:
-            if conn.sock is not None:
+            # With a message announced, the relay may be waiting for its
+            # content: QUIT would be read as content. Closing without the final
+            # dot makes the relay discard it.
+            if conn.sock is not None and announced is None:
                 conn.quit()
         except (OSError, smtplib.SMTPException):
             pass
