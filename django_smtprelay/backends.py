@@ -17,7 +17,7 @@ from .conf import app_settings
 from .envelope import PreparedMessage, prepare
 from .exceptions import InvalidMessageError
 from .models import Message, Recipient, SenderDomain
-from .models.bulk import insert_rows
+from .models.bulk import insert_returning_ids, insert_rows
 
 logger = logging.getLogger("django_smtprelay.queue")
 
@@ -61,51 +61,79 @@ class QueuedEmailBackend(BaseEmailBackend):
         return len(prepared)
 
 
+_MESSAGE_COLUMNS = (
+    "status",
+    "priority",
+    "from_email",
+    "sender_domain",
+    "from_domain",
+    "subject",
+    "message_id",
+    "raw",
+    "size",
+    "route_hint",
+    "retry_route",
+    "created_at",
+    "next_attempt_at",
+    "expires_at",
+    "attempt_count",
+    "last_error",
+)
+
+
 def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
     """Store prepared messages in one transaction; publish delivery on commit."""
     now = timezone.now()
     expires = now + app_settings.max_lifetime
-    rows = [
-        Message(
-            from_email=p.from_email,
-            sender_domain=p.from_email.rpartition("@")[2].lower(),
-            from_domain=p.from_domain,
-            subject=p.subject,
-            message_id=p.message_id,
-            raw=p.data,
-            size=len(p.data),
-            route_hint=p.route_hint,
-            priority=priority,
-            created_at=now,
-            next_attempt_at=max(now, p.send_at) if p.send_at else now,
-            expires_at=expires if not p.send_at else max(expires, p.send_at + (expires - now)),
+    rows = []
+    due = []  # per row: deliver now (else at its send_at, through the sweep)
+    for p, priority in prepared:
+        next_at = max(now, p.send_at) if p.send_at else now
+        rows.append(
+            (
+                Message.Status.QUEUED.value,
+                priority,
+                p.from_email,
+                p.from_email.rpartition("@")[2].lower(),
+                p.from_domain,
+                p.subject,
+                p.message_id,
+                p.data,
+                len(p.data),
+                p.route_hint,
+                "",
+                now,
+                next_at,
+                expires if not p.send_at else max(expires, p.send_at + (expires - now)),
+                0,
+                "",
+            )
         )
-        for p, priority in prepared
-    ]
+        due.append(next_at <= now)
     db = router.db_for_write(Message)
     with transaction.atomic(using=db):
-        created = Message.objects.using(db).bulk_create(rows)
-        if created and created[0].pk is None:  # a database that returns no ids from bulk inserts
-            created = []
+        ids = insert_returning_ids(Message, _MESSAGE_COLUMNS, rows, using=db)
+        if ids is None:  # a database that returns no ids from bulk inserts
+            ids = []
             for row in rows:
-                row.save(using=db)
-                created.append(row)
+                message = Message(**dict(zip(_MESSAGE_COLUMNS, row, strict=True)))
+                message.save(using=db, force_insert=True)
+                ids.append(message.pk)
         insert_rows(
             Recipient,
             ("message_id", "address", "status", "enhanced_code", "reply"),
             [
-                (row.pk, address, Recipient.Status.PENDING, "", "")
-                for row, (p, _prio) in zip(created, prepared, strict=True)
+                (pk, address, Recipient.Status.PENDING, "", "")
+                for pk, (p, _prio) in zip(ids, prepared, strict=True)
                 for address in p.recipients
             ],
             using=db,
         )
         SenderDomain.objects.using(db).bulk_create(
-            [SenderDomain(domain=d) for d in sorted({r.sender_domain for r in rows})],
+            [SenderDomain(domain=d) for d in sorted({row[3] for row in rows})],
             ignore_conflicts=True,
         )
-        ids = [row.pk for row in created]
-        now_ids = [row.pk for row in created if row.next_attempt_at <= now]
+        now_ids = [pk for pk, is_due in zip(ids, due, strict=True) if is_due]
         if app_settings.publish_on_commit and now_ids:
             transaction.on_commit(lambda: publish(now_ids), using=db)
         transaction.on_commit(

@@ -5,8 +5,66 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.db import connections, models, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 _PREPARED_TYPES = ("DateTimeField", "DurationField", "JSONField")
+
+
+def _prepared(
+    fields: list[models.Field], rows: list[tuple], conn: BaseDatabaseWrapper
+) -> list[Sequence[object]]:
+    prep = [(i, f) for i, f in enumerate(fields) if f.get_internal_type() in _PREPARED_TYPES]
+    if not prep:
+        return list(rows)
+    values = []
+    last: dict[int, tuple[object, object]] = {}  # a batch repeats one timestamp: convert it once
+    for row in rows:
+        row = list(row)
+        for i, f in prep:
+            raw = row[i]
+            seen = last.get(i)
+            if seen is not None and seen[0] is raw:
+                row[i] = seen[1]
+            else:
+                row[i] = f.get_db_prep_save(raw, conn)
+                last[i] = (raw, row[i])
+        values.append(row)
+    return values
+
+
+def insert_returning_ids(
+    model: type[models.Model], columns: Sequence[str], rows: list[tuple], using: str
+) -> list[int] | None:
+    """INSERT ``rows`` with multi-row statements and return their ids, in order.
+
+    What ``bulk_create`` does for databases that return ids from a bulk
+    insert (PostgreSQL, SQLite 3.35+; the same order assumption as Django's),
+    without a model instance per row. None where the database cannot, so the
+    caller falls back to ``bulk_create``.
+    """
+    conn = connections[using]
+    if not conn.features.can_return_rows_from_bulk_insert:
+        return None
+    meta = model._meta
+    fields = [meta.get_field(name) for name in columns]
+    values = _prepared(fields, rows, conn)
+    qn = conn.ops.quote_name
+    head = f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "  # noqa: S608
+    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    tail = f" RETURNING {qn(meta.pk.column)}"
+    size = max(1, conn.ops.bulk_batch_size(fields, values))
+    ids: list[int] = []
+    with conn.cursor() as cursor:
+        for start in range(0, len(values), size):
+            chunk = values[start : start + size]
+            cursor.execute(
+                head + ", ".join([row_sql] * len(chunk)) + tail,
+                [v for row in chunk for v in row],
+            )
+            ids.extend(r[0] for r in cursor.fetchall())
+    if len(ids) != len(rows):
+        raise RuntimeError(f"inserted {len(rows)} rows into {meta.db_table}, got {len(ids)} ids")
+    return ids
 
 
 def insert_rows(
@@ -26,14 +84,7 @@ def insert_rows(
     conn = connections[alias]
     meta = model._meta
     fields = [meta.get_field(name) for name in columns]
-    prep = [(i, f) for i, f in enumerate(fields) if f.get_internal_type() in _PREPARED_TYPES]
-    values = []
-    for row in rows:
-        if prep:
-            row = list(row)
-            for i, f in prep:
-                row[i] = f.get_db_prep_save(row[i], conn)
-        values.append(row)
+    values = _prepared(fields, rows, conn)
     qn = conn.ops.quote_name
     column_list = ", ".join(qn(f.column) for f in fields)
     placeholders = ", ".join(["%s"] * len(fields))
