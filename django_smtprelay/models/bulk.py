@@ -8,6 +8,9 @@ from django.db import connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 _PREPARED_TYPES = ("DateTimeField", "DurationField", "JSONField")
+# Bounds one statement's size (and the memory to build it) where the database
+# sets no parameter limit of its own.
+_ROWS_PER_STATEMENT = 500
 
 
 def _prepared(
@@ -52,7 +55,7 @@ def insert_returning_ids(
     head = f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "  # noqa: S608
     row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
     tail = f" RETURNING {qn(meta.pk.column)}"
-    size = max(1, conn.ops.bulk_batch_size(fields, values))
+    size = max(1, min(_ROWS_PER_STATEMENT, conn.ops.bulk_batch_size(fields, values)))
     ids: list[int] = []
     with conn.cursor() as cursor:
         for start in range(0, len(values), size):
