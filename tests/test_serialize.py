@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy
 
 from bench.workload import BODY, SENDER, datatuples
 from django_smtprelay import serialize as serialize_module
+from django_smtprelay.envelope import prepare
 from django_smtprelay.serialize import as_bytes, serialize
 
 MODERN = django.VERSION >= (6, 0)
@@ -464,3 +465,12 @@ def test_a_header_django_refuses_raises_djangos_error() -> None:
     with pytest.raises(ValueError) as info:
         serialize(m)
     assert djangos(m) == ("error", type(info.value), str(info.value))
+
+
+def test_prepare_queues_the_serialized_bytes_and_message_id() -> None:
+    m = EmailMessage("Newsletter #1", BODY, SENDER, ["user1@example.com"])
+    with fixed_clock(), django_builds() as calls:
+        prepared = prepare(m)
+        assert not calls
+        assert djangos(m) == ("ok", prepared.data, prepared.message_id)
+    assert prepared.message_id.encode() in prepared.data
