@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
 from functools import lru_cache
-from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.mail.message import EmailMessage
@@ -20,6 +19,7 @@ from django.core.validators import EmailValidator
 from django.utils.encoding import punycode
 
 from .exceptions import InvalidMessageError
+from .serialize import serialize
 
 _validate_email = EmailValidator()
 _LINE_BREAK = re.compile(r"[\r\n]")
@@ -86,18 +86,6 @@ def _parsed_address(value: str, role: str) -> str:
 
 
 _parseaddr_strict = "strict" in inspect.signature(parseaddr).parameters
-
-
-def _as_bytes(msg: Any) -> bytes:
-    # Django <= 5.2 builds compat32 SafeMIME objects whose as_bytes takes
-    # ``linesep``; Django 6 builds email.message.EmailMessage, which takes a policy.
-    if "linesep" in inspect.signature(msg.as_bytes).parameters:
-        data = msg.as_bytes(linesep="\r\n")
-    else:
-        data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data
 
 
 def prepare(email_message: EmailMessage) -> PreparedMessage:
@@ -174,8 +162,7 @@ def _prepare(
                 "headers must be one line."
             )
     try:
-        msg = email_message.message()
-        data = _as_bytes(msg)
+        data, message_id = serialize(email_message)
     # Django's BadHeaderError is a ValueError (and deprecated from 6.1 on).
     except ValueError as exc:
         if isinstance(exc, InvalidMessageError):
@@ -186,7 +173,7 @@ def _prepare(
         recipients=recipients,
         data=data,
         subject=str(email_message.subject or "")[:255],
-        message_id=str(msg["Message-ID"] or "")[:255],
+        message_id=message_id[:255],
         route_hint=route_hint[:100],
         priority=priority,
     )
