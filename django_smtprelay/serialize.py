@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from email import contentmanager
 from email import policy as email_policy
@@ -182,6 +182,22 @@ def _to_crlf(text: str, data: bytes) -> bytes:
 _COMPAT32 = email_policy.compat32.clone(linesep="\r\n")
 
 
+def _write_each(
+    write: Callable[..., tuple[bytes, str] | None], items: Iterable[tuple[Any, ...]]
+) -> tuple[list[bytes], str] | None:
+    """Each header written by ``write``, and the Message-ID's value; None if one cannot be."""
+    lines: list[bytes] = []
+    message_id = ""
+    for name, *rest in items:
+        header = write(name, *rest)
+        if header is None:
+            return None
+        lines.append(header[0])
+        if name.lower() == "message-id":
+            message_id = header[1]
+    return lines, message_id
+
+
 def _compat32_header(name: str, value: str) -> tuple[bytes, str] | None:
     """One header as BytesGenerator writes it, and the value msg[name] returns."""
     if len(name) + len(value) <= _FOLD_WIDTH - 2 and (not value or _SAFE_TEXT.fullmatch(value)):
@@ -234,21 +250,10 @@ def _fast_compat32(m: EmailMessage, *, address_overrides: bool = True) -> Serial
     lowered = {k.lower() for k in extra}
     trailing = [(k, str(v)) for k, v in extra.items() if k.lower() not in _SKIPPED_EXTRAS]
 
-    written: list[bytes] = []
-    for name, value in pairs:
-        header = _compat32_header(name, value)
-        if header is None:
-            return None
-        written.append(header[0])
-    extras: list[bytes] = []
-    message_id = ""
-    for name, value in trailing:
-        header = _compat32_header(name, value)
-        if header is None:
-            return None
-        extras.append(header[0])
-        if name.lower() == "message-id":
-            message_id = header[1]
+    done = _write_each(_compat32_header, pairs), _write_each(_compat32_header, trailing)
+    if done[0] is None or done[1] is None:
+        return None
+    (written, _), (extras, message_id) = done
 
     # Looked up on Django's module at call time, as message() does.
     if "date" not in lowered:
@@ -399,21 +404,10 @@ def _fast_modern(m: EmailMessage) -> Serialized | None:
             return None
         trailing.append((name, value, _modern_kind(name)))
 
-    written: list[bytes] = []
-    for name, value, kind in pairs:
-        header = _modern_header(name, value, kind)
-        if header is None:
-            return None
-        written.append(header[0])
-    extras: list[bytes] = []
-    message_id = ""
-    for name, value, kind in trailing:
-        header = _modern_header(name, value, kind)
-        if header is None:
-            return None
-        extras.append(header[0])
-        if name.lower() == "message-id":
-            message_id = header[1]
+    done = _write_each(_modern_header, pairs), _write_each(_modern_header, trailing)
+    if done[0] is None or done[1] is None:
+        return None
+    (written, _), (extras, message_id) = done
 
     # Looked up on Django's module at call time, as message() does.
     if "date" not in lowered:
