@@ -484,7 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report.machine_line(output["machine"]))
     print(report.targets(targets))
     if args.json:
-        Path(args.json).write_text(json.dumps(output, indent=2, default=str))
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(output, indent=2, default=str))
     if bench.exact_failures:
         return 1
     if args.strict and any(t.status == "FAIL" for t in targets):
