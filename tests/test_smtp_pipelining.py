@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -244,3 +245,68 @@ def test_sending_another_message_than_the_announced_one_is_refused(servers: Any)
     finally:
         transport.close()
     assert [rcpts for _sender, rcpts in handler.received] == [["ok1@example.com"]]
+
+
+class Gated(Scripted):
+    """Answers each final dot only once the client's ``meanwhile`` callback has run."""
+
+    def __init__(self) -> None:
+        super().__init__(pipelining=True)
+        self.gate = threading.Event()
+        self.opened_in_time: list[bool] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        for _ in range(200):
+            if self.gate.is_set():
+                break
+            await asyncio.sleep(0.01)
+        self.opened_in_time.append(self.gate.is_set())
+        self.gate.clear()
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.django_db
+def test_meanwhile_runs_while_the_relay_holds_the_reply_to_the_dot() -> None:
+    handler = Gated()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    envelopes = [Envelope("from@example.com", [f"ok{i}@example.com"], BODY) for i in range(3)]
+    calls: list[int] = []
+    transport = _transport(port)
+    try:
+        results = []
+        for index, envelope in enumerate(envelopes):
+            following = envelopes[index + 1] if index + 1 < len(envelopes) else None
+
+            def meanwhile(index: int = index) -> None:
+                calls.append(index)
+                handler.gate.set()
+
+            results.append(transport.send(envelope, following=following, meanwhile=meanwhile))
+    finally:
+        transport.close()
+        controller.stop()
+    assert [str(r.outcome) for r in results] == ["delivered"] * 3
+    assert calls == [0, 1, 2]  # once per send
+    # Had a callback run only after its reply, the relay would have waited 2s for it.
+    assert handler.opened_in_time == [True, True, True]
+
+
+@pytest.mark.django_db
+def test_meanwhile_runs_once_when_the_relay_refuses_before_the_content(servers: Any) -> None:
+    _handler, port = servers[True]
+    calls: list[str] = []
+    transport = _transport(port)
+    try:
+        refused = Envelope("badsender@example.com", ["ok@example.com"], BODY)
+        result = transport.send(refused, meanwhile=lambda: calls.append("refused"))
+        too_large = Envelope("from@example.com", ["ok@example.com"], BODY)
+        assert transport.conn is not None
+        transport.conn.esmtp_features["size"] = "10"
+        small = transport.send(too_large, meanwhile=lambda: calls.append("too large"))
+    finally:
+        transport.close()
+    assert str(result.outcome) == "route_fault" and result.reply.code == 553
+    assert str(small.outcome) == "route_fault" and "SIZE 10" in small.reply.text
+    assert calls == ["refused", "too large"]

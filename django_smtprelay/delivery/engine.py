@@ -59,6 +59,51 @@ def _route_outcome(result: SendResult) -> Outcome:
     return result.verdict.outcome
 
 
+class _Applied:
+    """One send's result, applied to the batch's state later: while the relay
+    works on the next message (``Transport.send(meanwhile=...)``), or at once."""
+
+    def __init__(
+        self,
+        engine: DeliveryEngine,
+        group: list[_Part],
+        part: _Part,
+        route: RouteSpec,
+        result: SendResult,
+        started_at: datetime,
+        took: float,
+    ) -> None:
+        self.engine, self.group, self.part = engine, group, part
+        self.args = (route, result, started_at, took)
+        self.failure: BaseException | None = None
+
+    def settle(self) -> None:
+        engine = self.engine
+        engine._apply(self.part, *self.args)
+        if engine._extra_parts:  # split recipients go next, in this same session
+            self.group.extend(engine._extra_parts)
+            engine._parts.extend(engine._extra_parts)
+            engine._extra_parts = []
+
+    def settle_quietly(self) -> None:
+        """``settle`` for a transport to call mid-exchange: a failure (a database
+        error, say) waits for the exchange to end; ``raise_failure`` raises it."""
+        try:
+            self.settle()
+        except BaseException as exc:  # raised again by raise_failure
+            self.failure = exc
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+
+def _settle(waiting: _Applied | None) -> None:
+    """Apply ``waiting`` now, if there is one; None, for ``waiting = _settle(waiting)``."""
+    if waiting is not None:
+        waiting.settle()
+
+
 class DeliveryEngine:
     """Delivers due messages. Tests and the ``smtprelay_send`` command drive it directly."""
 
@@ -253,24 +298,37 @@ class DeliveryEngine:
             return False
         transport = self.transport_factory(route)
         paced = health.paced(route.name, limits)
-        # Tell the transport which message comes next, so it can pipeline it
-        # with this one (not while paced: the next send may have to wait).
+        # A transport that pipelines messages is told which message comes next,
+        # so it can send that one's commands with this one's content (not while
+        # paced: the next send may have to wait), and records the previous
+        # message's result while the relay works on this one.
         lookahead = getattr(transport, "pipelines_messages", False)
         announced: tuple[_Part, Envelope] | None = None
+        # The result of the last send, not yet applied (see _Applied).
+        waiting: _Applied | None = None
         good, good_latency = 0, 0.0  # reported together: a few cache operations a session
+        index = 0
         try:
-            for index, part in enumerate(group):
+            while index < len(group) or waiting is not None:
+                if index >= len(group):
+                    # Settling the last result may split off recipients to send next.
+                    waiting = _settle(waiting)
+                    continue
+                part = group[index]
+                index += 1
                 if paced:
+                    waiting = _settle(waiting)
                     wait = health.before_send(route.name, limits)
                     if wait > MAX_RATE_WAIT:
-                        self._hold(group[index:], route, wait)
+                        self._hold(group[index - 1 :], route, wait)
                         return True
                     if wait:
                         time.sleep(wait)
                         if health.before_send(route.name, limits):
-                            self._hold(group[index:], route, MAX_RATE_WAIT)
+                            self._hold(group[index - 1 :], route, MAX_RATE_WAIT)
                             return True
                 if not getattr(transport, "is_open", False):
+                    waiting = _settle(waiting)
                     started = time.monotonic()
                     try:
                         transport.open()
@@ -284,7 +342,7 @@ class DeliveryEngine:
                             exc.verdict.reason,
                             limits=limits,
                         )
-                        for failed in group[index:]:
+                        for failed in group[index - 1 :]:
                             self._route_fault(failed, route, exc, started)
                         return False
                 started_at, started = self.clock(), time.monotonic()
@@ -293,11 +351,19 @@ class DeliveryEngine:
                 else:
                     envelope = _envelope(part)
                 announced = None
-                if lookahead and not paced and index + 1 < len(group) and transport.is_open:
-                    announced = (group[index + 1], _envelope(group[index + 1]))
-                    result = transport.send(envelope, following=announced[1])
+                if lookahead:
+                    if not paced and index < len(group) and transport.is_open:
+                        announced = (group[index], _envelope(group[index]))
+                    result = transport.send(
+                        envelope,
+                        following=announced[1] if announced else None,
+                        meanwhile=waiting.settle_quietly if waiting is not None else None,
+                    )
+                    if waiting is not None:
+                        waiting.raise_failure()
                 else:
                     result = transport.send(envelope)
+                waiting = None
                 took = time.monotonic() - started
                 if result.verdict.session_over:  # e.g. 421: the server is closing
                     transport.close()
@@ -322,11 +388,9 @@ class DeliveryEngine:
                         limits=limits,
                     )
                     paced = paced or result.verdict.throttle
-                self._apply(part, route, result, started_at, took)
-                if self._extra_parts:  # split recipients go next, in this same session
-                    group.extend(self._extra_parts)
-                    self._parts.extend(self._extra_parts)
-                    self._extra_parts = []
+                waiting = _Applied(self, group, part, route, result, started_at, took)
+                if not lookahead:
+                    waiting = _settle(waiting)
             return True
         finally:
             transport.close()

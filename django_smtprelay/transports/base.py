@@ -61,8 +61,11 @@ class TransportError(Exception):
 
 class Transport(Protocol):
     """What the engine drives. A transport whose ``pipelines_messages`` is true
-    also takes ``send(envelope, following=next_envelope)``: the caller then
-    sends ``next_envelope`` next on the same session, or closes it."""
+    also takes ``send(envelope, following=next_envelope, meanwhile=callback)``:
+    the caller then sends ``next_envelope`` next on the same session, or closes
+    it; ``callback`` is called once before ``send`` returns, while the relay
+    works on ``envelope`` when it can be (the engine records the previous
+    message's result then)."""
 
     def open(self) -> None: ...
 

@@ -16,6 +16,7 @@ import re
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 from functools import lru_cache
 
 from ..conf import app_settings
@@ -50,16 +51,21 @@ class _SMTPMixin:
             return code, reply, Stage.DATA
         return self.send_body(data)
 
-    def send_body(self, data: bytes, then: bytes = b"") -> tuple[int, bytes, Stage]:
+    def send_body(
+        self, data: bytes, then: bytes = b"", meanwhile: Callable[[], None] | None = None
+    ) -> tuple[int, bytes, Stage]:
         """Send the message after a 354 reply, dot-stuffed, and read the reply to the dot.
 
         ``then``: commands of the next transaction, written with the final dot.
+        ``meanwhile``: called after the final dot, before its reply is read.
         """
         payload = _DOT_STUFF.sub(b"..", data) if _needs_stuffing(data) else data
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
         self.send(payload + b".\r\n" + then)  # type: ignore[attr-defined]
         self.final_dot_sent = True
+        if meanwhile is not None:
+            meanwhile()
         code, reply = self.getreply()  # type: ignore[attr-defined]
         return code, reply, Stage.DOT
 
@@ -136,6 +142,7 @@ class SMTPTransport:
         # A message whose MAIL, RCPTs and DATA went out with the previous
         # message's content; its replies are read when it is sent.
         self._announced: Envelope | None = None
+        self._meanwhile: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<SMTPTransport {self.route.name} {self.route.host}:{self.route.port}>"
@@ -221,13 +228,33 @@ class SMTPTransport:
     def _refuse(self, stage: Stage, reason: str) -> None:
         raise TransportError(Verdict(Outcome.ROUTE_FAULT, reason), Reply(stage=stage, text=reason))
 
-    def send(self, envelope: Envelope, *, following: Envelope | None = None) -> SendResult:
+    def send(
+        self,
+        envelope: Envelope,
+        *,
+        following: Envelope | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> SendResult:
         """Send one message; per-recipient results. Never raises for SMTP or socket errors.
 
         ``following``: the message the caller will send next on this session
         (the very next ``send``, or ``close``). Its commands are pipelined
         with this message's content when the relay allows it.
+        ``meanwhile``: called once before ``send`` returns; when pipelining,
+        while the relay works on this message (so must not raise).
         """
+        self._meanwhile = meanwhile
+        try:
+            return self._send(envelope, following)
+        finally:
+            self._run_meanwhile()
+
+    def _run_meanwhile(self) -> None:
+        hook, self._meanwhile = self._meanwhile, None
+        if hook is not None:
+            hook()
+
+    def _send(self, envelope: Envelope, following: Envelope | None) -> SendResult:
         conn = self.conn
         assert conn is not None, "open() first"
         pending = self._announced
@@ -326,6 +353,7 @@ class SMTPTransport:
         conn.final_dot_sent = False
         if not announced:
             conn.send(self._commands(conn, envelope))
+            self._run_meanwhile()
         mail_code, mail_msg = conn.getreply()
         tx.stage = Stage.RCPT
         rcpt_replies = [conn.getreply() for _ in envelope.recipients]
@@ -344,7 +372,7 @@ class SMTPTransport:
         tx.stage = Stage.DATA
         if data_code == 354:
             then = self._commands(conn, following) if following is not None else b""
-            tx.end(*conn.send_body(envelope.data, then))
+            tx.end(*conn.send_body(envelope.data, then, self._run_meanwhile))
             # After a 421 the relay is closing: the caller reconnects first.
             if following is not None and tx.reply is not None and tx.reply.code != 421:
                 self._announced = following
