@@ -155,7 +155,13 @@ class SMTPTransport:
         """Connect, say EHLO, STARTTLS and AUTH as the route says; raise TransportError."""
         route = self.route
         stage = Stage.CONNECT
-        context = tls_context(route.verify_certificate, app_settings.tls_ca_file)
+        # Built (once per process) only for a route that uses TLS: loading the
+        # system's CA store costs tens of milliseconds.
+        context = (
+            tls_context(route.verify_certificate, app_settings.tls_ca_file)
+            if route.security != Route.Security.NONE
+            else None
+        )
         hostname = app_settings.ehlo_hostname or socket.getfqdn()
         try:
             if route.security == Route.Security.TLS:
