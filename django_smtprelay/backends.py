@@ -16,7 +16,7 @@ from . import signals
 from .conf import app_settings
 from .envelope import PreparedMessage, prepare
 from .exceptions import InvalidMessageError
-from .models import Message, Recipient, SenderDomain
+from .models import Message, MessageContent, Recipient, SenderDomain
 from .models.bulk import insert_returning_ids, insert_rows
 
 logger = logging.getLogger("django_smtprelay.queue")
@@ -69,7 +69,6 @@ _MESSAGE_COLUMNS = (
     "from_domain",
     "subject",
     "message_id",
-    "raw",
     "size",
     "route_hint",
     "retry_route",
@@ -98,7 +97,6 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
                 p.from_domain,
                 p.subject,
                 p.message_id,
-                p.data,
                 len(p.data),
                 p.route_hint,
                 "",
@@ -119,6 +117,12 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
                 message = Message(**dict(zip(_MESSAGE_COLUMNS, row, strict=True)))
                 message.save(using=db, force_insert=True)
                 ids.append(message.pk)
+        insert_rows(
+            MessageContent,
+            ("message_id", "raw"),
+            [(pk, p.data) for pk, (p, _prio) in zip(ids, prepared, strict=True)],
+            using=db,
+        )
         insert_rows(
             Recipient,
             ("message_id", "address", "status", "enhanced_code", "reply"),

@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from ..models import DeliveryAttempt, Message, Recipient
+from ..models import DeliveryAttempt, Message, MessageContent, Recipient
 
 
 class RecipientInline(admin.TabularInline):
@@ -69,7 +69,6 @@ class MessageAdmin(admin.ModelAdmin):
     actions = ("retry_now", "cancel")
     list_per_page = 50
     show_full_result_count = False  # COUNT(*) over a large queue is slow
-    exclude = ("raw",)
     readonly_fields = (
         "status",
         "priority",
@@ -90,9 +89,6 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
-        return super().get_queryset(request).defer("raw")
 
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: Message) -> str:
@@ -115,7 +111,10 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("headers"))
     def headers(self, obj: Message) -> str:
-        raw = bytes(Message.objects.filter(pk=obj.pk).values_list("raw", flat=True)[0])
+        raw = MessageContent.objects.filter(message_id=obj.pk).values_list("raw", flat=True).first()
+        if raw is None:
+            return "-"
+        raw = bytes(raw)
         head = raw.split(b"\r\n\r\n", 1)[0]
         parsed = message_from_bytes(head + b"\r\n\r\n", policy=policy.default)
         lines = "\n".join(f"{k}: {v}" for k, v in parsed.items())

@@ -213,7 +213,7 @@ class DeliveryEngine:
             .values_list(
                 "pk",
                 "from_email",
-                "raw",
+                "content__raw",
                 "expires_at",
                 "created_at",
                 "attempt_count",

@@ -2,13 +2,14 @@
 
 from .domains import SenderDomain
 from .health import RouteHealth
-from .messages import DeliveryAttempt, Message, Recipient
+from .messages import DeliveryAttempt, Message, MessageContent, Recipient
 from .routes import Route
 from .suppressions import Suppression
 
 __all__ = [
     "DeliveryAttempt",
     "Message",
+    "MessageContent",
     "Recipient",
     "Route",
     "RouteHealth",

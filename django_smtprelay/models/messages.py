@@ -131,7 +131,6 @@ class Message(models.Model):
     )
     subject = models.CharField(max_length=255, blank=True)
     message_id = models.CharField(max_length=255, blank=True, db_index=True)
-    raw = models.BinaryField(help_text=_("The message exactly as it is sent (RFC 5322 bytes)."))
     size = models.PositiveIntegerField(default=0)
     route_hint = models.CharField(max_length=100, blank=True)
     retry_route = models.CharField(
@@ -161,6 +160,31 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject or '(no subject)'} <{self.message_id}>"
+
+    @property
+    def raw(self) -> bytes:
+        """The message exactly as it is sent (from :class:`MessageContent`)."""
+        return bytes(self.content.raw)
+
+
+class MessageContent(models.Model):
+    """A message's bytes, in a table of their own.
+
+    Claims and results rewrite a message's row twice per delivery; with the
+    content beside them, every rewrite would copy kilobytes (a SQLite row is
+    rewritten whole, a PostgreSQL row version copied). The queue's rows stay small.
+    """
+
+    message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, primary_key=True, related_name="content"
+    )
+    raw = models.BinaryField(help_text=_("The message exactly as it is sent (RFC 5322 bytes)."))
+
+    class Meta:
+        verbose_name = _("message content")
+
+    def __str__(self) -> str:
+        return f"content of message {self.message_id} ({len(self.raw)} bytes)"
 
 
 class Recipient(models.Model):
