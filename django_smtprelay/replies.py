@@ -43,6 +43,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 
 
 class Stage(str, enum.Enum):
@@ -266,8 +267,10 @@ def classify(
     routes first, transient retries later.
     """
     stage = Stage(stage)
-    parsed, _ = parse_enhanced(text)
-    enhanced = enhanced or parsed
+    if not enhanced:
+        enhanced, _ = parse_enhanced(text)
+    if code is not None and 200 <= code < 400:
+        return _accepted(stage, code, enhanced)
     where = " ".join(str(p) for p in (code, enhanced) if p)
     if code is None:
         if stage is Stage.DOT:
@@ -275,8 +278,6 @@ def classify(
         return Verdict(RF, f"no reply at {stage}", session_over=True, if_last_route=TR)
     if not 200 <= code <= 599:
         return Verdict(RF, f"unreadable reply at {stage} ({code})", if_last_route=TR)
-    if code < 400:
-        return Verdict(Outcome.DELIVERED, f"accepted at {stage} ({where})")
     klass = enhanced[0] if enhanced[:1] in ("4", "5") else str(code)[0]
     rule = next(r for r in RULES if r.matches(stage, code, klass, enhanced, text or ""))
     by_class = TR if klass == "4" else PE
@@ -295,6 +296,13 @@ def classify(
         give_up_after=mailbox_full_give_up if rule.give_up else None,
         rule=rule.name,
     )
+
+
+@lru_cache(maxsize=64)
+def _accepted(stage: Stage, code: int, enhanced: str) -> Verdict:
+    # Verdicts are frozen: every "250 2.0.0" at the final dot shares one.
+    where = " ".join(str(p) for p in (code, enhanced) if p)
+    return Verdict(Outcome.DELIVERED, f"accepted at {stage} ({where})")
 
 
 def classify_exception(

@@ -84,6 +84,8 @@ class _SMTP_SSL(_SMTPMixin, smtplib.SMTP_SSL):
 
 def _classify(stage: Stage, code: int | None, text: str, enhanced: str = "") -> Verdict:
     """The reply table, with the site's settings for the configurable cases."""
+    if code is not None and 200 <= code < 400:  # accepted: no setting applies
+        return classify(stage, code, text, enhanced)
     return classify(
         stage,
         code,
