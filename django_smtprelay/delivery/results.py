@@ -24,7 +24,7 @@ from django.db.models import F
 from .. import signals
 from ..conf import app_settings
 from ..models import DeliveryAttempt, Message, Recipient, Suppression
-from ..models.bulk import insert_rows
+from ..models.bulk import ids_in, insert_rows
 from .state import OPEN_STATES, RunReport, _Msg
 
 logger = logging.getLogger("django_smtprelay.delivery")
@@ -79,7 +79,7 @@ class ResultWriter:
                 Suppression.objects.bulk_create(flush.suppress, ignore_conflicts=True)
             held = set(
                 Message.objects.leased_by(flush.token)
-                .filter(pk__in=[m.pk for m in flush.finished])
+                .filter(ids_in([m.pk for m in flush.finished]))
                 .values_list("pk", flat=True)
             )
             lost = [m.pk for m in flush.finished if m.pk not in held]
@@ -105,7 +105,7 @@ class ResultWriter:
             msg_groups.setdefault(tuple(sorted(values.items())), []).append(msg.pk)
             outcome[str(values["status"])].append(msg.pk)
         for (status, code, enhanced, reply, route_pk), pks in rcpt_groups.items():
-            Recipient.objects.filter(pk__in=pks).update(
+            Recipient.objects.filter(ids_in(pks)).update(
                 status=status,
                 smtp_code=code,
                 enhanced_code=enhanced,
@@ -116,7 +116,7 @@ class ResultWriter:
         for key, pks in msg_groups.items():
             values = dict(key)
             values["attempt_count"] = F("attempt_count") + values.pop("attempts_added")
-            Message.objects.filter(pk__in=pks).update(
+            Message.objects.filter(ids_in(pks)).update(
                 lease_token=None, lease_expires_at=None, **values
             )
 

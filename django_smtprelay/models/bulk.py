@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from django.db import connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
 
 _PREPARED_TYPES = ("DateTimeField", "DurationField", "JSONField")
 # Bounds one statement's size (and the memory to build it) where the database
@@ -94,3 +96,14 @@ def insert_rows(
     sql = f"INSERT INTO {qn(meta.db_table)} ({column_list}) VALUES ({placeholders})"  # noqa: S608
     with conn.cursor() as cursor:
         cursor.executemany(sql, values)
+
+
+def ids_in(ids: Sequence[int], field: str = "pk") -> Q:
+    """``Q(<field>__in=ids)`` for integer ids, bound as parameters without the
+    ORM preparing each one (a third of the cost of a claim's or a flush's
+    statements with hundreds of ids)."""
+    values = [int(i) for i in ids]  # ints only: nothing else reaches the SQL
+    if not values:
+        return Q(**{f"{field}__in": []})  # matches nothing, as the ORM does
+    # Only placeholders go into the SQL; the ids are bound parameters.
+    return Q(**{f"{field}__in": RawSQL(", ".join(["%s"] * len(values)), values)})  # noqa: S611

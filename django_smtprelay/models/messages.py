@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .bulk import ids_in
 from .routes import Route
 
 
@@ -48,14 +49,14 @@ class MessageQuerySet(models.QuerySet["Message"]):
             with transaction.atomic(using=self.db):
                 ids = self._candidates(limit, now, lock=True)
                 if ids:
-                    self.filter(pk__in=ids).update(**values)
+                    self.filter(ids_in(ids)).update(**values)
             return token, ids
         # No transaction around the read: on SQLite a read that later wants to
         # write fails at once under contention instead of waiting its turn.
         ids = self._candidates(limit, now, lock=False)
         if not ids:
             return token, []
-        self.due(now).filter(pk__in=ids).update(**values)
+        self.due(now).filter(ids_in(ids)).update(**values)
         return token, list(self.filter(lease_token=token).values_list("pk", flat=True))
 
     NEW_SHARE = 0.8

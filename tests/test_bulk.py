@@ -1,0 +1,42 @@
+"""``ids_in``: an IN list of ids bound as parameters, the same rows as ``pk__in``."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.mail import send_mass_mail
+
+from django_smtprelay.models import Message, Recipient
+from django_smtprelay.models.bulk import ids_in
+
+
+@pytest.fixture
+def queued(settings) -> list[int]:
+    settings.EMAIL_BACKEND = "django_smtprelay.backends.QueuedEmailBackend"
+    send_mass_mail(
+        [
+            ("s", "b", "from@example.com", [f"r{i}@example.com", f"c{i}@example.com"])
+            for i in range(6)
+        ]
+    )
+    return list(Message.objects.order_by("pk").values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
+def test_ids_in_selects_and_updates_the_same_rows_as_pk_in(queued: list[int]) -> None:
+    some = queued[1:5:2]
+    assert set(Message.objects.filter(ids_in(some)).values_list("pk", flat=True)) == set(some)
+    assert Message.objects.filter(ids_in(some)).update(subject="picked") == len(some)
+    assert set(Message.objects.filter(subject="picked").values_list("pk", flat=True)) == set(some)
+    rcpts = Recipient.objects.filter(ids_in(some, "message_id"))
+    assert sorted(rcpts.values_list("message_id", flat=True)) == sorted(some * 2)
+
+
+@pytest.mark.django_db
+def test_ids_in_with_no_ids_matches_nothing(queued: list[int]) -> None:
+    assert not Message.objects.filter(ids_in([])).exists()
+    assert Message.objects.filter(ids_in([])).update(subject="none") == 0
+
+
+def test_ids_in_refuses_anything_but_integers() -> None:
+    with pytest.raises(ValueError, match="1; DROP"):
+        ids_in(["1; DROP TABLE x"])
