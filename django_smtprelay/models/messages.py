@@ -65,11 +65,11 @@ class MessageQuerySet(models.QuerySet["Message"]):
         # One query per state, each an ordered walk of the smtprelay_msg_due
         # index that stops after ``n`` rows: a claim costs the same with 5,000
         # or 500,000 messages queued (an ORDER BY over an OR would sort them all).
-        def take(status: str, cond: Q, n: int, exclude: list[int] = (), keys: bool = False) -> list:
+        def take(status: str, cond: Q, n: int, keys: bool = False) -> list:
             """Up to ``n`` ids in due order; with ``keys``, (priority, due, id) tuples."""
             if n <= 0:
                 return []
-            qs = self.filter(cond, status=status).exclude(pk__in=exclude)
+            qs = self.filter(cond, status=status)
             if lock:
                 qs = qs.select_for_update(skip_locked=True)
             qs = qs.order_by("priority", "next_attempt_at", "pk")
@@ -79,18 +79,17 @@ class MessageQuerySet(models.QuerySet["Message"]):
 
         due = Q(next_attempt_at__lte=now)
         fresh_share = max(1, int(limit * self.NEW_SHARE))
-        fresh = take(Message.Status.QUEUED, due, fresh_share)
-        room = limit - len(fresh)
+        # New mail gets its share, retries the room left, and new mail again
+        # whatever the retries do not fill.
+        fresh = take(Message.Status.QUEUED, due, limit)
+        room = limit - min(len(fresh), fresh_share)
         # Retries of two states compete for the room in due order, so they
         # come with their sort keys; new mail needs only its ids.
         retries = take(Message.Status.DEFERRED, due, room, keys=True) + take(
             Message.Status.SENDING, Q(lease_expires_at__lt=now), room, keys=True
         )
         retry_ids = [pk for *_rest, pk in sorted(retries)[:room]]
-        if len(fresh) + len(retry_ids) < limit:
-            fresh += take(
-                Message.Status.QUEUED, due, limit - len(fresh) - len(retry_ids), exclude=fresh
-            )
+        fresh = fresh[: limit - len(retry_ids)]
         return fresh + retry_ids
 
     def cancel(self) -> int:
