@@ -20,7 +20,7 @@ from ..routing import Router, RouteSpec
 from ..transports import get_transport
 from ..transports.base import Envelope, Reply, SendResult, Transport, TransportError
 from .results import Flush, ResultWriter
-from .state import OPEN_STATES, RunReport, _Msg, _Part, _Rcpt
+from .state import OPEN_STATES, RunReport, _BatchTimes, _Msg, _Part, _Rcpt
 
 logger = logging.getLogger("django_smtprelay.delivery")
 
@@ -45,6 +45,10 @@ def _limits(route: RouteSpec) -> RateLimits | None:
         per_hour=route.max_per_hour,
         max_connections=route.max_connections,
     )
+
+
+# One shared (never mutated) value, so a flush converts it to JSON once, not per attempt.
+_NO_RECIPIENTS: list[dict[str, str]] = []
 
 
 def _envelope(part: _Part) -> Envelope:
@@ -214,8 +218,6 @@ class DeliveryEngine:
                 "pk",
                 "from_email",
                 "content__raw",
-                "expires_at",
-                "created_at",
                 "attempt_count",
                 "route_hint",
                 "retry_route",
@@ -231,8 +233,9 @@ class DeliveryEngine:
             rcpts.setdefault(message_id, {})[address] = _Rcpt(pk, address, status)
         suppressed = self._suppressed(rcpts)
         parts: list[_Part] = []
-        for pk, sender, raw, expires, created, attempts, hint, retry, s_dom, f_dom, size in rows:
-            msg = _Msg(pk, sender, bytes(raw), expires, created, attempts, rcpts.get(pk, {}))
+        times = _BatchTimes(ids)
+        for pk, sender, raw, attempts, hint, retry, s_dom, f_dom, size in rows:
+            msg = _Msg(pk, sender, bytes(raw), times, attempts, rcpts.get(pk, {}))
             open_rcpts = [r for r in msg.rcpts.values() if r.status in OPEN_STATES]
             for rcpt in open_rcpts:
                 if rcpt.address.lower() in suppressed:
@@ -547,7 +550,7 @@ class DeliveryEngine:
                 reply.enhanced,
                 reply.text[:4000],
                 reply.exception,
-                recipients if len(recipients) > 1 else [],
+                recipients if len(recipients) > 1 else _NO_RECIPIENTS,
                 possible_duplicate,
             )
         )

@@ -37,6 +37,31 @@ class _Rcpt:
     changed: bool = False
 
 
+class _BatchTimes:
+    """When a batch's messages were queued and when they expire, read on first need.
+
+    Only failures need them (a retry past the lifetime, a full mailbox given
+    up on); a batch that is delivered never reads them.
+    """
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+        self._by_pk: dict[int, tuple[datetime, datetime]] | None = None
+
+    def __call__(self, pk: int) -> tuple[datetime, datetime]:
+        if self._by_pk is None:
+            from ..models import Message
+            from ..models.bulk import ids_in
+
+            self._by_pk = {
+                pk: (created, expires)
+                for pk, created, expires in Message.objects.filter(ids_in(self.ids)).values_list(
+                    "pk", "created_at", "expires_at"
+                )
+            }
+        return self._by_pk[pk]
+
+
 @dataclass
 class _Msg:
     """One claimed message; its recipients may travel in several parts."""
@@ -44,14 +69,21 @@ class _Msg:
     pk: int
     sender: str
     data: bytes
-    expires_at: datetime
-    created_at: datetime
+    times: _BatchTimes
     attempt_count: int
     rcpts: dict[str, _Rcpt]
     parts_left: int = 0
     last_reply: str = ""
     retry_route: str = ""
     not_before: float = 0.0  # seconds: held back by a rate limit
+
+    @property
+    def created_at(self) -> datetime:
+        return self.times(self.pk)[0]
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.times(self.pk)[1]
 
 
 @dataclass
