@@ -1,4 +1,4 @@
-"""``ids_in``: an IN list of ids bound as parameters, the same rows as ``pk__in``."""
+"""``ids_in``/``strings_in``: IN lists bound as parameters, the same rows as ``__in``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from django.core.mail import send_mass_mail
 
 from django_smtprelay.models import Message, Recipient
-from django_smtprelay.models.bulk import ids_in
+from django_smtprelay.models.bulk import ids_in, strings_in
 
 
 @pytest.fixture
@@ -40,3 +40,14 @@ def test_ids_in_with_no_ids_matches_nothing(queued: list[int]) -> None:
 def test_ids_in_refuses_anything_but_integers() -> None:
     with pytest.raises(ValueError, match="1; DROP"):
         ids_in(["1; DROP TABLE x"])
+
+
+@pytest.mark.django_db
+def test_strings_in_matches_the_same_rows_as_in(queued: list[int]) -> None:
+    wanted = ["r1@example.com", "c4@example.com", "nobody@example.com", 'it\'s "quoted"']
+    expected = set(Recipient.objects.filter(address__in=wanted).values_list("pk", flat=True))
+    got = set(Recipient.objects.filter(strings_in(wanted, "address")).values_list("pk", flat=True))
+    assert got == expected and len(got) == 2
+    assert not Recipient.objects.filter(strings_in([], "address")).exists()
+    with pytest.raises(TypeError, match="takes strings, got 3"):
+        strings_in(["a", 3], "address")  # type: ignore[list-item]

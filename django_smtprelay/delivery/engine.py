@@ -15,6 +15,7 @@ from ..conf import app_settings
 from ..health import RouteHealthService
 from ..health.ratelimit import RateLimits
 from ..models import DeliveryAttempt, Message, Recipient, Suppression
+from ..models.bulk import strings_in
 from ..replies import Outcome, Verdict
 from ..routing import Router, RouteSpec
 from ..transports import get_transport
@@ -287,7 +288,9 @@ class DeliveryEngine:
         if not addresses:
             return {}
         return dict(
-            Suppression.objects.filter(address__in=addresses).values_list("address", "reason")
+            Suppression.objects.filter(strings_in(sorted(addresses), "address")).values_list(
+                "address", "reason"
+            )
         )
 
     def _send_group(self, route: RouteSpec, group: list[_Part]) -> bool:

@@ -102,8 +102,19 @@ def ids_in(ids: Sequence[int], field: str = "pk") -> Q:
     """``Q(<field>__in=ids)`` for integer ids, bound as parameters without the
     ORM preparing each one (a third of the cost of a claim's or a flush's
     statements with hundreds of ids)."""
-    values = [int(i) for i in ids]  # ints only: nothing else reaches the SQL
+    return _bound_in(field, [int(i) for i in ids])  # ints only: nothing else reaches the SQL
+
+
+def strings_in(values: Sequence[str], field: str) -> Q:
+    """``Q(<field>__in=values)`` for strings, bound as parameters (see ``ids_in``)."""
+    for value in values:
+        if not isinstance(value, str):
+            raise TypeError(f"strings_in() takes strings, got {value!r}")
+    return _bound_in(field, list(values))
+
+
+def _bound_in(field: str, values: list[int] | list[str]) -> Q:
     if not values:
         return Q(**{f"{field}__in": []})  # matches nothing, as the ORM does
-    # Only placeholders go into the SQL; the ids are bound parameters.
+    # Only placeholders go into the SQL; the values are bound parameters.
     return Q(**{f"{field}__in": RawSQL(", ".join(["%s"] * len(values)), values)})  # noqa: S611
