@@ -20,7 +20,7 @@ from ..replies import Outcome, Verdict
 from ..routing import Router, RouteSpec
 from ..transports import get_transport
 from ..transports.base import Envelope, Reply, SendResult, Transport, TransportError
-from .results import Flush, ResultWriter
+from .results import Flush, ResultWriter, attempt_preparer
 from .state import OPEN_STATES, RunReport, _BatchTimes, _Msg, _Part, _Rcpt
 
 logger = logging.getLogger("django_smtprelay.delivery")
@@ -169,6 +169,7 @@ class DeliveryEngine:
         report.claimed += len(ids)
         self.token = token
         self._pending = Flush(token)
+        self._prepare_attempt = attempt_preparer()
         self._since_flush = 0
         self._flushed_at = self._leased_at = time.monotonic()
         self._flush_every = app_settings.flush_every
@@ -539,24 +540,24 @@ class DeliveryEngine:
         possible_duplicate: bool = False,
     ) -> None:
         # A plain tuple, in ATTEMPT_COLUMNS order: results.insert_attempts writes
-        # thousands of these without building a model instance for each.
-        self._pending.attempts.append(
-            (
-                msg.pk,
-                route.pk,
-                route.name,
-                started_at,
-                timedelta(seconds=took),
-                outcome,
-                str(reply.stage),
-                reply.code,
-                reply.enhanced,
-                reply.text[:4000],
-                reply.exception,
-                recipients if len(recipients) > 1 else _NO_RECIPIENTS,
-                possible_duplicate,
-            )
+        # thousands of these without building a model instance for each. It is
+        # converted for the database now, while the relay works on the next message.
+        row = (
+            msg.pk,
+            route.pk,
+            route.name,
+            started_at,
+            timedelta(seconds=took),
+            outcome,
+            str(reply.stage),
+            reply.code,
+            reply.enhanced,
+            reply.text[:4000],
+            reply.exception,
+            recipients if len(recipients) > 1 else _NO_RECIPIENTS,
+            possible_duplicate,
         )
+        self._pending.attempts.append(self._prepare_attempt(row))
         self.report.attempts += 1
         self._since_flush += 1
         if (

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -24,7 +24,7 @@ from django.db.models import F
 from .. import signals
 from ..conf import app_settings
 from ..models import DeliveryAttempt, Message, Recipient, Suppression
-from ..models.bulk import ids_in, insert_rows
+from ..models.bulk import RowPreparer, ids_in, insert_rows
 from .state import OPEN_STATES, RunReport, _Msg
 
 logger = logging.getLogger("django_smtprelay.delivery")
@@ -36,7 +36,7 @@ class Flush:
 
     token: uuid.UUID
     renew_lease: bool = False  # what is left of the batch needs more time
-    attempts: list[tuple] = field(default_factory=list)  # ATTEMPT_COLUMNS
+    attempts: list[Sequence[object]] = field(default_factory=list)  # ATTEMPT_COLUMNS, prepared
     finished: list[_Msg] = field(default_factory=list)
     suppress: list[Suppression] = field(default_factory=list)
 
@@ -183,6 +183,12 @@ ATTEMPT_COLUMNS = (
 )
 
 
-def insert_attempts(rows: list[tuple]) -> None:
-    """INSERT attempt rows (tuples in ``ATTEMPT_COLUMNS`` order)."""
-    insert_rows(DeliveryAttempt, ATTEMPT_COLUMNS, rows)
+def attempt_preparer() -> RowPreparer:
+    """Converts attempt rows as they are recorded (while the relay works on the
+    next message), so that a flush only writes them."""
+    return RowPreparer.for_model(DeliveryAttempt, ATTEMPT_COLUMNS)
+
+
+def insert_attempts(rows: list[Sequence[object]]) -> None:
+    """INSERT attempt rows, tuples in ``ATTEMPT_COLUMNS`` order made by ``attempt_preparer``."""
+    insert_rows(DeliveryAttempt, ATTEMPT_COLUMNS, rows, prepared=True)

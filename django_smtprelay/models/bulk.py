@@ -15,26 +15,50 @@ _PREPARED_TYPES = ("DateTimeField", "DurationField", "JSONField")
 _ROWS_PER_STATEMENT = 500
 
 
+class RowPreparer:
+    """Converts rows (tuples in ``columns`` order) to what the database takes.
+
+    Values of the types that need it go through their field's
+    ``get_db_prep_save`` (time zones, durations, JSON), as the ORM would; the
+    rest pass as they are. A value seen again (the same object) is converted
+    once: a batch repeats its timestamps.
+    """
+
+    def __init__(self, fields: list[models.Field], conn: BaseDatabaseWrapper) -> None:
+        self.conn = conn
+        self.prep = [
+            (i, f) for i, f in enumerate(fields) if f.get_internal_type() in _PREPARED_TYPES
+        ]
+        self._last: dict[int, tuple[object, object]] = {}
+
+    @classmethod
+    def for_model(
+        cls, model: type[models.Model], columns: Sequence[str], using: str | None = None
+    ) -> RowPreparer:
+        conn = connections[using or router.db_for_write(model)]
+        return cls([model._meta.get_field(name) for name in columns], conn)
+
+    def __call__(self, row: Sequence[object]) -> Sequence[object]:
+        if not self.prep:
+            return row
+        values = list(row)
+        last = self._last
+        for i, f in self.prep:
+            raw = values[i]
+            seen = last.get(i)
+            if seen is not None and seen[0] is raw:
+                values[i] = seen[1]
+            else:
+                values[i] = f.get_db_prep_save(raw, self.conn)
+                last[i] = (raw, values[i])
+        return values
+
+
 def _prepared(
     fields: list[models.Field], rows: list[tuple], conn: BaseDatabaseWrapper
 ) -> list[Sequence[object]]:
-    prep = [(i, f) for i, f in enumerate(fields) if f.get_internal_type() in _PREPARED_TYPES]
-    if not prep:
-        return list(rows)
-    values = []
-    last: dict[int, tuple[object, object]] = {}  # a batch repeats one timestamp: convert it once
-    for row in rows:
-        row = list(row)
-        for i, f in prep:
-            raw = row[i]
-            seen = last.get(i)
-            if seen is not None and seen[0] is raw:
-                row[i] = seen[1]
-            else:
-                row[i] = f.get_db_prep_save(raw, conn)
-                last[i] = (raw, row[i])
-        values.append(row)
-    return values
+    prepare = RowPreparer(fields, conn)
+    return [prepare(row) for row in rows]
 
 
 def insert_returning_ids(
@@ -73,7 +97,12 @@ def insert_returning_ids(
 
 
 def insert_rows(
-    model: type[models.Model], columns: Sequence[str], rows: list[tuple], using: str | None = None
+    model: type[models.Model],
+    columns: Sequence[str],
+    rows: list[Sequence[object]],
+    using: str | None = None,
+    *,
+    prepared: bool = False,
 ) -> None:
     """INSERT ``rows`` (tuples in ``columns`` order) with one ``executemany``.
 
@@ -82,6 +111,7 @@ def insert_rows(
     as the ORM would. What is skipped is a model instance and a compiled
     statement per row, which is most of the cost of a large insert. No ids
     come back: for rows nothing refers to (attempts, recipients).
+    ``prepared``: the rows went through a :class:`RowPreparer` already.
     """
     if not rows:
         return
@@ -89,7 +119,7 @@ def insert_rows(
     conn = connections[alias]
     meta = model._meta
     fields = [meta.get_field(name) for name in columns]
-    values = _prepared(fields, rows, conn)
+    values = rows if prepared else _prepared(fields, rows, conn)
     qn = conn.ops.quote_name
     column_list = ", ".join(qn(f.column) for f in fields)
     placeholders = ", ".join(["%s"] * len(fields))
