@@ -437,6 +437,7 @@ class DeliveryEngine:
         part.msg.last_reply = f"{route.name}: {exc.verdict.reason}: {exc.reply}"
         part.last_fault = exc.verdict
         part.routes.pop(0)
+        self._maybe_flush()
 
     def _apply(
         self, part: _Part, route: RouteSpec, result: SendResult, started_at: datetime, took: float
@@ -513,6 +514,8 @@ class DeliveryEngine:
         )
         if not still_open:
             self._finish(part)
+        # After _finish: the flush then takes this message's new state with its attempt.
+        self._maybe_flush()
 
     def _maybe_suppress(self, rcpt: _Rcpt) -> None:
         code = rcpt.enhanced_code
@@ -560,6 +563,9 @@ class DeliveryEngine:
         self._pending.attempts.append(self._prepare_attempt(row))
         self.report.attempts += 1
         self._since_flush += 1
+
+    def _maybe_flush(self) -> None:
+        """Write the results so far when enough sends (or a third of a lease) went by."""
         if (
             self._since_flush >= self._flush_every
             or time.monotonic() - self._flushed_at > self._lease_seconds / 3
