@@ -256,19 +256,19 @@ def _fast_compat32(m: EmailMessage, *, address_overrides: bool = True) -> Serial
     (written, _), (extras, message_id) = done
 
     # Looked up on Django's module at call time, as message() does.
-    if "date" not in lowered:
-        date = django_message.formatdate(localtime=settings.EMAIL_USE_LOCALTIME)
-        header = _compat32_header("Date", date)
+    defaults = (
+        ("Date", lambda: django_message.formatdate(localtime=settings.EMAIL_USE_LOCALTIME)),
+        ("Message-ID", lambda: django_message.make_msgid(domain=django_message.DNS_NAME)),
+    )
+    for name, make in defaults:
+        if name.lower() in lowered:
+            continue
+        header = _compat32_header(name, make())
         if header is None:
             return None
         written.append(header[0])
-    if "message-id" not in lowered:
-        msgid = django_message.make_msgid(domain=django_message.DNS_NAME)
-        header = _compat32_header("Message-ID", msgid)
-        if header is None:
-            return None
-        written.append(header[0])
-        message_id = header[1]
+        if name == "Message-ID":
+            message_id = header[1]
     written += extras
 
     cte = "7bit" if data.isascii() else "8bit"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..models import Recipient
+from ..models import Message, Recipient
+from ..models.bulk import ids_in
 from ..replies import Verdict
 from ..routing import RouteSpec
 
@@ -50,9 +51,6 @@ class _BatchTimes:
 
     def __call__(self, pk: int) -> tuple[datetime, datetime]:
         if self._by_pk is None:
-            from ..models import Message
-            from ..models.bulk import ids_in
-
             self._by_pk = {
                 pk: (created, expires)
                 for pk, created, expires in Message.objects.filter(ids_in(self.ids)).values_list(
