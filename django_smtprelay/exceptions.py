@@ -18,3 +18,7 @@ class InvalidMessageError(SMTPRelayError, ValueError):
 
 class SecretDecryptionError(SMTPRelayError):
     """A stored secret cannot be decrypted with any configured key."""
+
+
+class SecretDestinationError(SMTPRelayError):
+    """A stored secret was typed for another destination than the route's current one."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from . import sealing
 from .conf import app_settings
 from .matching import domain_matches, split_patterns
 from .models import Route
@@ -25,7 +26,11 @@ class RouteSpec:
     verify_certificate: bool = True
     allow_plaintext_auth: bool = False
     username: str = ""
+    # A plain password (a route from Django's EMAIL_* settings) or a Route's
+    # sealed token, opened only when a session logs in (``login_password``):
+    # one route's unreadable secret then faults that route alone.
     password: str = field(default="", repr=False)
+    sealed_password: str = field(default="", repr=False)
     timeout: float = 30.0
     priority: int = 100
     pk: int | None = None
@@ -50,7 +55,7 @@ class RouteSpec:
             verify_certificate=route.verify_certificate,
             allow_plaintext_auth=route.allow_plaintext_auth,
             username=route.username,
-            password=route.password,
+            sealed_password=route.password_ciphertext,
             timeout=route.timeout,
             priority=route.priority,
             pk=route.pk,
@@ -65,6 +70,28 @@ class RouteSpec:
             max_per_hour=route.max_per_hour,
             max_connections=route.max_connections,
         )
+
+    @property
+    def destination(self) -> str:
+        """Where the password goes (see :mod:`django_smtprelay.sealing`)."""
+        return sealing.destination(
+            kind=self.kind,
+            host=self.host,
+            port=self.port,
+            security=self.security,
+            verify_certificate=self.verify_certificate,
+            allow_plaintext_auth=self.allow_plaintext_auth,
+        )
+
+    def login_password(self) -> str:
+        """The password to log in with, opened now.
+
+        Raises ``SecretDecryptionError`` or ``SecretDestinationError`` (a
+        ``SMTPRelayError``) when the stored one cannot be used for this route.
+        """
+        if self.sealed_password:
+            return sealing.unseal(self.sealed_password, self.destination)
+        return self.password
 
     @classmethod
     def from_django_settings(cls) -> RouteSpec:

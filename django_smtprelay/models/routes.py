@@ -7,7 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from .. import crypto
+from .. import crypto, sealing
 from ..matching import validate_domain_patterns
 from ..validators import (
     IPNetwork,
@@ -155,13 +155,35 @@ class Route(models.Model):
         )
 
     @property
+    def destination(self) -> str:
+        """Where the password goes: it is sealed to this and refused anywhere else."""
+        return sealing.destination(
+            kind=self.kind,
+            host=self.host,
+            port=self.port,
+            security=self.security,
+            verify_certificate=self.verify_certificate,
+            allow_plaintext_auth=self.allow_plaintext_auth,
+        )
+
+    @property
     def password(self) -> str:
-        """The relay password, decrypted on use."""
-        return crypto.decrypt(self.password_ciphertext)
+        """The relay password, decrypted on use.
+
+        Raises ``SecretDestinationError`` when it was typed for another
+        destination (host, port, security) than the route has now.
+        """
+        return sealing.unseal(self.password_ciphertext, self.destination)
 
     @password.setter
     def password(self, value: str) -> None:
-        self.password_ciphertext = crypto.encrypt(value or "")
+        # Sealed to the destination as it is now: set host, port and security first.
+        self.password_ciphertext = sealing.seal(value or "", self.destination)
+
+    @property
+    def password_destination(self) -> str | None:
+        """The destination the stored password was typed for (None: none stored, or unbound)."""
+        return sealing.sealed_to(self.password_ciphertext)
 
     @property
     def has_password(self) -> bool:

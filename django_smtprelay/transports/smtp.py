@@ -12,14 +12,18 @@ session each message waits for the relay once.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import re
 import smtplib
 import socket
 import ssl
 from collections.abc import Callable
 from functools import lru_cache
+from typing import NoReturn
 
 from ..conf import app_settings
+from ..exceptions import SMTPRelayError
 from ..models import Route
 from ..replies import Outcome, Stage, Verdict, classify, classify_exception, parse_enhanced
 from ..routing import RouteSpec
@@ -70,15 +74,61 @@ class _SMTPMixin:
         return code, reply, Stage.DOT
 
 
+class _UTF8AuthMixin:
+    """SMTP AUTH with UTF-8 credentials.
+
+    smtplib encodes AUTH responses as ASCII, so a non-ASCII username or
+    password raises ``UnicodeEncodeError`` mid-login. PLAIN is UTF-8 by
+    definition (RFC 4616), and servers read LOGIN and CRAM-MD5 secrets as
+    UTF-8 too; ASCII credentials are sent exactly as before.
+    """
+
+    user: str
+    password: str
+
+    def auth(self, mechanism, authobject, *, initial_response_ok=True):  # type: ignore[no-untyped-def]
+        mechanism = mechanism.upper()
+        initial = authobject() if initial_response_ok else None
+        if initial is not None:
+            code, resp = self.docmd("AUTH", f"{mechanism} {_b64(initial)}")  # type: ignore[attr-defined]
+            self._auth_challenge_count = 1
+        else:
+            code, resp = self.docmd("AUTH", mechanism)  # type: ignore[attr-defined]
+            self._auth_challenge_count = 0
+        while code == 334:
+            self._auth_challenge_count += 1
+            if self._auth_challenge_count > _MAX_AUTH_CHALLENGES:
+                raise smtplib.SMTPException(
+                    f"the relay kept sending AUTH {mechanism} challenges; last reply {code}"
+                )
+            code, resp = self.docmd(_b64(authobject(base64.decodebytes(resp))))  # type: ignore[attr-defined]
+        if code in (235, 503):
+            return code, resp
+        raise smtplib.SMTPAuthenticationError(code, resp)
+
+    def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
+        if challenge is None:
+            return None
+        digest = hmac.HMAC(self.password.encode("utf-8"), challenge, "md5").hexdigest()
+        return f"{self.user} {digest}"
+
+
+_MAX_AUTH_CHALLENGES = 5
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
 def _needs_stuffing(data: bytes) -> bool:
     return data.startswith(b".") or b"\n." in data
 
 
-class _SMTP(_SMTPMixin, smtplib.SMTP):
+class _SMTP(_UTF8AuthMixin, _SMTPMixin, smtplib.SMTP):
     pass
 
 
-class _SMTP_SSL(_SMTPMixin, smtplib.SMTP_SSL):
+class _SMTP_SSL(_UTF8AuthMixin, _SMTPMixin, smtplib.SMTP_SSL):
     pass
 
 
@@ -165,6 +215,7 @@ class SMTPTransport:
             else None
         )
         hostname = app_settings.ehlo_hostname or socket.getfqdn()
+        password = self._password()
         try:
             if route.security == Route.Security.TLS:
                 conn: _SMTP = _SMTP_SSL(
@@ -207,7 +258,7 @@ class SMTPTransport:
                         "or implicit TLS, or allow plaintext AUTH on the route explicitly",
                     )
                 try:
-                    conn.login(route.username, route.password)
+                    conn.login(route.username, password)
                 except smtplib.SMTPAuthenticationError as exc:
                     self._fail(stage, exc.smtp_code, exc.smtp_error)
                 except smtplib.SMTPNotSupportedError:
@@ -229,11 +280,22 @@ class SMTPTransport:
             reply = Reply(stage=stage, text=_describe(exc), exception=type(exc).__name__)
             raise TransportError(classify_exception(stage, exc), reply) from None
 
+    def _password(self) -> str:
+        """The route's password, opened before connecting: one that cannot be used
+        (no key opens it, or it was typed for another destination) is a route fault,
+        and nothing is sent."""
+        if not self.route.username:
+            return ""
+        try:
+            return self.route.login_password()
+        except SMTPRelayError as exc:
+            self._refuse(Stage.AUTH, f"the route's password cannot be used: {exc}")
+
     def _fail(self, stage: Stage, code: int, msg: bytes | str) -> None:
         reply = _reply(stage, code, msg)
         raise TransportError(_classify(stage, code, reply.text, reply.enhanced), reply)
 
-    def _refuse(self, stage: Stage, reason: str) -> None:
+    def _refuse(self, stage: Stage, reason: str) -> NoReturn:
         raise TransportError(Verdict(Outcome.ROUTE_FAULT, reason), Reply(stage=stage, text=reason))
 
     def send(
