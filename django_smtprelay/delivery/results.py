@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F
 
 from .. import signals
@@ -35,7 +35,6 @@ class Flush:
     """One unit of results: written in one transaction."""
 
     token: uuid.UUID
-    renew_lease: bool = False  # what is left of the batch needs more time
     attempts: list[Sequence[object]] = field(default_factory=list)  # ATTEMPT_COLUMNS, prepared
     finished: list[_Msg] = field(default_factory=list)
     suppress: list[Suppression] = field(default_factory=list)
@@ -77,23 +76,37 @@ class ResultWriter:
             insert_attempts(flush.attempts)
             if flush.suppress:
                 Suppression.objects.bulk_create(flush.suppress, ignore_conflicts=True)
-            held = set(
-                Message.objects.leased_by(flush.token)
-                .filter(ids_in([m.pk for m in flush.finished]))
-                .values_list("pk", flat=True)
-            )
+            held = self._held(flush)
             lost = [m.pk for m in flush.finished if m.pk not in held]
-            if lost:
-                self.report.lost_leases += len(lost)
-                logger.warning("Lease lost before results were written for messages %s", lost)
-            self._write(now, [m for m in flush.finished if m.pk in held], outcome)
-            if flush.renew_lease:
-                Message.objects.leased_by(flush.token).update(
-                    lease_expires_at=now + app_settings.lease
+            written = self._write(now, [m for m in flush.finished if m.pk in held], outcome, flush)
+            lost_since = len(held) - written  # taken between the check and the write
+            if lost or lost_since:
+                self.report.lost_leases += len(lost) + lost_since
+                logger.warning(
+                    "Lease lost before results were written for %d message(s): %s",
+                    len(lost) + lost_since,
+                    lost or "taken over while they were written",
                 )
         return outcome
 
-    def _write(self, now: datetime, msgs: list[_Msg], outcome: dict[str, list[int]]) -> None:
+    @staticmethod
+    def _held(flush: Flush) -> set[int]:
+        """The finished messages still held by the flush's lease.
+
+        Where the database can, the rows are locked until the transaction
+        ends, so no claim can take them between this check and the writes;
+        every write is conditional on the lease token besides.
+        """
+        held = Message.objects.leased_by(flush.token).filter(ids_in([m.pk for m in flush.finished]))
+        if connections[held.db].features.has_select_for_update:
+            held = held.select_for_update()
+        return set(held.values_list("pk", flat=True))
+
+    def _write(
+        self, now: datetime, msgs: list[_Msg], outcome: dict[str, list[int]], flush: Flush
+    ) -> int:
+        """Write the messages' and recipients' new state, only where ``flush``'s
+        lease still holds the message; return how many messages were written."""
         rcpt_groups: dict[tuple, list[int]] = {}
         msg_groups: dict[tuple, list[int]] = {}
         for msg in msgs:
@@ -104,8 +117,14 @@ class ResultWriter:
                     rcpt_groups.setdefault(key, []).append(r.pk)
             msg_groups.setdefault(tuple(sorted(values.items())), []).append(msg.pk)
             outcome[str(values["status"])].append(msg.pk)
+        # Recipients first: their condition reads the message's lease, which
+        # the message's own write then releases.
         for (status, code, enhanced, reply, route_pk), pks in rcpt_groups.items():
-            Recipient.objects.filter(ids_in(pks)).update(
+            Recipient.objects.filter(
+                ids_in(pks),
+                message__lease_token=flush.token,
+                message__status=Message.Status.SENDING,
+            ).update(
                 status=status,
                 smtp_code=code,
                 enhanced_code=enhanced,
@@ -113,12 +132,16 @@ class ResultWriter:
                 route_id=route_pk,
                 updated_at=now,
             )
+        written = 0
         for key, pks in msg_groups.items():
             values = dict(key)
             values["attempt_count"] = F("attempt_count") + values.pop("attempts_added")
-            Message.objects.filter(ids_in(pks)).update(
-                lease_token=None, lease_expires_at=None, **values
+            written += (
+                Message.objects.leased_by(flush.token)
+                .filter(ids_in(pks))
+                .update(lease_token=None, lease_expires_at=None, **values)
             )
+        return written
 
     def _message_state(self, msg: _Msg, now: datetime) -> dict[str, object]:
         """The message's new values (recipients settled first)."""

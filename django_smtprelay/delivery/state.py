@@ -74,6 +74,9 @@ class _Msg:
     last_reply: str = ""
     retry_route: str = ""
     not_before: float = 0.0  # seconds: held back by a rate limit
+    # Taken over from an expired lease: an earlier worker may have handed it
+    # to a relay already, so its next delivery is a possible duplicate.
+    taken_over: bool = False
 
     @property
     def created_at(self) -> datetime:

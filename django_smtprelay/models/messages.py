@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.db import connections, models, transaction
@@ -12,6 +13,25 @@ from django.utils.translation import gettext_lazy as _
 
 from .bulk import ids_in
 from .routes import Route
+
+
+class Claim(tuple):
+    """What :meth:`MessageQuerySet.claim` won: unpacks as ``(token, ids)``.
+
+    ``taken_over``: the ids whose earlier lease had expired. Their worker may
+    have handed them to a relay before it stopped, so a send now is a possible
+    duplicate.
+    """
+
+    token: uuid.UUID
+    ids: list[int]
+    taken_over: frozenset[int]
+
+    def __new__(cls, token: uuid.UUID, ids: list[int], taken_over: Iterable[int] = ()) -> Claim:
+        claim = super().__new__(cls, (token, ids))
+        claim.token, claim.ids = token, ids
+        claim.taken_over = frozenset(taken_over).intersection(ids)
+        return claim
 
 
 class MessageQuerySet(models.QuerySet["Message"]):
@@ -25,10 +45,10 @@ class MessageQuerySet(models.QuerySet["Message"]):
             | Q(status=Message.Status.SENDING, lease_expires_at__lt=now)
         )
 
-    def claim(
-        self, limit: int, lease: timedelta, now: datetime | None = None
-    ) -> tuple[uuid.UUID, list[int]]:
-        """Lease up to ``limit`` due messages to the caller; return the lease token and ids.
+    def claim(self, limit: int, lease: timedelta, now: datetime | None = None) -> Claim:
+        """Lease up to ``limit`` due messages to the caller: a :class:`Claim`
+        (unpacks as ``token, ids``; ``taken_over`` names the ids whose earlier
+        lease had expired, which may already have reached a relay).
 
         Only one caller can win a message: on databases with ``SKIP LOCKED``
         (PostgreSQL, MySQL, Oracle) the rows are locked while they are marked;
@@ -47,21 +67,24 @@ class MessageQuerySet(models.QuerySet["Message"]):
         }
         if connections[self.db].features.has_select_for_update_skip_locked:
             with transaction.atomic(using=self.db):
-                ids = self._candidates(limit, now, lock=True)
+                ids, expired = self._candidates(limit, now, lock=True)
                 if ids:
                     self.filter(ids_in(ids)).update(**values)
-            return token, ids
+            return Claim(token, ids, expired)
         # No transaction around the read: on SQLite a read that later wants to
         # write fails at once under contention instead of waiting its turn.
-        ids = self._candidates(limit, now, lock=False)
+        ids, expired = self._candidates(limit, now, lock=False)
         if not ids:
-            return token, []
+            return Claim(token, [])
         self.due(now).filter(ids_in(ids)).update(**values)
-        return token, list(self.filter(lease_token=token).values_list("pk", flat=True))
+        won = list(self.filter(lease_token=token).values_list("pk", flat=True))
+        return Claim(token, won, expired)
 
     NEW_SHARE = 0.8
 
-    def _candidates(self, limit: int, now: datetime, *, lock: bool) -> list[int]:
+    def _candidates(self, limit: int, now: datetime, *, lock: bool) -> tuple[list[int], set[int]]:
+        """Ids to claim in due order, and those among them whose lease expired."""
+
         # One query per state, each an ordered walk of the smtprelay_msg_due
         # index that stops after ``n`` rows: a claim costs the same with 5,000
         # or 500,000 messages queued (an ORDER BY over an OR would sort them all).
@@ -85,12 +108,12 @@ class MessageQuerySet(models.QuerySet["Message"]):
         room = limit - min(len(fresh), fresh_share)
         # Retries of two states compete for the room in due order, so they
         # come with their sort keys; new mail needs only its ids.
-        retries = take(Message.Status.DEFERRED, due, room, keys=True) + take(
-            Message.Status.SENDING, Q(lease_expires_at__lt=now), room, keys=True
-        )
+        expired = take(Message.Status.SENDING, Q(lease_expires_at__lt=now), room, keys=True)
+        retries = take(Message.Status.DEFERRED, due, room, keys=True) + expired
         retry_ids = [pk for *_rest, pk in sorted(retries)[:room]]
         fresh = fresh[: limit - len(retry_ids)]
-        return fresh + retry_ids
+        taken_over = {pk for *_rest, pk in expired}.intersection(retry_ids)
+        return fresh + retry_ids, taken_over
 
     def cancel(self) -> int:
         """Cancel the messages that have not been handed to a worker yet; return how many."""

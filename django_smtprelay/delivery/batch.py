@@ -1,0 +1,428 @@
+"""One claimed batch: its messages in memory, what happened to them, and its lease."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from ..conf import app_settings
+from ..health import RouteHealthService
+from ..models import DeliveryAttempt, Message, Recipient, Suppression
+from ..models.bulk import strings_in
+from ..models.messages import Claim
+from ..replies import Outcome, Verdict
+from ..routing import Router, RouteSpec
+from ..transports.base import Reply, SendResult
+from .results import Flush, ResultWriter, attempt_preparer
+from .state import OPEN_STATES, RunReport, _BatchTimes, _Msg, _Part, _Rcpt
+
+logger = logging.getLogger("django_smtprelay.delivery")
+
+Attempt = DeliveryAttempt.Outcome
+
+# One shared (never mutated) value, so a flush converts it to JSON once, not per attempt.
+_NO_RECIPIENTS: list[dict[str, str]] = []
+
+
+class Batch:
+    """The messages one claim won, split into parts by the routes they may take.
+
+    Route sessions report each result here (:meth:`apply`, :meth:`route_fault`,
+    :meth:`skip`, :meth:`hold`); the batch turns them into recipient and
+    message states and attempt rows, hands them to the writer every
+    ``FLUSH_EVERY`` sends, and keeps the lease for as long as sessions work
+    on it (:meth:`keep_lease`).
+    """
+
+    def __init__(
+        self,
+        claim: Claim,
+        *,
+        report: RunReport,
+        writer: ResultWriter,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.token = claim.token
+        self.ids = claim.ids
+        self.taken_over = claim.taken_over
+        self.report = report
+        report.claimed += len(claim.ids)
+        self.clock = clock
+        self._writer = writer
+        self._pending = Flush(claim.token)
+        self._prepare_attempt = attempt_preparer()
+        self._since_flush = 0
+        self._flush_every = app_settings.flush_every
+        self._lease = app_settings.lease
+        self._lease_seconds = self._lease.total_seconds()
+        self._flushed_at = self._leased_at = time.monotonic()
+        # Messages whose final state is not written yet: the rows the lease must cover.
+        self._unwritten: set[int] = set(claim.ids)
+        self.parts: list[_Part] = []
+        self._split_off: list[_Part] = []
+
+    # -- loading ---------------------------------------------------------------
+
+    def load(self, router: Router, health: RouteHealthService) -> None:
+        """Read the batch's messages and recipients, and split them into parts."""
+        # By the lease token, not the ids: the same rows (``ids`` are the
+        # token's), without an IN list of hundreds of parameters.
+        rows = (
+            Message.objects.filter(lease_token=self.token)
+            .order_by("priority", "next_attempt_at", "pk")
+            .values_list(
+                "pk",
+                "from_email",
+                "content__raw",
+                "attempt_count",
+                "route_hint",
+                "retry_route",
+                "sender_domain",
+                "from_domain",
+                "size",
+            )
+        )
+        rcpts: dict[int, dict[str, _Rcpt]] = {}
+        for pk, message_id, address, status in Recipient.objects.filter(
+            message__lease_token=self.token
+        ).values_list("pk", "message_id", "address", "status"):
+            rcpts.setdefault(message_id, {})[address] = _Rcpt(pk, address, status)
+        suppressed = self._suppressed(rcpts)
+        times = _BatchTimes(self.ids)
+        for pk, sender, raw, attempts, hint, retry, s_dom, f_dom, size in rows:
+            msg = _Msg(pk, sender, bytes(raw), times, attempts, rcpts.get(pk, {}))
+            msg.taken_over = pk in self.taken_over
+            open_rcpts = [r for r in msg.rcpts.values() if r.status in OPEN_STATES]
+            for rcpt in open_rcpts:
+                if rcpt.address.lower() in suppressed:
+                    rcpt.status, rcpt.changed = Recipient.Status.SUPPRESSED, True
+                    rcpt.reply = "suppressed: " + suppressed[rcpt.address.lower()]
+                    msg.last_reply = rcpt.reply
+            open_rcpts = [r for r in open_rcpts if r.status in OPEN_STATES]
+            # Recipients that the same routes may take travel together; the
+            # others are split into their own parts (and SMTP transactions).
+            by_routes: dict[tuple[str, ...], _Part] = {}
+            by_domain: dict[str, list[RouteSpec]] = {}  # one match per domain, not per recipient
+            for rcpt in open_rcpts:
+                domain = rcpt.address.rpartition("@")[2] if router.any_recipient_rules else ""
+                if domain not in by_domain:
+                    by_domain[domain] = router.matching(
+                        hint,
+                        sender_domain=s_dom,
+                        from_domain=f_dom,
+                        recipient_domain=domain,
+                        size=size,
+                    )
+                routes = by_domain[domain]
+                key = tuple(r.name for r in routes)
+                if key not in by_routes:
+                    ordered = health.order(routes) if len(routes) > 1 else list(routes)
+                    # Greylisting is passed only by coming back to the same relay.
+                    ordered.sort(key=lambda r: r.name != retry)
+                    by_routes[key] = _Part(msg, ordered)
+                by_routes[key].open_addresses.append(rcpt.address)
+            for part in by_routes.values():
+                if not part.routes:
+                    if router.too_large_everywhere(size):
+                        msg.last_reply = f"{size} bytes is larger than every route accepts"
+                        part.last_fault = Verdict(
+                            Outcome.ROUTE_FAULT, msg.last_reply, if_last_route=Outcome.PERMANENT
+                        )
+                    else:
+                        msg.last_reply = f"no enabled route takes this message (route {hint!r})"
+            msg.parts_left = len(by_routes)
+            if not by_routes:
+                self._pending.finished.append(msg)
+            self.parts.extend(by_routes.values())
+
+    def _suppressed(self, rcpts: dict[int, dict[str, _Rcpt]]) -> dict[str, str]:
+        addresses = {
+            a.lower() for per in rcpts.values() for a, r in per.items() if r.status in OPEN_STATES
+        }
+        if not addresses:
+            return {}
+        return dict(
+            Suppression.objects.filter(strings_in(sorted(addresses), "address")).values_list(
+                "address", "reason"
+            )
+        )
+
+    def by_first_route(self, dead: set[str]) -> list[tuple[RouteSpec, list[_Part]]]:
+        """The open parts grouped by the route each tries next (skipping ``dead``
+        routes); parts with no route left are settled here."""
+        groups: dict[str, tuple[RouteSpec, list[_Part]]] = {}
+        for part in self.parts:
+            if part.done:
+                continue
+            while part.routes and part.routes[0].name in dead:
+                part.routes.pop(0)
+            if not part.open_addresses or not part.routes:
+                self.finish(part)
+                continue
+            route = part.routes[0]
+            groups.setdefault(route.name, (route, []))[1].append(part)
+        return list(groups.values())
+
+    def take_split_off(self) -> list[_Part]:
+        """Parts split off by "too many recipients" replies since the last call."""
+        parts, self._split_off = self._split_off, []
+        self.parts.extend(parts)
+        return parts
+
+    # -- the lease ---------------------------------------------------------------
+
+    def keep_lease(self, need: float) -> None:
+        """Renew the lease unless it outlasts the next ``need`` seconds of work.
+
+        Renewing rewrites every unwritten row of the batch, so it happens
+        once a third of the lease is gone, or sooner when the next step (a
+        connect, a send; each bounded by the route's timeout) could outlast
+        what is left. Messages whose lease turns out to be lost (taken by
+        another worker) are dropped from this batch and never sent again here.
+        """
+        now = time.monotonic()
+        elapsed = now - self._leased_at
+        if elapsed < self._lease_seconds / 3 and elapsed + need < self._lease_seconds * 0.9:
+            return
+        self._leased_at = now
+        if not self._unwritten:
+            return
+        renewed = Message.objects.leased_by(self.token).update(
+            lease_expires_at=self.clock() + self._lease
+        )
+        if renewed < len(self._unwritten):
+            held = set(Message.objects.leased_by(self.token).values_list("pk", flat=True))
+            self._drop(self._unwritten - held)
+
+    def _drop(self, lost: set[int]) -> None:
+        if not lost:
+            return
+        logger.warning(
+            "Lease lost for %d message(s) of batch %s; another worker has them: %s",
+            len(lost),
+            self.token,
+            sorted(lost),
+        )
+        self.report.lost_leases += len(lost)
+        self._unwritten -= lost
+        self._pending.finished = [m for m in self._pending.finished if m.pk not in lost]
+        for part in self.parts:
+            if part.msg.pk in lost:
+                part.done = True
+                part.routes = []
+
+    # -- results -----------------------------------------------------------------
+
+    def apply(
+        self, part: _Part, route: RouteSpec, result: SendResult, started_at: datetime, took: float
+    ) -> None:
+        """One send's result: each recipient's new state, and the attempt row."""
+        msg = part.msg
+        still_open: list[str] = []
+        per_rcpt = []  # kept on the attempt only when there are several recipients
+        many = len(result.recipients) > 1
+        outcomes = set()
+        split: list[str] = []
+        accepted_any = any(rr.verdict.outcome == Outcome.DELIVERED for rr in result.recipients)
+        for rr in result.recipients:
+            rcpt = msg.rcpts[rr.address]
+            outcome = rr.verdict.outcome
+            outcomes.add(outcome)
+            if many:
+                per_rcpt.append(
+                    {"address": rr.address, "outcome": outcome.value, "reply": str(rr.reply)}
+                )
+            if outcome == Outcome.ROUTE_FAULT:
+                still_open.append(rr.address)
+                part.last_fault = rr.verdict
+                continue
+            if rr.verdict.split and accepted_any:
+                # "Too many recipients": the rest go in another transaction, now.
+                split.append(rr.address)
+                continue
+            if (
+                rr.verdict.give_up_after
+                and self.clock() - msg.created_at >= rr.verdict.give_up_after
+            ):
+                outcome = Outcome.PERMANENT
+            rcpt.changed = True
+            rcpt.smtp_code = rr.reply.code
+            rcpt.enhanced_code = rr.reply.enhanced
+            rcpt.route_pk = route.pk
+            if outcome == Outcome.DELIVERED:
+                rcpt.status = Recipient.Status.DELIVERED
+                rcpt.reply = ""
+                continue
+            rcpt.reply = f"{route.name}: {rr.reply}"[:2000]
+            msg.last_reply = rcpt.reply
+            if outcome == Outcome.PERMANENT:
+                rcpt.status = Recipient.Status.FAILED
+                self._maybe_suppress(rcpt)
+            else:
+                rcpt.status = Recipient.Status.DEFERRED
+                if rr.verdict.same_route or outcome == Outcome.UNCERTAIN:
+                    msg.retry_route = route.name
+        part.open_addresses = still_open
+        if still_open:
+            msg.last_reply = f"{route.name}: {result.verdict.reason}: {result.reply}"
+            part.routes.pop(0)
+        if split:
+            # A new part on the same routes, which the session sends next.
+            rest = [r for r in part.routes if r.name != route.name]
+            self._split_off.append(_Part(msg, [route, *rest], split))
+            msg.parts_left += 1
+        if outcomes == {Outcome.DELIVERED}:
+            overall = Attempt.DELIVERED
+        elif Outcome.DELIVERED in outcomes:
+            overall = Attempt.PARTIAL
+        else:
+            overall = Attempt(result.outcome.value)
+        # A message taken over from an expired lease may have reached a relay
+        # before: the delivery now may be its second.
+        resent = msg.taken_over and Outcome.DELIVERED in outcomes
+        self.record(
+            msg,
+            route,
+            overall,
+            result.reply,
+            started_at,
+            took,
+            per_rcpt,
+            possible_duplicate=resent or Outcome.UNCERTAIN in outcomes,
+        )
+        if not still_open:
+            self.finish(part)
+        # After finish: the flush then takes this message's new state with its attempt.
+        self._maybe_flush()
+
+    def route_fault(
+        self,
+        part: _Part,
+        route: RouteSpec,
+        verdict: Verdict,
+        reply: Reply,
+        started: float,
+        *,
+        possible_duplicate: bool = False,
+    ) -> None:
+        """The route failed before (or without) a result for ``part``: try the next route."""
+        self.record(
+            part.msg,
+            route,
+            Attempt.ROUTE_FAULT,
+            reply,
+            self.clock(),
+            time.monotonic() - started,
+            [
+                {"address": a, "outcome": Outcome.ROUTE_FAULT.value, "reply": str(reply)}
+                for a in part.open_addresses
+            ],
+            possible_duplicate=possible_duplicate,
+        )
+        part.msg.last_reply = f"{route.name}: {verdict.reason}: {reply}"
+        part.last_fault = verdict
+        part.routes.pop(0)
+        self._maybe_flush()
+
+    def skip(self, group: list[_Part], route: RouteSpec, why: str) -> None:
+        """The route cannot be used now: its parts go on to their next route."""
+        for part in group:
+            part.msg.last_reply = f"{route.name} skipped: {why}"
+            part.routes.pop(0)
+
+    def hold(self, group: list[_Part], route: RouteSpec, wait: float) -> None:
+        """Over the route's rate: retry these parts when it has room, not counted as a try."""
+        for part in group:
+            part.msg.last_reply = f"{route.name}: rate limit, next send in {wait:.0f}s"
+            part.msg.not_before = max(part.msg.not_before, wait)
+            part.routes = []
+
+    def _maybe_suppress(self, rcpt: _Rcpt) -> None:
+        code = rcpt.enhanced_code
+        if app_settings.suppress_on_permanent_failure and (
+            code.startswith("5.1.") or code == "5.2.1"
+        ):
+            self._pending.suppress.append(
+                Suppression(
+                    address=rcpt.address.lower(),
+                    reason=rcpt.reply[:500],
+                    source=Suppression.Source.BOUNCE,
+                )
+            )
+
+    def record(
+        self,
+        msg: _Msg,
+        route: RouteSpec,
+        outcome: str,
+        reply: Reply,
+        started_at: datetime,
+        took: float,
+        recipients: list[dict[str, str]],
+        *,
+        possible_duplicate: bool = False,
+    ) -> None:
+        """Add one attempt row to the next flush."""
+        # A plain tuple, in ATTEMPT_COLUMNS order: results.insert_attempts writes
+        # thousands of these without building a model instance for each. It is
+        # converted for the database now, while the relay works on the next message.
+        row = (
+            msg.pk,
+            route.pk,
+            route.name,
+            started_at,
+            timedelta(seconds=took),
+            outcome,
+            str(reply.stage),
+            reply.code,
+            reply.enhanced,
+            reply.text[:4000],
+            reply.exception,
+            recipients if len(recipients) > 1 else _NO_RECIPIENTS,
+            possible_duplicate,
+        )
+        self._pending.attempts.append(self._prepare_attempt(row))
+        self.report.attempts += 1
+        self._since_flush += 1
+
+    def finish(self, part: _Part) -> None:
+        """Settle a part once no route is left to try for it."""
+        part.done = True
+        msg = part.msg
+        # Route faults everywhere: retry later, unless the last fault says that no
+        # route can take it (a message too large for every relay, say).
+        final = (
+            part.last_fault.final_outcome(other_route_left=False)
+            if part.last_fault
+            else Outcome.TRANSIENT
+        )
+        for address in part.open_addresses:
+            rcpt = msg.rcpts[address]
+            rcpt.changed = True
+            rcpt.status = (
+                Recipient.Status.FAILED if final == Outcome.PERMANENT else Recipient.Status.DEFERRED
+            )
+            rcpt.reply = msg.last_reply[:2000]
+        part.open_addresses = []
+        msg.parts_left -= 1
+        if msg.parts_left <= 0:
+            self._pending.finished.append(msg)
+
+    # -- writing -----------------------------------------------------------------
+
+    def _maybe_flush(self) -> None:
+        """Write the results so far when enough sends (or a third of a lease) went by."""
+        if (
+            self._since_flush >= self._flush_every
+            or time.monotonic() - self._flushed_at > self._lease_seconds / 3
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the results so far to the writer (one transaction)."""
+        self._flushed_at = time.monotonic()
+        flush, self._pending, self._since_flush = self._pending, Flush(self.token), 0
+        self._writer.submit(flush)
+        self._unwritten.difference_update(m.pk for m in flush.finished)
