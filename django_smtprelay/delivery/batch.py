@@ -15,6 +15,7 @@ from ..models.messages import Claim
 from ..replies import Outcome, Verdict
 from ..routing import Router, RouteSpec
 from ..transports.base import Reply, SendResult
+from .lease import LeaseHeartbeat
 from .results import Flush, ResultWriter, attempt_preparer
 from .state import OPEN_STATES, RunReport, _BatchTimes, _Msg, _Part, _Rcpt
 
@@ -33,7 +34,8 @@ class Batch:
     :meth:`skip`, :meth:`hold`); the batch turns them into recipient and
     message states and attempt rows, hands them to the writer every
     ``FLUSH_EVERY`` sends, and keeps the lease for as long as sessions work
-    on it (:meth:`keep_lease`).
+    on it (a :class:`~.lease.LeaseHeartbeat` while it is used as a context
+    manager, and :meth:`check_lease`).
     """
 
     def __init__(
@@ -57,7 +59,7 @@ class Batch:
         self._flush_every = app_settings.flush_every
         self._lease = app_settings.lease
         self._lease_seconds = self._lease.total_seconds()
-        self._flushed_at = self._leased_at = time.monotonic()
+        self._flushed_at = self._checked_at = time.monotonic()
         # Messages whose final state is not written yet: the rows the lease must cover.
         self._unwritten: set[int] = set(claim.ids)
         self.parts: list[_Part] = []
@@ -173,28 +175,23 @@ class Batch:
 
     # -- the lease ---------------------------------------------------------------
 
-    def keep_lease(self, need: float) -> None:
-        """Renew the lease unless it outlasts the next ``need`` seconds of work.
+    def __enter__(self) -> Batch:
+        self._heartbeat = LeaseHeartbeat(self.token, self._lease, self.clock).start()
+        return self
 
-        Renewing rewrites every unwritten row of the batch, so it happens
-        once a third of the lease is gone, or sooner when the next step (a
-        connect, a send; each bounded by the route's timeout) could outlast
-        what is left. Messages whose lease turns out to be lost (taken by
-        another worker) are dropped from this batch and never sent again here.
-        """
+    def __exit__(self, *exc_info: object) -> None:
+        self._heartbeat.stop()
+
+    def check_lease(self) -> None:
+        """Between sends, once a third of a lease has gone by: drop the messages
+        whose lease was lost after all (the heartbeat could not renew it in
+        time, and another worker took them), so they are never sent again here."""
         now = time.monotonic()
-        elapsed = now - self._leased_at
-        if elapsed < self._lease_seconds / 3 and elapsed + need < self._lease_seconds * 0.9:
+        if now - self._checked_at < self._lease_seconds / 3 or not self._unwritten:
             return
-        self._leased_at = now
-        if not self._unwritten:
-            return
-        renewed = Message.objects.leased_by(self.token).update(
-            lease_expires_at=self.clock() + self._lease
-        )
-        if renewed < len(self._unwritten):
-            held = set(Message.objects.leased_by(self.token).values_list("pk", flat=True))
-            self._drop(self._unwritten - held)
+        self._checked_at = now
+        held = set(Message.objects.leased_by(self.token).values_list("pk", flat=True))
+        self._drop(self._unwritten - held)
 
     def _drop(self, lost: set[int]) -> None:
         if not lost:

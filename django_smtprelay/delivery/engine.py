@@ -84,22 +84,22 @@ class DeliveryEngine:
 
     def _deliver(self, claim: Claim, report: RunReport, writer: ResultWriter) -> None:
         health = RouteHealthService(clock=self.clock, rng=self.rng)
-        batch = Batch(claim, report=report, writer=writer, clock=self.clock)
-        batch.load(self._router or Router(), health)
-        dead: set[str] = set()  # routes found down: not tried again in this batch
-        while groups := batch.by_first_route(dead):
-            for route, group in groups:
-                session = RouteSession(
-                    batch,
-                    route,
-                    group,
-                    health=health,
-                    transport_factory=self.transport_factory,
-                    clock=self.clock,
-                )
-                if not session.run():
-                    dead.add(route.name)
-        batch.flush()
+        with Batch(claim, report=report, writer=writer, clock=self.clock) as batch:
+            batch.load(self._router or Router(), health)
+            dead: set[str] = set()  # routes found down: not tried again in this batch
+            while groups := batch.by_first_route(dead):
+                for route, group in groups:
+                    session = RouteSession(
+                        batch,
+                        route,
+                        group,
+                        health=health,
+                        transport_factory=self.transport_factory,
+                        clock=self.clock,
+                    )
+                    if not session.run():
+                        dead.add(route.name)
+            batch.flush()
 
     def backoff(self, attempt: int) -> timedelta:
         """Delay before retry ``attempt`` (1-based): exponential, capped, with jitter."""

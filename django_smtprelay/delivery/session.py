@@ -3,9 +3,9 @@
 A route session is where a transport plugs into the engine. It asks the
 route's health for a connection slot and for pacing, opens the transport,
 sends each part of its group (telling a pipelining transport which message
-comes next), keeps the batch's lease alive ahead of every step that waits on
-the relay, and turns every failure of the route, of whatever kind, into a
-route fault for the parts it had not settled: the next route takes them.
+comes next), skips parts whose lease was lost, and turns every failure of
+the route, of whatever kind, into a route fault for the parts it had not
+settled: the next route takes them.
 """
 
 from __future__ import annotations
@@ -31,12 +31,6 @@ ROUTE_WORKS = (Outcome.DELIVERED, Outcome.TRANSIENT, Outcome.PERMANENT)
 # Longer waits for a route's rate limit end the session: the rest of the batch
 # is deferred to when the route has room, so a lease is never held idle.
 MAX_RATE_WAIT = 2.0
-
-# The most replies a connect can wait for, each bounded by the route's
-# timeout: the connect and greeting, EHLO, STARTTLS, EHLO again, AUTH (up to
-# three exchanges). A send waits for MAIL, each RCPT, DATA and the final dot.
-_OPEN_STEPS = 8
-_SEND_STEPS = 3
 
 
 def _limits(route: RouteSpec) -> RateLimits | None:
@@ -188,8 +182,8 @@ class RouteSession:
                 self.waiting = _settle(self.waiting)
                 if not self._open(index - 1):
                     return False
-            self.batch.keep_lease(route.timeout * (_SEND_STEPS + len(part.open_addresses)))
-            if part.done:  # the renewal found its lease lost
+            self.batch.check_lease()
+            if part.done:  # the check found its lease lost
                 announced = self._unannounce(announced, part)
                 continue
             started_at, started = self.clock(), time.monotonic()
@@ -248,7 +242,6 @@ class RouteSession:
         """Open the transport; on failure the parts from ``index`` on go to their next route."""
         route = self.route
         assert self.transport is not None
-        self.batch.keep_lease(route.timeout * _OPEN_STEPS)
         started = time.monotonic()
         try:
             self.transport.open()

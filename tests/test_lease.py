@@ -1,0 +1,121 @@
+"""The lease under faults: stale writers change nothing, a slow relay never
+outlives the lease, and a message taken over from a lost worker is flagged."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core.mail import send_mail, send_mass_mail
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from django_smtprelay.delivery import DeliveryEngine
+from django_smtprelay.models import DeliveryAttempt, Message, Recipient
+
+
+def queue(n: int) -> None:
+    send_mass_mail([(f"S{i}", "B", "from@example.com", [f"to{i}@example.com"]) for i in range(n)])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stale_worker_never_overwrites_the_claim_that_replaced_its_lease(smtp_server, make_route):
+    server = smtp_server()
+    make_route(server)
+    queue(1)
+    claim = Message.objects.claim(10, timedelta(minutes=5))
+    new_token = uuid.uuid4()
+    state = {"attempt_written": False, "taken": False}
+
+    def sweep_takes_it_over(execute, sql, params, many, context):
+        """Right after the result writer checked its lease, another worker's
+        claim takes the message (on PostgreSQL a sweep can, between the check
+        and the writes)."""
+        result = execute(sql, params, many, context)
+        if "deliveryattempt" in sql.lower() and sql.lstrip().upper().startswith("INSERT"):
+            state["attempt_written"] = True
+        elif state["attempt_written"] and not state["taken"] and "lease_token" in sql:
+            state["taken"] = True
+            Message.objects.filter(pk__in=claim.ids).update(
+                lease_token=new_token, lease_expires_at=timezone.now() + timedelta(minutes=5)
+            )
+        return result
+
+    with connection.execute_wrapper(sweep_takes_it_over):
+        report = DeliveryEngine().deliver_batch(claim)
+    assert state["taken"], "the takeover was injected"
+    assert len(server.messages) == 1
+    message = Message.objects.get()
+    assert message.lease_token == new_token, "the new owner's lease is kept"
+    assert message.status == Message.Status.SENDING
+    assert Recipient.objects.get().status == Recipient.Status.PENDING
+    assert report.lost_leases == 1
+    assert message.attempts.count() == 1, "what happened is still recorded"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_relay_slower_than_the_lease_never_lets_another_worker_take_the_batch(
+    smtp_server, make_route, relay_settings
+):
+    # One reply to the final dot takes longer than the whole lease: only a
+    # renewal while the session waits keeps the message from being taken.
+    relay_settings(LEASE_SECONDS=2)
+    server = smtp_server(dot_delay=3.0)
+    make_route(server, timeout=10.0)
+    queue(1)
+    claim = Message.objects.claim(10, timedelta(seconds=2))
+    stolen: list[int] = []
+
+    def other_worker() -> None:
+        try:
+            deadline = time.monotonic() + 3.5
+            while time.monotonic() < deadline and not stolen:
+                stolen.extend(Message.objects.claim(10, timedelta(seconds=2)).ids)
+                time.sleep(0.2)
+        finally:
+            close_old_connections()
+
+    thief = threading.Thread(target=other_worker)
+    thief.start()
+    report = DeliveryEngine().deliver_batch(claim)
+    thief.join()
+    assert stolen == []
+    assert report.sent == 1 and report.lost_leases == 0
+    assert len(server.messages) == 1
+
+
+@pytest.mark.django_db
+def test_a_message_taken_over_from_an_expired_lease_is_flagged_when_delivered(
+    smtp_server, make_route
+):
+    server = smtp_server()
+    make_route(server)
+    send_mail("lost", "B", "from@example.com", ["to@example.com"])
+    now = timezone.now()
+    Message.objects.claim(10, timedelta(minutes=5), now=now)  # and then the worker died
+    send_mail("fresh", "B", "from@example.com", ["to@example.com"])
+    later = now + timedelta(minutes=6)
+    claim = Message.objects.claim(10, timedelta(minutes=5), now=later)
+    assert len(claim.ids) == 2
+    assert claim.taken_over == {Message.objects.get(subject="lost").pk}
+    DeliveryEngine(clock=lambda: later).deliver_batch(claim)
+    assert len(server.messages) == 2
+    flagged = dict(DeliveryAttempt.objects.values_list("message__subject", "possible_duplicate"))
+    assert flagged == {"lost": True, "fresh": False}
+
+
+@pytest.mark.django_db
+def test_a_takeover_that_fails_is_not_flagged(smtp_server, make_route):
+    server = smtp_server(rcpt_replies={"to@example.com": "550 5.1.1 no such user"})
+    make_route(server)
+    send_mail("lost", "B", "from@example.com", ["to@example.com"])
+    now = timezone.now()
+    Message.objects.claim(10, timedelta(minutes=5), now=now)
+    later = now + timedelta(minutes=6)
+    DeliveryEngine(clock=lambda: later).run()
+    attempt = DeliveryAttempt.objects.get()
+    assert attempt.outcome == DeliveryAttempt.Outcome.PERMANENT
+    assert attempt.possible_duplicate is False
