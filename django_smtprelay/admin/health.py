@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..health.circuit import close_now
 from ..models import RouteHealth
+from .base import PlainHelpTextAdmin
 
 BADGE_COLOURS = {
     RouteHealth.State.CLOSED: "#2e7d32",
@@ -24,7 +25,7 @@ BADGE_COLOURS = {
 
 
 @admin.register(RouteHealth)
-class RouteHealthAdmin(admin.ModelAdmin):
+class RouteHealthAdmin(PlainHelpTextAdmin):
     list_display = (
         "route_name",
         "state_badge",

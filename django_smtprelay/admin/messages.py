@@ -13,9 +13,10 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..models import DeliveryAttempt, Message, MessageContent, Recipient
+from .base import PlainHelpTextAdmin, PlainHelpTextTabularInline
 
 
-class RecipientInline(admin.TabularInline):
+class RecipientInline(PlainHelpTextTabularInline):
     model = Recipient
     extra = 0
     can_delete = False
@@ -26,7 +27,7 @@ class RecipientInline(admin.TabularInline):
         return False
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(PlainHelpTextTabularInline):
     model = DeliveryAttempt
     extra = 0
     can_delete = False
@@ -50,7 +51,7 @@ class AttemptInline(admin.TabularInline):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(PlainHelpTextAdmin):
     list_display = (
         "id",
         "subject",
@@ -142,7 +143,7 @@ class MessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(admin.ModelAdmin):
+class DeliveryAttemptAdmin(PlainHelpTextAdmin):
     list_display = (
         "started_at",
         "message_id",

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..models import DeliveryAttempt, Route
+from .base import PlainHelpTextAdmin
 
 
 class RouteForm(forms.ModelForm):
@@ -76,7 +77,7 @@ class RouteForm(forms.ModelForm):
 
 
 @admin.register(Route)
-class RouteAdmin(admin.ModelAdmin):
+class RouteAdmin(PlainHelpTextAdmin):
     form = RouteForm
     list_display = (
         "name",
