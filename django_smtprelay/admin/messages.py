@@ -1,4 +1,10 @@
-"""The queue in the admin: every message, its recipients and every attempt."""
+"""The queue in the admin: every message, its recipients and every attempt.
+
+The workers own these rows (status, lease, next attempt): a form that saved a
+copy loaded before would undo what a worker wrote meanwhile. So every page
+here is read-only, and state changes go through actions, each one guarded
+``UPDATE`` of the queryset.
+"""
 
 from __future__ import annotations
 
@@ -16,21 +22,27 @@ from ..models import DeliveryAttempt, Message, MessageContent, Recipient
 from .base import PlainHelpTextAdmin, PlainHelpTextTabularInline
 
 
-class RecipientInline(PlainHelpTextTabularInline):
-    model = Recipient
+class ReadOnlyInline(PlainHelpTextTabularInline):
+    """Rows the workers write: shown, never added, changed or deleted here."""
+
     extra = 0
     can_delete = False
-    fields = ("address", "status", "smtp_code", "enhanced_code", "reply", "route", "updated_at")
-    readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
-class AttemptInline(PlainHelpTextTabularInline):
+
+class RecipientInline(ReadOnlyInline):
+    model = Recipient
+    fields = ("address", "status", "smtp_code", "enhanced_code", "reply", "route", "updated_at")
+    readonly_fields = fields
+
+
+class AttemptInline(ReadOnlyInline):
     model = DeliveryAttempt
-    extra = 0
-    can_delete = False
     fields = (
         "started_at",
         "route_name",
@@ -45,9 +57,6 @@ class AttemptInline(PlainHelpTextTabularInline):
     )
     readonly_fields = fields
     ordering = ("started_at", "pk")
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Message)
@@ -90,6 +99,13 @@ class MessageAdmin(PlainHelpTextAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        # A message's page is read-only (a POST to it is refused, nothing is
+        # written); the model-level permission still grants the actions.
+        if obj is not None:
+            return False
+        return super().has_change_permission(request)
 
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: Message) -> str:
