@@ -109,3 +109,43 @@ def test_message_pages_stay_readable_with_view_or_change_permission(client, code
     listing = client.get("/admin/django_smtprelay/message/")
     assert listing.status_code == 200
     assert (b'value="cancel"' in listing.content) == (codename == "change_message")
+
+
+def test_the_cancel_action_cancels_recipients_and_counts_what_it_skipped(admin_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_smtprelay.models import Recipient
+
+    for subject in ("one", "two", "held", "done"):
+        send_mail(subject, "Body", "from@example.com", ["a@example.com", "b@example.com"])
+    Message.objects.filter(subject="held").update(
+        status=Message.Status.SENDING, lease_expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    Message.objects.filter(subject="done").update(status=Message.Status.SENT)
+    response = admin_client.post(
+        "/admin/django_smtprelay/message/",
+        {
+            "action": "cancel",
+            "_selected_action": list(Message.objects.values_list("pk", flat=True)),
+        },
+        follow=True,
+    )
+    text = response.content.decode()
+    assert "2 messages cancelled. 2 skipped: they were being sent or already final." in text
+    statuses = dict(Message.objects.values_list("subject", "status"))
+    assert statuses == {
+        "one": Message.Status.CANCELLED,
+        "two": Message.Status.CANCELLED,
+        "held": Message.Status.SENDING,
+        "done": Message.Status.SENT,
+    }
+    by_message = {
+        subject: sorted(
+            Recipient.objects.filter(message__subject=subject).values_list("status", flat=True)
+        )
+        for subject in statuses
+    }
+    assert by_message["one"] == by_message["two"] == [Recipient.Status.CANCELLED] * 2
+    assert by_message["held"] == [Recipient.Status.PENDING] * 2

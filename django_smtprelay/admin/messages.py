@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from email import message_from_bytes, policy
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..models import DeliveryAttempt, Message, MessageContent, Recipient
+from ..models.messages import MessageQuerySet
 from .base import PlainHelpTextAdmin, PlainHelpTextTabularInline
 
 
@@ -148,14 +149,20 @@ class MessageAdmin(PlainHelpTextAdmin):
         )
 
     @admin.action(description=_("Cancel selected messages"), permissions=["change"])
-    def cancel(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        count = queryset.filter(status__in=(Message.Status.DEFERRED, Message.Status.QUEUED)).update(
-            status=Message.Status.CANCELLED
-        )
-        self.message_user(
-            request,
-            ngettext("%d message cancelled.", "%d messages cancelled.", count) % count,
-        )
+    def cancel(self, request: HttpRequest, queryset: MessageQuerySet) -> None:
+        selected = queryset.count()
+        count = queryset.cancel()
+        skipped = selected - count
+        text = ngettext("%(count)d message cancelled.", "%(count)d messages cancelled.", count) % {
+            "count": count
+        }
+        if skipped:
+            text += " " + ngettext(
+                "%(skipped)d skipped: it was being sent or already final.",
+                "%(skipped)d skipped: they were being sent or already final.",
+                skipped,
+            ) % {"skipped": skipped}
+        self.message_user(request, text, messages.WARNING if skipped else messages.SUCCESS)
 
 
 @admin.register(DeliveryAttempt)
