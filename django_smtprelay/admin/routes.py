@@ -15,6 +15,17 @@ from django.utils.translation import gettext_lazy as _
 from ..models import DeliveryAttempt, Route
 from .base import PlainHelpTextAdmin
 
+# What a stored password was typed for: where it is sent and how it is
+# protected on the way. Kept here until the model says it itself.
+DESTINATION_FIELDS = (
+    "kind",
+    "host",
+    "port",
+    "security",
+    "verify_certificate",
+    "allow_plaintext_auth",
+)
+
 
 class RouteForm(forms.ModelForm):
     password = forms.CharField(
@@ -22,7 +33,10 @@ class RouteForm(forms.ModelForm):
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text=_("Stored encrypted and never shown. Leave blank to keep the current one."),
+        help_text=_(
+            "Stored encrypted and never shown. Leave blank to keep the current one; "
+            "a change of server or security asks for it again."
+        ),
     )
     clear_password = forms.BooleanField(label=_("Remove the stored password"), required=False)
     dkim_private_key = forms.CharField(
@@ -60,6 +74,29 @@ class RouteForm(forms.ModelForm):
                     )
                 ) from exc
         return pem
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        changed = [name for name in DESTINATION_FIELDS if name in self.changed_data]
+        # A blank box keeps the stored password, which must not follow a
+        # destination (or transport security) it was not typed for.
+        if (
+            changed
+            and self.instance.pk
+            and self.instance.has_password
+            and not cleaned.get("password")
+            and not cleaned.get("clear_password")
+        ):
+            labels = ", ".join(str(self.fields[name].label).lower() for name in changed)
+            self.add_error(
+                "password",
+                _(
+                    "The destination changed (%(fields)s): type the password again, "
+                    "or clear it with \u201cRemove the stored password\u201d."
+                )
+                % {"fields": labels},
+            )
+        return cleaned
 
     def save(self, commit: bool = True) -> Route:
         route: Route = super().save(commit=False)
