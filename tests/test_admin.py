@@ -149,3 +149,19 @@ def test_the_cancel_action_cancels_recipients_and_counts_what_it_skipped(admin_c
     }
     assert by_message["one"] == by_message["two"] == [Recipient.Status.CANCELLED] * 2
     assert by_message["held"] == [Recipient.Status.PENDING] * 2
+
+
+def test_route_actions_count_in_words(admin_client, make_route, refused_port):
+    routes = [make_route(port=refused_port, enabled=False) for _ in range(2)]
+    response = admin_client.post(
+        "/admin/django_smtprelay/route/",
+        {"action": "enable_routes", "_selected_action": [r.pk for r in routes]},
+        follow=True,
+    )
+    assert b"2 routes enabled." in response.content
+    response = admin_client.post(
+        "/admin/django_smtprelay/route/",
+        {"action": "disable_routes", "_selected_action": [routes[0].pk]},
+        follow=True,
+    )
+    assert b"1 route disabled." in response.content

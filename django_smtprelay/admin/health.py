@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from ..health.circuit import close_now
 from ..models import RouteHealth
@@ -70,4 +71,8 @@ class RouteHealthAdmin(PlainHelpTextAdmin):
         names = list(queryset.values_list("route_name", flat=True))
         reason = f"closed in the admin by {request.user.get_username()}"
         count = close_now(names, reason, timezone.now())
-        self.message_user(request, f"{count} circuit{'s' if count != 1 else ''} closed.")
+        self.message_user(
+            request,
+            ngettext("%(count)d circuit closed.", "%(count)d circuits closed.", count)
+            % {"count": count},
+        )

@@ -11,6 +11,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from ..models import DeliveryAttempt, Route
 from .base import PlainHelpTextAdmin
@@ -204,13 +205,17 @@ class RouteAdmin(PlainHelpTextAdmin):
     @admin.action(description=_("Enable selected routes"), permissions=["change"])
     def enable_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
         count = queryset.update(enabled=True)
-        self.message_user(request, _ngettext_routes(count, "enabled"))
+        self.message_user(
+            request,
+            ngettext("%(count)d route enabled.", "%(count)d routes enabled.", count)
+            % {"count": count},
+        )
 
     @admin.action(description=_("Disable selected routes"), permissions=["change"])
     def disable_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
         count = queryset.update(enabled=False)
-        self.message_user(request, _ngettext_routes(count, "disabled"))
-
-
-def _ngettext_routes(count: int, verb: str) -> str:
-    return f"{count} route{'s' if count != 1 else ''} {verb}."
+        self.message_user(
+            request,
+            ngettext("%(count)d route disabled.", "%(count)d routes disabled.", count)
+            % {"count": count},
+        )
