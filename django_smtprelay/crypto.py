@@ -24,18 +24,19 @@ def _derive(secret: str) -> bytes:
 
 @cache
 def _fernet() -> MultiFernet:
-    keys = app_settings.encryption_keys
-    if keys:
-        try:
-            return MultiFernet([Fernet(k) for k in keys])
-        except (ValueError, TypeError) as exc:
-            raise ImproperlyConfigured(
-                "SMTPRELAY['ENCRYPTION_KEYS'] must be Fernet keys (32 url-safe base64 bytes); "
-                "make one with: python -c 'from cryptography.fernet import Fernet; "
-                "print(Fernet.generate_key().decode())'"
-            ) from exc
+    # Configured keys first (the first one encrypts), then the keys derived from
+    # SECRET_KEY and its fallbacks: setting ENCRYPTION_KEYS must not strand the
+    # secrets saved before it (smtprelay_rotate_secrets moves them over).
+    try:
+        configured = [Fernet(k) for k in app_settings.encryption_keys or ()]
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            "SMTPRELAY['ENCRYPTION_KEYS'] must be Fernet keys (32 url-safe base64 bytes); "
+            "make one with: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'"
+        ) from exc
     secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-    return MultiFernet([Fernet(_derive(s)) for s in secrets if s])
+    return MultiFernet(configured + [Fernet(_derive(s)) for s in secrets if s])
 
 
 @receiver(setting_changed)
@@ -57,9 +58,26 @@ def decrypt(token: str) -> str:
         return ""
     try:
         return _fernet().decrypt(token.encode("ascii")).decode()
-    except InvalidToken as exc:
-        raise SecretDecryptionError(
-            "A stored secret cannot be decrypted with the configured keys: was "
-            "SMTPRELAY['ENCRYPTION_KEYS'] or SECRET_KEY changed without keeping the old "
-            "key (in ENCRYPTION_KEYS after the new one, or in SECRET_KEY_FALLBACKS)?"
-        ) from exc
+    except (InvalidToken, UnicodeEncodeError) as exc:
+        raise SecretDecryptionError(_UNREADABLE) from exc
+
+
+def rotate(token: str) -> str:
+    """Re-encrypt ``token`` with the current (first) key; '' stays ''.
+
+    The token is decrypted and encrypted again as it is (``MultiFernet.rotate``):
+    whatever the plaintext holds is carried over unread.
+    """
+    if not token:
+        return ""
+    try:
+        return _fernet().rotate(token.encode("ascii")).decode("ascii")
+    except (InvalidToken, UnicodeEncodeError) as exc:
+        raise SecretDecryptionError(_UNREADABLE) from exc
+
+
+_UNREADABLE = (
+    "A stored secret cannot be decrypted with the configured keys: was "
+    "SMTPRELAY['ENCRYPTION_KEYS'] or SECRET_KEY changed without keeping the old "
+    "key (in ENCRYPTION_KEYS after the new one, or in SECRET_KEY_FALLBACKS)?"
+)

@@ -17,6 +17,7 @@ from django.utils.translation import ngettext
 from ..domains.check import check_sender_domain
 from ..domains.resolver import Resolver, clear_cache
 from ..models import SenderDomain
+from .base import PlainHelpTextAdmin
 
 BADGE_COLOURS = {
     "ok": "#2e7d32",
@@ -39,7 +40,7 @@ def badge(status: str, label: str = "") -> str:
 
 
 @admin.register(SenderDomain)
-class SenderDomainAdmin(admin.ModelAdmin):
+class SenderDomainAdmin(PlainHelpTextAdmin):
     change_form_template = "admin/django_smtprelay/senderdomain/change_form.html"
     list_display = (
         "domain",

@@ -12,9 +12,11 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from ..health.circuit import close_now
 from ..models import RouteHealth
+from .base import PlainHelpTextAdmin
 
 BADGE_COLOURS = {
     RouteHealth.State.CLOSED: "#2e7d32",
@@ -24,7 +26,7 @@ BADGE_COLOURS = {
 
 
 @admin.register(RouteHealth)
-class RouteHealthAdmin(admin.ModelAdmin):
+class RouteHealthAdmin(PlainHelpTextAdmin):
     list_display = (
         "route_name",
         "state_badge",
@@ -69,4 +71,8 @@ class RouteHealthAdmin(admin.ModelAdmin):
         names = list(queryset.values_list("route_name", flat=True))
         reason = f"closed in the admin by {request.user.get_username()}"
         count = close_now(names, reason, timezone.now())
-        self.message_user(request, f"{count} circuit{'s' if count != 1 else ''} closed.")
+        self.message_user(
+            request,
+            ngettext("%(count)d circuit closed.", "%(count)d circuits closed.", count)
+            % {"count": count},
+        )

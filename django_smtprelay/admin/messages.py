@@ -1,10 +1,16 @@
-"""The queue in the admin: every message, its recipients and every attempt."""
+"""The queue in the admin: every message, its recipients and every attempt.
+
+The workers own these rows (status, lease, next attempt): a form that saved a
+copy loaded before would undo what a worker wrote meanwhile. So every page
+here is read-only, and state changes go through actions, each one guarded
+``UPDATE`` of the queryset.
+"""
 
 from __future__ import annotations
 
 from email import message_from_bytes, policy
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -13,23 +19,31 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..models import DeliveryAttempt, Message, MessageContent, Recipient
+from ..models.messages import MessageQuerySet
+from .base import PlainHelpTextAdmin, PlainHelpTextTabularInline
 
 
-class RecipientInline(admin.TabularInline):
-    model = Recipient
+class ReadOnlyInline(PlainHelpTextTabularInline):
+    """Rows the workers write: shown, never added, changed or deleted here."""
+
     extra = 0
     can_delete = False
-    fields = ("address", "status", "smtp_code", "enhanced_code", "reply", "route", "updated_at")
-    readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
-class AttemptInline(admin.TabularInline):
+
+class RecipientInline(ReadOnlyInline):
+    model = Recipient
+    fields = ("address", "status", "smtp_code", "enhanced_code", "reply", "route", "updated_at")
+    readonly_fields = fields
+
+
+class AttemptInline(ReadOnlyInline):
     model = DeliveryAttempt
-    extra = 0
-    can_delete = False
     fields = (
         "started_at",
         "route_name",
@@ -45,12 +59,9 @@ class AttemptInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ("started_at", "pk")
 
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(PlainHelpTextAdmin):
     list_display = (
         "id",
         "subject",
@@ -89,6 +100,13 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        # A message's page is read-only (a POST to it is refused, nothing is
+        # written); the model-level permission still grants the actions.
+        if obj is not None:
+            return False
+        return super().has_change_permission(request)
 
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: Message) -> str:
@@ -131,18 +149,24 @@ class MessageAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description=_("Cancel selected messages"), permissions=["change"])
-    def cancel(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        count = queryset.filter(status__in=(Message.Status.DEFERRED, Message.Status.QUEUED)).update(
-            status=Message.Status.CANCELLED
-        )
-        self.message_user(
-            request,
-            ngettext("%d message cancelled.", "%d messages cancelled.", count) % count,
-        )
+    def cancel(self, request: HttpRequest, queryset: MessageQuerySet) -> None:
+        selected = queryset.count()
+        count = queryset.cancel()
+        skipped = selected - count
+        text = ngettext("%(count)d message cancelled.", "%(count)d messages cancelled.", count) % {
+            "count": count
+        }
+        if skipped:
+            text += " " + ngettext(
+                "%(skipped)d skipped: it was being sent or already final.",
+                "%(skipped)d skipped: they were being sent or already final.",
+                skipped,
+            ) % {"skipped": skipped}
+        self.message_user(request, text, messages.WARNING if skipped else messages.SUCCESS)
 
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(admin.ModelAdmin):
+class DeliveryAttemptAdmin(PlainHelpTextAdmin):
     list_display = (
         "started_at",
         "message_id",

@@ -11,8 +11,21 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from ..models import DeliveryAttempt, Route
+from .base import PlainHelpTextAdmin
+
+# What a stored password was typed for: where it is sent and how it is
+# protected on the way. Kept here until the model says it itself.
+DESTINATION_FIELDS = (
+    "kind",
+    "host",
+    "port",
+    "security",
+    "verify_certificate",
+    "allow_plaintext_auth",
+)
 
 
 class RouteForm(forms.ModelForm):
@@ -21,7 +34,10 @@ class RouteForm(forms.ModelForm):
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text=_("Stored encrypted and never shown. Leave blank to keep the current one."),
+        help_text=_(
+            "Stored encrypted and never shown. Leave blank to keep the current one; "
+            "a change of server or security asks for it again."
+        ),
     )
     clear_password = forms.BooleanField(label=_("Remove the stored password"), required=False)
     dkim_private_key = forms.CharField(
@@ -60,6 +76,29 @@ class RouteForm(forms.ModelForm):
                 ) from exc
         return pem
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        changed = [name for name in DESTINATION_FIELDS if name in self.changed_data]
+        # A blank box keeps the stored password, which must not follow a
+        # destination (or transport security) it was not typed for.
+        if (
+            changed
+            and self.instance.pk
+            and self.instance.has_password
+            and not cleaned.get("password")
+            and not cleaned.get("clear_password")
+        ):
+            labels = ", ".join(str(self.fields[name].label).lower() for name in changed)
+            self.add_error(
+                "password",
+                _(
+                    "The destination changed (%(fields)s): type the password again, "
+                    "or clear it with \u201cRemove the stored password\u201d."
+                )
+                % {"fields": labels},
+            )
+        return cleaned
+
     def save(self, commit: bool = True) -> Route:
         route: Route = super().save(commit=False)
         if self.cleaned_data.get("clear_password"):
@@ -76,7 +115,7 @@ class RouteForm(forms.ModelForm):
 
 
 @admin.register(Route)
-class RouteAdmin(admin.ModelAdmin):
+class RouteAdmin(PlainHelpTextAdmin):
     form = RouteForm
     list_display = (
         "name",
@@ -166,13 +205,17 @@ class RouteAdmin(admin.ModelAdmin):
     @admin.action(description=_("Enable selected routes"), permissions=["change"])
     def enable_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
         count = queryset.update(enabled=True)
-        self.message_user(request, _ngettext_routes(count, "enabled"))
+        self.message_user(
+            request,
+            ngettext("%(count)d route enabled.", "%(count)d routes enabled.", count)
+            % {"count": count},
+        )
 
     @admin.action(description=_("Disable selected routes"), permissions=["change"])
     def disable_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
         count = queryset.update(enabled=False)
-        self.message_user(request, _ngettext_routes(count, "disabled"))
-
-
-def _ngettext_routes(count: int, verb: str) -> str:
-    return f"{count} route{'s' if count != 1 else ''} {verb}."
+        self.message_user(
+            request,
+            ngettext("%(count)d route disabled.", "%(count)d routes disabled.", count)
+            % {"count": count},
+        )

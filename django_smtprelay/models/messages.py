@@ -115,11 +115,50 @@ class MessageQuerySet(models.QuerySet["Message"]):
         taken_over = {pk for *_rest, pk in expired}.intersection(retry_ids)
         return fresh + retry_ids, taken_over
 
-    def cancel(self) -> int:
-        """Cancel the messages that have not been handed to a worker yet; return how many."""
-        return self.filter(status__in=(Message.Status.QUEUED, Message.Status.DEFERRED)).update(
-            status=Message.Status.CANCELLED, lease_token=None, lease_expires_at=None
+    def cancel(self, now: datetime | None = None) -> int:
+        """Cancel the messages no worker holds; return how many.
+
+        Queued and deferred messages are cancelled, and so are those whose
+        lease expired (their worker is gone); a message being sent under a live
+        lease, or already final, is left alone. Every open recipient of the
+        cancelled messages is cancelled with them, in the same transaction, so
+        no recipient stays pending under a final message.
+        """
+        now = now or timezone.now()
+        cancellable = Q(status__in=(Message.Status.QUEUED, Message.Status.DEFERRED)) | Q(
+            status=Message.Status.SENDING, lease_expires_at__lt=now
         )
+        count = 0
+        with transaction.atomic(using=self.db):
+            # Ids first: the queryset may filter on the status this changes.
+            # Messages cancelled before come too, for recipients left open.
+            ids = list(
+                self.filter(cancellable | Q(status=Message.Status.CANCELLED)).values_list(
+                    "pk", flat=True
+                )
+            )
+            messages = Message.objects.using(self.db)
+            recipients = Recipient.objects.using(self.db)
+            for start in range(0, len(ids), self.CANCEL_CHUNK):
+                chunk = ids_in(ids[start : start + self.CANCEL_CHUNK])
+                # Guarded: a message a worker claimed since the read stays out.
+                count += (
+                    messages.filter(chunk)
+                    .filter(cancellable)
+                    .update(
+                        status=Message.Status.CANCELLED, lease_token=None, lease_expires_at=None
+                    )
+                )
+                recipients.filter(
+                    message__in=messages.filter(chunk, status=Message.Status.CANCELLED).values(
+                        "pk"
+                    ),
+                    status__in=(Recipient.Status.PENDING, Recipient.Status.DEFERRED),
+                ).update(status=Recipient.Status.CANCELLED, updated_at=now)
+        return count
+
+    # Ids per statement, under every database's limit of bound parameters.
+    CANCEL_CHUNK = 5000
 
     def leased_by(self, token: uuid.UUID) -> MessageQuerySet:
         """Messages still held by the lease ``token`` (a lost lease matches nothing)."""
@@ -219,6 +258,7 @@ class Recipient(models.Model):
         DELIVERED = "delivered", _("Delivered")
         FAILED = "failed", _("Failed")
         SUPPRESSED = "suppressed", _("Suppressed")
+        CANCELLED = "cancelled", _("Cancelled")
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients")
     address = models.CharField(max_length=254)

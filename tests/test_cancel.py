@@ -1,0 +1,71 @@
+"""Cancelling: every message no worker holds, with every open recipient, in one go."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core.mail import send_mail
+from django.utils import timezone
+
+from django_smtprelay.models import Message, Recipient
+
+pytestmark = pytest.mark.django_db
+
+S, R = Message.Status, Recipient.Status
+
+
+def queue(subject: str, status: str = S.QUEUED, lease_minutes: int | None = None) -> Message:
+    send_mail(subject, "Body", "from@example.com", ["a@example.com", "b@example.com"])
+    message = Message.objects.get(subject=subject)
+    lease = {}
+    if lease_minutes is not None:
+        lease = {
+            "lease_token": uuid.uuid4(),
+            "lease_expires_at": timezone.now() + timedelta(minutes=lease_minutes),
+        }
+    Message.objects.filter(pk=message.pk).update(status=status, **lease)
+    return message
+
+
+def recipient_states(message: Message) -> list[str]:
+    return list(message.recipients.order_by("pk").values_list("status", flat=True))
+
+
+def test_cancel_gives_every_open_recipient_a_final_state_and_skips_the_held_and_final():
+    queued = queue("queued")
+    deferred = queue("deferred", S.DEFERRED)
+    deferred.recipients.filter(address="a@example.com").update(status=R.DELIVERED)
+    deferred.recipients.filter(address="b@example.com").update(status=R.DEFERRED)
+    orphaned = queue("lease expired", S.SENDING, lease_minutes=-1)
+    held = queue("being sent", S.SENDING, lease_minutes=5)
+    sent = queue("sent", S.SENT)
+    sent.recipients.update(status=R.DELIVERED)
+    held_before = Message.objects.values().get(pk=held.pk)
+
+    assert Message.objects.all().cancel() == 3
+
+    for message in (queued, orphaned):
+        row = Message.objects.get(pk=message.pk)
+        assert (row.status, row.lease_token, row.lease_expires_at) == (S.CANCELLED, None, None)
+        assert recipient_states(message) == [R.CANCELLED, R.CANCELLED]
+        assert all(r.updated_at for r in message.recipients.all())
+    assert Message.objects.get(pk=deferred.pk).status == S.CANCELLED
+    assert recipient_states(deferred) == [R.DELIVERED, R.CANCELLED]
+    assert Message.objects.values().get(pk=held.pk) == held_before
+    assert recipient_states(held) == [R.PENDING, R.PENDING]
+    assert Message.objects.get(pk=sent.pk).status == S.SENT
+    assert recipient_states(sent) == [R.DELIVERED, R.DELIVERED]
+
+
+def test_a_queryset_filtered_on_the_status_cancels_the_recipients_too():
+    deferred = queue("deferred", S.DEFERRED)
+    assert Message.objects.filter(status=S.DEFERRED).cancel() == 1
+    assert recipient_states(deferred) == [R.CANCELLED, R.CANCELLED]
+
+
+def test_recipients_left_open_under_a_message_cancelled_before_are_closed():
+    earlier = queue("cancelled before the fix", S.CANCELLED)
+    assert Message.objects.all().cancel() == 0
+    assert recipient_states(earlier) == [R.CANCELLED, R.CANCELLED]
