@@ -74,14 +74,7 @@ class RouteSpec:
     @property
     def destination(self) -> str:
         """Where the password goes (see :mod:`django_smtprelay.sealing`)."""
-        return sealing.destination(
-            kind=self.kind,
-            host=self.host,
-            port=self.port,
-            security=self.security,
-            verify_certificate=self.verify_certificate,
-            allow_plaintext_auth=self.allow_plaintext_auth,
-        )
+        return sealing.destination(**{f: getattr(self, f) for f in Route.DESTINATION_FIELDS})
 
     def login_password(self) -> str:
         """The password to log in with, opened now.

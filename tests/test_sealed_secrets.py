@@ -130,7 +130,7 @@ def test_passwords_stored_before_sealing_are_refused_until_the_migration_binds_t
     Route.objects.filter(pk=route.pk).update(password_ciphertext=crypto.encrypt(SECRET))
     with pytest.raises(SecretDestinationError, match="before secrets were bound"):
         Route.objects.get(pk=route.pk).password  # noqa: B018
-    migration = importlib.import_module("django_smtprelay.migrations.0004_seal_route_passwords")
+    migration = importlib.import_module("django_smtprelay.migrations.0005_seal_route_passwords")
     migration.seal(apps, None)
     route = Route.objects.get(pk=route.pk)
     assert route.password == SECRET

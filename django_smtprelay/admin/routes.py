@@ -16,17 +16,6 @@ from django.utils.translation import ngettext
 from ..models import DeliveryAttempt, Route
 from .base import PlainHelpTextAdmin
 
-# What a stored password was typed for: where it is sent and how it is
-# protected on the way. Kept here until the model says it itself.
-DESTINATION_FIELDS = (
-    "kind",
-    "host",
-    "port",
-    "security",
-    "verify_certificate",
-    "allow_plaintext_auth",
-)
-
 
 class RouteForm(forms.ModelForm):
     password = forms.CharField(
@@ -78,7 +67,7 @@ class RouteForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        changed = [name for name in DESTINATION_FIELDS if name in self.changed_data]
+        changed = [name for name in Route.DESTINATION_FIELDS if name in self.changed_data]
         # A blank box keeps the stored password, which must not follow a
         # destination (or transport security) it was not typed for.
         if (

@@ -21,6 +21,17 @@ from ..validators import (
 class Route(models.Model):
     """One way out: an SMTP smarthost (later: an ESP API, or direct MX)."""
 
+    #: What a stored password is sealed to: where it is sent and how it is
+    #: protected on the way (see :mod:`django_smtprelay.sealing`).
+    DESTINATION_FIELDS = (
+        "kind",
+        "host",
+        "port",
+        "security",
+        "verify_certificate",
+        "allow_plaintext_auth",
+    )
+
     class Kind(models.TextChoices):
         SMTP = "smtp", _("SMTP relay")
 
@@ -157,14 +168,7 @@ class Route(models.Model):
     @property
     def destination(self) -> str:
         """Where the password goes: it is sealed to this and refused anywhere else."""
-        return sealing.destination(
-            kind=self.kind,
-            host=self.host,
-            port=self.port,
-            security=self.security,
-            verify_certificate=self.verify_certificate,
-            allow_plaintext_auth=self.allow_plaintext_auth,
-        )
+        return sealing.destination(**{f: getattr(self, f) for f in self.DESTINATION_FIELDS})
 
     @property
     def password(self) -> str:

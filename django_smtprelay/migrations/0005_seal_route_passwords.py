@@ -53,6 +53,6 @@ def unseal(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("django_smtprelay", "0003_message_status_index")]
+    dependencies = [("django_smtprelay", "0004_recipient_status_cancelled")]
 
     operations = [migrations.RunPython(seal, unseal, elidable=True)]
