@@ -57,10 +57,15 @@ def require_postgresql() -> None:
         pytest.skip(f"{message}; {ENABLE}")
 
 
+def on_test_database() -> bool:
+    settings = connection.settings_dict
+    return settings["NAME"] == settings["TEST"]["NAME"]
+
+
 def assert_test_database() -> None:
     """Guard for fixtures that reach the database outside pytest-django's own setup."""
     settings = connection.settings_dict
-    assert settings["NAME"] == settings["TEST"]["NAME"], (
+    assert on_test_database(), (
         f"connected to {settings['NAME']!r}, not the test database {settings['TEST']['NAME']!r}"
     )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -20,6 +19,7 @@ from tests.faults.harness import (
     assert_test_database,
     delivered,
     leases_expired,
+    on_test_database,
     only,
     queue,
     reliability,
@@ -52,52 +52,56 @@ class Killed:
     attempts: dict[str, list[bool]]  # Message-ID -> possible_duplicate of each attempt, in order
 
 
+def kill_and_recover(relay: SMTPTestServer, workers: Workers) -> Killed:
+    """Queue, start a worker, SIGKILL it mid-batch, let the lease run out, start another."""
+    assert_test_database()
+    add_route(relay)
+    by_id = queue(MESSAGES, "killed")
+    first = workers.start(**WORKER)
+    wait_until(lambda: len(relay.messages) >= KILL_AFTER, 30, "the first deliveries")
+    first.kill()
+    accepted_at_kill = delivered(relay)
+    sending = Message.objects.filter(status=Message.Status.SENDING)
+    held_at_kill = set(sending.values_list("message_id", flat=True))
+    sent_at_kill = sent_ids()
+    wait_until(leases_expired, 10, "the killed worker's lease to run out")
+    second = workers.start(**WORKER)
+    result = second.finish(timeout=60)
+    assert result["returncode"] == 0, (result, second.stderr())
+    attempts: dict[str, list[bool]] = {}
+    for mid, dup in DeliveryAttempt.objects.order_by("started_at", "pk").values_list(
+        "message__message_id", "possible_duplicate"
+    ):
+        attempts.setdefault(mid, []).append(dup)
+    return Killed(
+        by_id,
+        held_at_kill,
+        accepted_at_kill,
+        sent_at_kill,
+        delivered(relay),
+        statuses(),
+        attempts,
+    )
+
+
 @pytest.fixture(scope="module")
 def killed(
     django_db_setup: None, django_db_blocker, tls_certs, tmp_path_factory
 ) -> Iterator[Killed]:
     require_postgresql()
-    logs: Path = tmp_path_factory.mktemp("killed")
     relay = SMTPTestServer(tls_certs=tls_certs, dot_delay=0.01).start()
-    workers = Workers(logs)
+    workers = Workers(tmp_path_factory.mktemp("killed"))
     try:
         with django_db_blocker.unblock():
-            assert_test_database()
-            add_route(relay)
-            by_id = queue(MESSAGES, "killed")
-            first = workers.start(**WORKER)
-            wait_until(lambda: len(relay.messages) >= KILL_AFTER, 30, "the first deliveries")
-            first.kill()
-            accepted_at_kill = delivered(relay)
-            held_at_kill = set(
-                Message.objects.filter(status=Message.Status.SENDING).values_list(
-                    "message_id", flat=True
-                )
-            )
-            sent_at_kill = sent_ids()
-            wait_until(leases_expired, 10, "the killed worker's lease to run out")
-            second = workers.start(**WORKER)
-            result = second.finish(timeout=60)
-            assert result["returncode"] == 0, (result, second.stderr())
-            attempts: dict[str, list[bool]] = {}
-            for mid, dup in DeliveryAttempt.objects.order_by("started_at", "pk").values_list(
-                "message__message_id", "possible_duplicate"
-            ):
-                attempts.setdefault(mid, []).append(dup)
-            yield Killed(
-                by_id,
-                held_at_kill,
-                accepted_at_kill,
-                sent_at_kill,
-                delivered(relay),
-                statuses(),
-                attempts,
-            )
-            Message.objects.all().delete()
-            Route.objects.all().delete()
+            seen = kill_and_recover(relay, workers)
+        yield seen
     finally:
         workers.stop_all()
         relay.stop()
+        with django_db_blocker.unblock():
+            if on_test_database():
+                Message.objects.all().delete()
+                Route.objects.all().delete()
 
 
 def test_a_killed_worker_leaves_its_batch_mid_way(killed: Killed):
