@@ -195,6 +195,13 @@ def delivered(server: SMTPTestServer) -> Counter[str]:
     return Counter(str(parser.parsebytes(m.data)["Message-ID"]).strip() for m in server.messages)
 
 
+def settled(relay: SMTPTestServer) -> Counter[str]:
+    """The relay's log once the worker's connections are gone: a reply held back by the
+    relay when the worker died would otherwise be logged after it was read."""
+    wait_until(lambda: relay.open_connections == 0, 10, "the relay to see the worker go")
+    return delivered(relay)
+
+
 def sent_ids() -> set[str]:
     sent = Message.objects.filter(status=Message.Status.SENT)
     return set(sent.values_list("message_id", flat=True))

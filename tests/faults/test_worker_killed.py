@@ -25,6 +25,7 @@ from tests.faults.harness import (
     reliability,
     require_postgresql,
     sent_ids,
+    settled,
     statuses,
     wait_until,
 )
@@ -60,7 +61,7 @@ def kill_and_recover(relay: SMTPTestServer, workers: Workers) -> Killed:
     first = workers.start(**WORKER)
     wait_until(lambda: len(relay.messages) >= KILL_AFTER, 30, "the first deliveries")
     first.kill()
-    accepted_at_kill = delivered(relay)
+    accepted_at_kill = settled(relay)
     sending = Message.objects.filter(status=Message.Status.SENDING)
     held_at_kill = set(sending.values_list("message_id", flat=True))
     sent_at_kill = sent_ids()
