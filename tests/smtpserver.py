@@ -82,6 +82,11 @@ class SMTPTestServer:
             return self._counts["transactions"]
 
     @property
+    def open_connections(self) -> int:
+        """Client connections not closed yet: while there are any, more may be recorded."""
+        return len(self._connections)
+
+    @property
     def errors(self) -> list[str]:
         """Unexpected server-side exceptions; a healthy test expects none."""
         with self._cond:
