@@ -23,7 +23,6 @@ LEASE = 2  # seconds
 DOT_DELAY = 4.0  # the relay's answer to the final dot: twice the lease
 
 
-@pytest.mark.xfail(strict=True, reason="item 11: lease not renewed while a slow relay works")
 def test_a_session_outliving_its_lease_keeps_its_messages(smtp_server, workers):
     relay = smtp_server(dot_delay=DOT_DELAY)
     add_route(relay)

@@ -52,7 +52,6 @@ class TakeOverBeforeResults:
             connection.close()
 
 
-@pytest.mark.xfail(strict=True, reason="item 10: result writes not conditional on the lease token")
 def test_a_stale_result_write_leaves_the_new_claim_alone(smtp_server):
     relay = smtp_server()
     add_route(relay)

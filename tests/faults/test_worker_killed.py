@@ -134,7 +134,6 @@ def test_after_a_kill_every_message_is_delivered_and_only_in_flight_ones_twice(k
     )
 
 
-@pytest.mark.xfail(strict=True, reason="item 12: resend after lease takeover not yet flagged")
 def test_resends_after_a_lease_takeover_are_flagged_possible_duplicates(killed: Killed):
     twice = {mid for mid, n in killed.counts.items() if n > 1}
     unflagged = {mid for mid in twice if not killed.attempts[mid][-1]}
