@@ -24,6 +24,7 @@ from ..models import Route
 from ..replies import Outcome, Stage, Verdict, classify, classify_exception, parse_enhanced
 from ..routing import RouteSpec
 from .base import Envelope, RecipientResult, Reply, SendResult, TransportError
+from .sevenbit import SevenBitError, to_seven_bit
 
 _DOT_STUFF = re.compile(rb"^\.", re.MULTILINE)
 
@@ -145,6 +146,10 @@ class SMTPTransport:
         # message's content; its replies are read when it is sent.
         self._announced: Envelope | None = None
         self._meanwhile: Callable[[], None] | None = None
+        # The last message made 7-bit for a relay without 8BITMIME, and its
+        # 7-bit form (or why it has none): the message announced with
+        # ``following`` is converted once, when its commands go out.
+        self._seven_bit: tuple[Envelope, Envelope | str] | None = None
 
     def __repr__(self) -> str:
         return f"<SMTPTransport {self.route.name} {self.route.host}:{self.route.port}>"
@@ -270,22 +275,24 @@ class SMTPTransport:
             self.close()  # the relay drops the announced transaction
             raise RuntimeError("send() after following=X must send X (or close the session)")
         announced, self._announced = pending is not None, None
-        too_large = self._too_large(conn, envelope)
+        wire = self._wire_form(conn, envelope)
+        if isinstance(wire, str):
+            return self._not_for_this_relay(envelope, wire)
+        too_large = self._too_large(conn, wire)
         if too_large:
             # The relay said (EHLO SIZE) it would refuse this: another route may take it.
-            verdict = Verdict(Outcome.ROUTE_FAULT, too_large, if_last_route=Outcome.PERMANENT)
-            reply = Reply(stage=Stage.MAIL, text=too_large)
-            return SendResult(
-                verdict, reply, [RecipientResult(a, verdict, reply) for a in envelope.recipients]
-            )
-        tx = _Transaction(envelope)
+            return self._not_for_this_relay(envelope, too_large)
+        tx = _Transaction(wire)
         try:
             if announced or self._can_pipeline(conn, envelope):
-                if following is not None and (
-                    not self._can_pipeline(conn, following) or self._too_large(conn, following)
+                next_wire = self._wire_form(conn, following) if following is not None else None
+                if not isinstance(next_wire, Envelope) or (
+                    not self._can_pipeline(conn, next_wire) or self._too_large(conn, next_wire)
                 ):
-                    following = None
-                early = self._exchange_pipelined(conn, tx, announced, following)
+                    following = next_wire = None
+                early = self._exchange_pipelined(conn, tx, announced, next_wire)
+                if self._announced is not None:
+                    self._announced = following  # the caller's object: send() checks it
             else:
                 early = self._exchange(conn, tx)
             if early is not None:
@@ -305,6 +312,37 @@ class SMTPTransport:
             tx.results[address] = RecipientResult(address, tx.verdict, tx.reply)
         ordered = [tx.results[a] for a in envelope.recipients]
         return SendResult(tx.verdict, tx.reply, ordered)
+
+    def _wire_form(self, conn: _SMTP, envelope: Envelope) -> Envelope | str:
+        """The envelope as it goes to this relay, or why this relay cannot take it.
+
+        8-bit data goes out as it is only to a relay that offered 8BITMIME;
+        for any other it is made 7-bit (RFC 6152), on this cold path only.
+        """
+        if envelope.data.isascii() or conn.has_extn("8bitmime"):
+            return envelope
+        cached = self._seven_bit
+        if cached is not None and cached[0] is envelope:
+            return cached[1]
+        wire: Envelope | str
+        try:
+            # DKIM signing, when added, must happen after this: it changes the body.
+            data = to_seven_bit(envelope.data)
+        except SevenBitError as exc:
+            wire = f"the relay does not offer 8BITMIME and {exc}"
+        else:
+            wire = Envelope(envelope.sender, envelope.recipients, data)
+        self._seven_bit = (envelope, wire)
+        return wire
+
+    @staticmethod
+    def _not_for_this_relay(envelope: Envelope, reason: str) -> SendResult:
+        """Refused before MAIL: another route may take it; if none is left, it fails."""
+        verdict = Verdict(Outcome.ROUTE_FAULT, reason, if_last_route=Outcome.PERMANENT)
+        reply = Reply(stage=Stage.MAIL, text=reason)
+        return SendResult(
+            verdict, reply, [RecipientResult(a, verdict, reply) for a in envelope.recipients]
+        )
 
     def _exchange(self, conn: _SMTP, tx: _Transaction) -> SendResult | None:
         """One command at a time; each reply read before the next command."""
