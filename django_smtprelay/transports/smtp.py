@@ -278,6 +278,9 @@ class SMTPTransport:
         wire = self._wire_form(conn, envelope)
         if isinstance(wire, str):
             return self._not_for_this_relay(envelope, wire)
+        needs_utf8 = self._needs_smtputf8(conn, envelope)
+        if needs_utf8:
+            return self._not_for_this_relay(envelope, needs_utf8)
         too_large = self._too_large(conn, wire)
         if too_large:
             # The relay said (EHLO SIZE) it would refuse this: another route may take it.
@@ -334,6 +337,16 @@ class SMTPTransport:
             wire = Envelope(envelope.sender, envelope.recipients, data)
         self._seven_bit = (envelope, wire)
         return wire
+
+    @staticmethod
+    def _needs_smtputf8(conn: _SMTP, envelope: Envelope) -> str:
+        """Why this relay cannot take a non-ASCII address (RFC 6531), or nothing."""
+        if envelope.sender.isascii() and all(r.isascii() for r in envelope.recipients):
+            return ""
+        if conn.has_extn("smtputf8"):
+            return ""
+        address = next(a for a in (envelope.sender, *envelope.recipients) if not a.isascii())
+        return f"the relay does not offer SMTPUTF8, which the address {address!r} needs"
 
     @staticmethod
     def _not_for_this_relay(envelope: Envelope, reason: str) -> SendResult:
@@ -459,8 +472,10 @@ class SMTPTransport:
 
     def _rset(self) -> None:
         try:
-            if self.conn is not None:
-                self.conn.rset()
+            if self.conn is not None and self.conn.rset()[0] != 250:
+                # The relay is closing (421) or lost track: the next message
+                # starts a new session rather than fail on this one.
+                self.close()
         except (OSError, smtplib.SMTPException):
             self.close()
 
