@@ -43,6 +43,13 @@ class _SMTPMixin:
     """Tracks whether the final dot went out, so a lost reply is 'uncertain'."""
 
     final_dot_sent = False
+    # Connected (for implicit TLS, with the handshake done): what fails next is the greeting.
+    connected = False
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self.connected = True
+        return sock
 
     def send_data(self, data: bytes) -> tuple[int, bytes, Stage]:
         self.final_dot_sent = False
@@ -99,6 +106,10 @@ def _classify(stage: Stage, code: int | None, text: str, enhanced: str = "") -> 
 
 def _reply(stage: Stage, code: int | None, raw: bytes | str) -> Reply:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    if code is not None and not 100 <= code <= 599:
+        # Not an SMTP reply (garbage, or cut off): smtplib's code is -1 or the
+        # digits it got, which no column can hold; the text says what came.
+        return Reply(stage=stage, text=f"unreadable reply ({code}): {text}"[:4000])
     enhanced, rest = parse_enhanced(text)
     return Reply(stage=stage, code=code, enhanced=enhanced, text=rest)
 
@@ -230,6 +241,8 @@ class SMTPTransport:
             verdict = _classify(stage, exc.smtp_code, _reply(stage, None, exc.smtp_error).text)
             raise TransportError(verdict, _reply(stage, exc.smtp_code, exc.smtp_error)) from None
         except (OSError, smtplib.SMTPException) as exc:
+            if stage == Stage.CONNECT and self.conn is not None and self.conn.connected:
+                stage = Stage.GREETING
             self.close()
             reply = Reply(stage=stage, text=_describe(exc), exception=type(exc).__name__)
             raise TransportError(classify_exception(stage, exc), reply) from None
@@ -502,6 +515,11 @@ def _describe(exc: BaseException) -> str:
         return f"TLS certificate verification failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(
+        exc.__context__, TimeoutError
+    ):
+        # smtplib turns a timeout on send or receive into a "disconnect".
+        return "timed out: the relay stopped answering (or reading)"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
