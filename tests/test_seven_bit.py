@@ -260,3 +260,22 @@ def test_a_conversion_that_changes_a_part_is_caught():
             before,
             b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n',
         )
+
+
+@pytest.mark.django_db
+def test_a_message_that_cannot_be_converted_is_not_announced_with_the_one_before(
+    smtp_server, make_route
+):
+    # In a batch, each message's commands ride with the previous content; one
+    # that this relay must refuse is never announced, and the session goes on.
+    server = smtp_server(disable_extensions=NO_8BITMIME)
+    make_route(server)
+    utf8_text().send()
+    refused = queue_raw(RAW_8BIT_HEADER)
+    html_alternative().send()
+    DeliveryEngine().run()
+    refused.refresh_from_db()
+    assert refused.status == Message.Status.FAILED
+    assert len(server.messages) == 2 and server.transactions == 2
+    assert server.sessions == 1
+    assert all(m.data.isascii() for m in server.messages)
