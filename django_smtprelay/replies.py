@@ -11,7 +11,8 @@ How a reply is read:
    disagrees with the basic code on the class, it wins: ``550 4.2.2`` is
    temporary and ``450 5.1.1`` is permanent. That class is "the class" below.
 2. No reply at all is a route fault, or ``uncertain`` after the final dot. 2xx
-   and 3xx are accepted. A code outside 200-599 is a broken relay.
+   and 3xx are accepted. A code outside 200-599 is a broken relay, and
+   ``uncertain`` after the final dot (the relay may have taken the message).
 3. Then :data:`RULES` is tried in order and the first match decides. The order
    is from the most specific cause to the most general:
 
@@ -23,6 +24,8 @@ How a reply is read:
    - relaying denied and senders the relay account may not use;
    - split the transaction for "too many recipients", then the recipient's
      address (x.1.1, x.1.10, ...) and mailbox (x.2.1), which win over 500-504;
+   - 500-504 after the final dot concern the message: it fails once no other
+     route is left; anywhere else they are a protocol error, a route fault;
    - greylisting, mailbox full, message too large, content rejection;
    - the defaults: 4xx is transient, 5xx at MAIL is the route's sender
      problem, any other 5xx is permanent.
@@ -228,6 +231,11 @@ RULES: tuple[Rule, ...] = (
          enhanced=_re(r"[45]\.1\.(?:1|2|3|6|10)$")),
     Rule("mailbox_unavailable", _BY_CLASS, "the recipient's mailbox is disabled or not taking mail",
          stages=frozenset({Stage.RCPT, Stage.DOT}), enhanced=_re(r"[45]\.2\.1$")),
+    # After the final dot, a syntax error concerns the message itself (a line
+    # too long, say): another route may take it, but if every route refuses,
+    # retrying until the lifetime ends cannot help.
+    Rule("message_refused", RF, "the relay refused the message's form",
+         stages=frozenset({Stage.DOT}), codes=range(500, 505), last_by_class=True),
     Rule("protocol_error", RF, "the relay did not understand us", codes=range(500, 505)),
     Rule("greylisted", TR, "greylisted: retry later through the same route", codes=(450, 451),
          stages=_MESSAGE, classes="4", same_route=True,
@@ -277,6 +285,10 @@ def classify(
             return Verdict(Outcome.UNCERTAIN, "no reply to the final dot", session_over=True)
         return Verdict(RF, f"no reply at {stage}", session_over=True, if_last_route=TR)
     if not 200 <= code <= 599:
+        if stage is Stage.DOT:
+            return Verdict(
+                Outcome.UNCERTAIN, f"unreadable reply to the final dot ({code})", session_over=True
+            )
         return Verdict(RF, f"unreadable reply at {stage} ({code})", if_last_route=TR)
     klass = enhanced[0] if enhanced[:1] in ("4", "5") else str(code)[0]
     rule = next(r for r in RULES if r.matches(stage, code, klass, enhanced, text or ""))
@@ -315,6 +327,10 @@ def classify_exception(
     may have the message: losing the connection now is uncertain, not a fault.
     """
     stage = Stage(stage)
+    if _reply_line_too_long(exc):
+        # smtplib's own "500 Line too long." for a reply line over 8 KiB: the
+        # relay's reply is broken, not a refusal.
+        return classify(stage, -1, "a reply line longer than smtplib reads")
     if isinstance(exc, smtplib.SMTPResponseException):
         reply = exc.smtp_error
         if isinstance(reply, bytes):
@@ -329,6 +345,10 @@ def classify_exception(
         reason = f"TLS certificate not trusted: {getattr(exc, 'verify_message', '') or exc}"
     elif isinstance(exc, ssl.SSLError):
         reason = f"TLS failed at {stage} ({detail})"
+    elif isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(
+        exc.__context__, TimeoutError
+    ):
+        reason = f"timed out at {stage}"  # smtplib reports a read timeout as a disconnect
     elif isinstance(exc, smtplib.SMTPServerDisconnected):
         reason = f"the relay closed the connection at {stage}"
     elif isinstance(exc, smtplib.SMTPNotSupportedError):
@@ -342,3 +362,12 @@ def classify_exception(
     else:
         reason = f"connection failed at {stage} ({detail})"
     return Verdict(RF, reason, session_over=True, if_last_route=TR)
+
+
+def _reply_line_too_long(exc: BaseException) -> bool:
+    # Replies from the relay carry bytes; this one is made by smtplib (a str).
+    return (
+        isinstance(exc, smtplib.SMTPResponseException)
+        and exc.smtp_code == 500
+        and exc.smtp_error == "Line too long."
+    )

@@ -66,6 +66,7 @@ class ServerOptions:
     greeting_times: int | None = None
     ehlo_reply: str | None = None
     ehlo_reply_times: int | None = None
+    ehlo_reply_tls: str | None = None  # the reply to EHLO once TLS is on
     helo_reply: str | None = None
     helo_reply_times: int | None = None
     starttls_reply: str | None = None
@@ -83,6 +84,9 @@ class ServerOptions:
     drop_after_dot: bool = False  # read the data and final dot, then close without replying
     drop_after_dot_times: int | None = None
     dot_delay: float = 0.0  # seconds before the end-of-data reply
+    rset_reply: str | None = None
+    rset_reply_times: int | None = None
+    drop_on_rset: bool = False  # close without replying to RSET
 
     def __post_init__(self) -> None:
         if self.host not in LOOPBACK:
@@ -114,6 +118,8 @@ class ScriptedHandler:
         self, server: ScriptedSMTP, session: Session, envelope: Envelope, hostname: str, responses
     ) -> list[str]:
         reply = self._take("ehlo", self.options.ehlo_reply, self.options.ehlo_reply_times)
+        if server.is_tls and self.options.ehlo_reply_tls is not None:
+            reply = self.options.ehlo_reply_tls
         if reply is not None:
             if reply.startswith("2"):
                 session.host_name = hostname
@@ -276,6 +282,16 @@ class ScriptedSMTP(SMTP):
                 await self.push(reply)
                 return
         await super().smtp_DATA(arg)
+
+    async def smtp_RSET(self, arg: str) -> None:
+        opts = self.owner.options
+        if opts.drop_on_rset:
+            self.drop()
+        reply = self.owner._take("rset", opts.rset_reply, opts.rset_reply_times)
+        if reply is not None and not arg:
+            await self.push(reply)
+            return
+        await super().smtp_RSET(arg)
 
     def close(self) -> None:
         """Close the connection, including the plain socket under a STARTTLS layer."""

@@ -576,8 +576,68 @@ def test_unresolvable_relay_host():
         ),
         (smtplib.SMTPDataError(550, b"5.7.1 Message rejected as spam"), True, P),
         (smtplib.SMTPDataError(421, b"4.3.0 Temporary System Problem"), True, T),
-        (smtplib.SMTPResponseException(-1, b"garbled"), False, RF),
+        # A garbled reply to the dot may hide an acceptance.
+        (smtplib.SMTPResponseException(-1, b"garbled"), False, U),
     ],
 )
 def test_smtplib_errors_with_a_reply_are_classified_as_that_reply(exc, after_dot, outcome):
     assert classify_exception(Stage.DOT, exc, after_dot=after_dot).outcome is outcome
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "5.5.2 Line too long",
+        "5.5.2 Message line too long",
+        "5.5.4 Syntax error in message",
+        "5.5.1 Bad sequence of commands",
+        "5.5.4 Command parameter not implemented",
+    ],
+)
+@pytest.mark.parametrize("code", [500, 501, 503, 504])
+def test_a_syntax_refusal_after_the_dot_fails_the_message_once_no_route_is_left(code, text):
+    verdict = classify(Stage.DOT, code, text)
+    assert verdict.outcome is RF  # another route may take it
+    assert verdict.final_outcome(other_route_left=False) is P
+    assert verdict.rule == "message_refused"
+    assert str(code) in verdict.reason
+
+
+@pytest.mark.parametrize("stage", [Stage.MAIL, Stage.RCPT, Stage.DATA])
+def test_a_syntax_refusal_before_the_dot_stays_a_protocol_error(stage):
+    # Before the message's content, a 500-504 is about our commands or the
+    # relay, not the message: deferred when no route is left.
+    verdict = classify(stage, 500, "5.5.2 Syntax error, command unrecognized")
+    assert verdict.rule in ("protocol_error", "sender_refused")
+    assert verdict.final_outcome(other_route_left=False) is T
+
+
+def test_a_temporary_enhanced_code_after_the_dot_stays_transient_on_the_last_route():
+    verdict = classify(Stage.DOT, 500, "4.3.0 Line too long, try later")
+    assert verdict.final_outcome(other_route_left=False) is T
+
+
+def test_an_unreadable_reply_to_the_final_dot_is_uncertain():
+    # The relay may have taken the message: retried on the same route, flagged.
+    verdict = classify(Stage.DOT, -1, "HTTP/1.1 400 Bad Request")
+    assert (verdict.outcome, verdict.session_over) == (U, True)
+    assert classify(Stage.DOT, 25, "").outcome is U  # a reply cut off after two digits
+
+
+def test_an_overlong_reply_line_is_unreadable_not_a_refusal_of_the_message():
+    # smtplib makes up "500 Line too long." for a reply line over 8 KiB.
+    exc = smtplib.SMTPResponseException(500, "Line too long.")
+    assert classify_exception(Stage.DOT, exc, after_dot=True).outcome is U
+    before = classify_exception(Stage.RCPT, exc)
+    assert (before.outcome, before.final_outcome(other_route_left=False)) == (RF, T)
+    assert "unreadable" in before.reason
+
+
+def test_a_read_timeout_reported_as_a_disconnect_says_it_timed_out():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        conn = smtplib.SMTP(timeout=0.05)
+        exc = _raised(lambda: conn.connect(*server.getsockname()))
+    assert isinstance(exc, smtplib.SMTPServerDisconnected)
+    assert classify_exception(Stage.GREETING, exc).reason == "timed out at greeting"

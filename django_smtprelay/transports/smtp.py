@@ -28,6 +28,7 @@ from ..models import Route
 from ..replies import Outcome, Stage, Verdict, classify, classify_exception, parse_enhanced
 from ..routing import RouteSpec
 from .base import Envelope, RecipientResult, Reply, SendResult, TransportError
+from .sevenbit import SevenBitError, to_seven_bit
 
 _DOT_STUFF = re.compile(rb"^\.", re.MULTILINE)
 
@@ -46,6 +47,13 @@ class _SMTPMixin:
     """Tracks whether the final dot went out, so a lost reply is 'uncertain'."""
 
     final_dot_sent = False
+    # Connected (for implicit TLS, with the handshake done): what fails next is the greeting.
+    connected = False
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self.connected = True
+        return sock
 
     def send_data(self, data: bytes) -> tuple[int, bytes, Stage]:
         self.final_dot_sent = False
@@ -148,6 +156,10 @@ def _classify(stage: Stage, code: int | None, text: str, enhanced: str = "") -> 
 
 def _reply(stage: Stage, code: int | None, raw: bytes | str) -> Reply:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    if code is not None and not 100 <= code <= 599:
+        # Not an SMTP reply (garbage, or cut off): smtplib's code is -1 or the
+        # digits it got, which no column can hold; the text says what came.
+        return Reply(stage=stage, text=f"unreadable reply ({code}): {text}"[:4000])
     enhanced, rest = parse_enhanced(text)
     return Reply(stage=stage, code=code, enhanced=enhanced, text=rest)
 
@@ -195,6 +207,10 @@ class SMTPTransport:
         # message's content; its replies are read when it is sent.
         self._announced: Envelope | None = None
         self._meanwhile: Callable[[], None] | None = None
+        # The last message made 7-bit for a relay without 8BITMIME, and its
+        # 7-bit form (or why it has none): the message announced with
+        # ``following`` is converted once, when its commands go out.
+        self._seven_bit: tuple[Envelope, Envelope | str] | None = None
 
     def __repr__(self) -> str:
         return f"<SMTPTransport {self.route.name} {self.route.host}:{self.route.port}>"
@@ -276,6 +292,8 @@ class SMTPTransport:
             verdict = _classify(stage, exc.smtp_code, _reply(stage, None, exc.smtp_error).text)
             raise TransportError(verdict, _reply(stage, exc.smtp_code, exc.smtp_error)) from None
         except (OSError, smtplib.SMTPException) as exc:
+            if stage == Stage.CONNECT and self.conn is not None and self.conn.connected:
+                stage = Stage.GREETING
             self.close()
             reply = Reply(stage=stage, text=_describe(exc), exception=type(exc).__name__)
             raise TransportError(classify_exception(stage, exc), reply) from None
@@ -332,22 +350,27 @@ class SMTPTransport:
             self.close()  # the relay drops the announced transaction
             raise RuntimeError("send() after following=X must send X (or close the session)")
         announced, self._announced = pending is not None, None
-        too_large = self._too_large(conn, envelope)
+        wire = self._wire_form(conn, envelope)
+        if isinstance(wire, str):
+            return self._not_for_this_relay(envelope, wire)
+        needs_utf8 = self._needs_smtputf8(conn, envelope)
+        if needs_utf8:
+            return self._not_for_this_relay(envelope, needs_utf8)
+        too_large = self._too_large(conn, wire)
         if too_large:
             # The relay said (EHLO SIZE) it would refuse this: another route may take it.
-            verdict = Verdict(Outcome.ROUTE_FAULT, too_large, if_last_route=Outcome.PERMANENT)
-            reply = Reply(stage=Stage.MAIL, text=too_large)
-            return SendResult(
-                verdict, reply, [RecipientResult(a, verdict, reply) for a in envelope.recipients]
-            )
-        tx = _Transaction(envelope)
+            return self._not_for_this_relay(envelope, too_large)
+        tx = _Transaction(wire)
         try:
             if announced or self._can_pipeline(conn, envelope):
-                if following is not None and (
-                    not self._can_pipeline(conn, following) or self._too_large(conn, following)
+                next_wire = self._wire_form(conn, following) if following is not None else None
+                if not isinstance(next_wire, Envelope) or (
+                    not self._can_pipeline(conn, next_wire) or self._too_large(conn, next_wire)
                 ):
-                    following = None
-                early = self._exchange_pipelined(conn, tx, announced, following)
+                    following = next_wire = None
+                early = self._exchange_pipelined(conn, tx, announced, next_wire)
+                if self._announced is not None:
+                    self._announced = following  # the caller's object: send() checks it
             else:
                 early = self._exchange(conn, tx)
             if early is not None:
@@ -367,6 +390,47 @@ class SMTPTransport:
             tx.results[address] = RecipientResult(address, tx.verdict, tx.reply)
         ordered = [tx.results[a] for a in envelope.recipients]
         return SendResult(tx.verdict, tx.reply, ordered)
+
+    def _wire_form(self, conn: _SMTP, envelope: Envelope) -> Envelope | str:
+        """The envelope as it goes to this relay, or why this relay cannot take it.
+
+        8-bit data goes out as it is only to a relay that offered 8BITMIME;
+        for any other it is made 7-bit (RFC 6152), on this cold path only.
+        """
+        if envelope.data.isascii() or conn.has_extn("8bitmime"):
+            return envelope
+        cached = self._seven_bit
+        if cached is not None and cached[0] is envelope:
+            return cached[1]
+        wire: Envelope | str
+        try:
+            # DKIM signing, when added, must happen after this: it changes the body.
+            data = to_seven_bit(envelope.data)
+        except SevenBitError as exc:
+            wire = f"the relay does not offer 8BITMIME and {exc}"
+        else:
+            wire = Envelope(envelope.sender, envelope.recipients, data)
+        self._seven_bit = (envelope, wire)
+        return wire
+
+    @staticmethod
+    def _needs_smtputf8(conn: _SMTP, envelope: Envelope) -> str:
+        """Why this relay cannot take a non-ASCII address (RFC 6531), or nothing."""
+        if envelope.sender.isascii() and all(r.isascii() for r in envelope.recipients):
+            return ""
+        if conn.has_extn("smtputf8"):
+            return ""
+        address = next(a for a in (envelope.sender, *envelope.recipients) if not a.isascii())
+        return f"the relay does not offer SMTPUTF8, which the address {address!r} needs"
+
+    @staticmethod
+    def _not_for_this_relay(envelope: Envelope, reason: str) -> SendResult:
+        """Refused before MAIL: another route may take it; if none is left, it fails."""
+        verdict = Verdict(Outcome.ROUTE_FAULT, reason, if_last_route=Outcome.PERMANENT)
+        reply = Reply(stage=Stage.MAIL, text=reason)
+        return SendResult(
+            verdict, reply, [RecipientResult(a, verdict, reply) for a in envelope.recipients]
+        )
 
     def _exchange(self, conn: _SMTP, tx: _Transaction) -> SendResult | None:
         """One command at a time; each reply read before the next command."""
@@ -483,8 +547,10 @@ class SMTPTransport:
 
     def _rset(self) -> None:
         try:
-            if self.conn is not None:
-                self.conn.rset()
+            if self.conn is not None and self.conn.rset()[0] != 250:
+                # The relay is closing (421) or lost track: the next message
+                # starts a new session rather than fail on this one.
+                self.close()
         except (OSError, smtplib.SMTPException):
             self.close()
 
@@ -511,6 +577,11 @@ def _describe(exc: BaseException) -> str:
         return f"TLS certificate verification failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(
+        exc.__context__, TimeoutError
+    ):
+        # smtplib turns a timeout on send or receive into a "disconnect".
+        return "timed out: the relay stopped answering (or reading)"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
