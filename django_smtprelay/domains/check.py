@@ -161,7 +161,7 @@ def _route_findings(
             )
             if route.spf_include and lookups is not None and result.envelope_domain == domain:
                 added = lookups_added_by_include(route.spf_include, resolver)
-                if lookups.total + added > spf_audit.MAX_LOOKUPS:
+                if added is not None and lookups.total + added > spf_audit.MAX_LOOKUPS:
                     found.append(
                         finding(
                             "spf.include_would_exceed_limit",

@@ -57,6 +57,18 @@ _CATALOGUE: dict[str, tuple] = {
         "More than 2 SPF lookups find nothing (permerror).",
         "Remove the terms that point at names without records.",
     ),
+    "spf.too_many_names": _s(
+        ERROR,
+        True,
+        "An mx term names more than 10 mail hosts (permerror).",
+        "Point the mx term at a domain with at most 10 MX hosts, or use ip4/ip6 ranges.",
+    ),
+    "spf.include_error": _s(
+        ERROR,
+        True,
+        "An included or redirected SPF record is itself an error (permerror).",
+        "Remove the include, or have its owner fix the record shown.",
+    ),
     "spf.include_not_found": _s(
         ERROR,
         True,
