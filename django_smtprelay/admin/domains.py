@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from ..domains.check import check_sender_domain
+from ..domains.refresh import check_and_save
 from ..domains.resolver import Resolver, clear_cache
 from ..models import SenderDomain
 
@@ -92,7 +92,7 @@ class SenderDomainAdmin(admin.ModelAdmin):
         resolver = Resolver()
         failing = 0
         for sender_domain in queryset:
-            failing += check_sender_domain(sender_domain, resolver=resolver).failing
+            failing += check_and_save(sender_domain, resolver=resolver).failing
         count = len(queryset)
         self.message_user(
             request,
@@ -126,7 +126,7 @@ class SenderDomainAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
         clear_cache()
-        report = check_sender_domain(obj)
+        report = check_and_save(obj)
         self.message_user(
             request,
             _("Checked %(domain)s: %(verdict)s.")

@@ -141,6 +141,21 @@ _CATALOGUE: dict[str, tuple] = {
         "SPF could not be checked (DNS timeout or server failure).",
         "Nothing to change in the zone yet; check again later or check the nameservers.",
     ),
+    # The check itself
+    "check.incomplete": _s(
+        UNKNOWN,
+        False,
+        "The check stopped early: its DNS query or time budget ran out.",
+        "Findings shown are those made before it stopped. Check the zone for very "
+        "wide or slow records; raise DOMAIN_CHECK_MAX_QUERIES or DOMAIN_CHECK_TIMEOUT "
+        "if they are legitimate.",
+    ),
+    "check.error": _s(
+        UNKNOWN,
+        False,
+        "The check failed with an unexpected error; the other domains were checked.",
+        "The error is logged with its traceback; report it with the domain's records.",
+    ),
     # DMARC (RFC 7489; DMARCbis tree walk)
     "dmarc.missing": _s(
         ERROR,
