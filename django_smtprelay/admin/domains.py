@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -122,7 +128,10 @@ class SenderDomainAdmin(admin.ModelAdmin):
         """POST: check one domain now and come back to its page."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        obj = get_object_or_404(SenderDomain, pk=object_id)
+        # get_object() answers None for an id that is malformed or unknown alike.
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404(_("No sending domain with the id %(id)r.") % {"id": object_id})
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
         clear_cache()
