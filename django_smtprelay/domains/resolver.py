@@ -199,6 +199,8 @@ class Resolver:
         lifetime = self.resolver.lifetime
         if self.budget is not None:
             lifetime = min(lifetime, self.budget.spend(name, rdtype))
+        # A timeout that only the budget cut short says nothing about the name.
+        cut_short = lifetime < self.resolver.lifetime
         self.queries += 1
         try:
             answer = self.resolver.resolve(name, rdtype, search=False, lifetime=lifetime)
@@ -211,7 +213,7 @@ class Resolver:
         except (dns.name.NameTooLong, dns.name.EmptyLabel, dns.name.LabelTooLong) as exc:
             raise DNSMissing(name, rdtype, f"invalid name ({exc})") from exc
         except dns.exception.Timeout as exc:
-            if self.budget is not None and self.budget.remaining() <= 0:
+            if self.budget is not None and cut_short:
                 limit = f"time budget of {self.budget.seconds:g}s"
                 raise self.budget.run_out(name, rdtype, limit) from exc
             raise self._fail(key, "timed out") from exc
