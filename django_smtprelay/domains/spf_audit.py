@@ -2,9 +2,11 @@
 
 :func:`spf.check_host` answers for one IP; this module looks at the record as a
 whole: syntax, duplicates, the ``all`` term, and the worst case of the RFC 7208
-limits (10 lookups, 2 void lookups) over every branch of nested includes. A
-receiver stops at the first match, so a record over the limit can pass for one
-sender and fail for the next; counting every branch finds that before they do.
+limits (10 lookups, 2 void lookups, 10 MX names) over every branch of nested
+includes. A receiver stops at the first match, so a record over the limit can
+pass for one sender and fail for the next; counting every branch finds that
+before they do. The walk itself stops where the first limit is crossed: the
+zones it reads are the sender's, and may be built to make it run forever.
 """
 
 from __future__ import annotations
