@@ -61,6 +61,10 @@ DEFAULTS: dict[str, Any] = {
     "DNS_NAMESERVERS": None,
     "DNS_TIMEOUT": 5.0,
     "DNS_CACHE_SECONDS": 300,
+    # What one domain's check may spend: DNS queries actually sent, and seconds
+    # in all. Past either, the check ends with a "check.incomplete" finding.
+    "DOMAIN_CHECK_MAX_QUERIES": 500,
+    "DOMAIN_CHECK_TIMEOUT": 60.0,
     # Route health (django_smtprelay.health). Circuit breakers, rate limits and
     # health scores share state through this cache. LocMemCache is per process:
     # fine for one worker; with several workers use Redis (or another shared cache).
@@ -229,6 +233,16 @@ class AppSettings:
     def dns_cache_seconds(self) -> int:
         """How long DNS answers are reused."""
         return int(_number("DNS_CACHE_SECONDS"))
+
+    @property
+    def domain_check_max_queries(self) -> int:
+        """DNS queries one domain's check may send before it stops as incomplete."""
+        return int(_number("DOMAIN_CHECK_MAX_QUERIES", minimum=1))
+
+    @property
+    def domain_check_timeout(self) -> float:
+        """Seconds one domain's check may take in all, every lookup included."""
+        return float(_number("DOMAIN_CHECK_TIMEOUT", minimum=0.01))
 
     @property
     def cache_alias(self) -> str:

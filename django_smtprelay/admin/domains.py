@@ -5,16 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from ..domains.check import check_sender_domain
+from ..domains.refresh import check_and_save
 from ..domains.resolver import Resolver, clear_cache
 from ..models import SenderDomain
 from .base import PlainHelpTextAdmin
@@ -93,7 +99,7 @@ class SenderDomainAdmin(PlainHelpTextAdmin):
         resolver = Resolver()
         failing = 0
         for sender_domain in queryset:
-            failing += check_sender_domain(sender_domain, resolver=resolver).failing
+            failing += check_and_save(sender_domain, resolver=resolver).failing
         count = len(queryset)
         self.message_user(
             request,
@@ -123,11 +129,14 @@ class SenderDomainAdmin(PlainHelpTextAdmin):
         """POST: check one domain now and come back to its page."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        obj = get_object_or_404(SenderDomain, pk=object_id)
+        # get_object() answers None for an id that is malformed or unknown alike.
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404(_("No sending domain with the id %(id)r.") % {"id": object_id})
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
         clear_cache()
-        report = check_sender_domain(obj)
+        report = check_and_save(obj)
         self.message_user(
             request,
             _("Checked %(domain)s: %(verdict)s.")

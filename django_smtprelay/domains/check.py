@@ -161,7 +161,7 @@ def _route_findings(
             )
             if route.spf_include and lookups is not None and result.envelope_domain == domain:
                 added = lookups_added_by_include(route.spf_include, resolver)
-                if lookups.total + added > spf_audit.MAX_LOOKUPS:
+                if added is not None and lookups.total + added > spf_audit.MAX_LOOKUPS:
                     found.append(
                         finding(
                             "spf.include_would_exceed_limit",
@@ -200,13 +200,16 @@ def check_domain(
     """Check one domain against the routes that send for it.
 
     By default: the enabled routes whose sender rule takes the domain (a route
-    with no sender rule sends for every domain).
+    with no sender rule sends for every domain). The check spends at most the
+    ``DOMAIN_CHECK_MAX_QUERIES`` and ``DOMAIN_CHECK_TIMEOUT`` budget; past it,
+    it reports what it found and a ``check.incomplete`` finding.
     """
     from ..matching import domain_matches, split_patterns
     from ..models import Route
 
     domain = domain.strip().lower().rstrip(".")
     resolver = resolver or Resolver()
+    budget = resolver.start_budget()
     if routes is None:
         routes = [
             r
@@ -254,6 +257,9 @@ def check_domain(
     if dmarc_ok is not None and not policy.record:
         dmarc_ok = False
     report.checklist = checklist(report.routes, dmarc_ok, hosts, tls)
+    if budget.exhausted is not None:
+        report.findings.append(finding("check.incomplete", found=str(budget.exhausted)))
+        report.areas["check"] = "unknown"
     report.verdict = status_of(report.findings)
     report.duration = time.monotonic() - start
     return report
@@ -293,22 +299,3 @@ def check_sender_domain(
     )
     save_report(sender_domain, report)
     return report
-
-
-def refresh_domains(domains: Iterable[str] | None = None) -> dict[str, int]:
-    """Check the given domains (all SenderDomains by default); return a count per verdict.
-
-    One resolver is shared by the run, so records common to many domains (a
-    relay's SPF include, the organizational domain's DMARC) are asked once.
-    """
-    from ..models import SenderDomain
-
-    queryset = SenderDomain.objects.all()
-    if domains is not None:
-        queryset = queryset.filter(domain__in=list(domains))
-    resolver = Resolver()
-    counts: dict[str, int] = {}
-    for sender_domain in queryset.iterator():
-        report = check_sender_domain(sender_domain, resolver=resolver)
-        counts[report.verdict] = counts.get(report.verdict, 0) + 1
-    return counts

@@ -249,7 +249,10 @@ def audit(domain: str, resolver: Resolver) -> CheckResult:
         result.add("dmarc.testing", found="t=y", expected="t=n or no t tag")
     if not record.report_uris("rua"):
         result.add("dmarc.no_reports", found="no rua", expected="rua=mailto:…", org_domain=org)
-    _check_destinations(policy.found_at, record, resolver, result)
+    try:
+        _check_destinations(policy.found_at, record, resolver, result)
+    except DNSUnavailable as exc:
+        result.add("dmarc.unavailable", found=f"while checking report destinations: {exc}")
     return result
 
 

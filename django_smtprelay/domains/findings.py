@@ -57,6 +57,18 @@ _CATALOGUE: dict[str, tuple] = {
         "More than 2 SPF lookups find nothing (permerror).",
         "Remove the terms that point at names without records.",
     ),
+    "spf.too_many_names": _s(
+        ERROR,
+        True,
+        "An mx term names more than 10 mail hosts (permerror).",
+        "Point the mx term at a domain with at most 10 MX hosts, or use ip4/ip6 ranges.",
+    ),
+    "spf.include_error": _s(
+        ERROR,
+        True,
+        "An included or redirected SPF record is itself an error (permerror).",
+        "Remove the include, or have its owner fix the record shown.",
+    ),
     "spf.include_not_found": _s(
         ERROR,
         True,
@@ -128,6 +140,21 @@ _CATALOGUE: dict[str, tuple] = {
         False,
         "SPF could not be checked (DNS timeout or server failure).",
         "Nothing to change in the zone yet; check again later or check the nameservers.",
+    ),
+    # The check itself
+    "check.incomplete": _s(
+        UNKNOWN,
+        False,
+        "The check stopped early: its DNS query or time budget ran out.",
+        "Findings shown are those made before it stopped. Check the zone for very "
+        "wide or slow records; raise DOMAIN_CHECK_MAX_QUERIES or DOMAIN_CHECK_TIMEOUT "
+        "if they are legitimate.",
+    ),
+    "check.error": _s(
+        UNKNOWN,
+        False,
+        "The check failed with an unexpected error; the other domains were checked.",
+        "The error is logged with its traceback; report it with the domain's records.",
     ),
     # DMARC (RFC 7489; DMARCbis tree walk)
     "dmarc.missing": _s(

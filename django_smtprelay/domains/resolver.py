@@ -49,6 +49,58 @@ class DNSUnavailable(DNSError):
     """The answer could not be obtained: timeout, SERVFAIL, refused, no nameserver."""
 
 
+class DNSBudgetExhausted(DNSUnavailable):
+    """The check spent its query or time budget; nothing more is asked."""
+
+    def __init__(self, name: str, rdtype: str, limit: str) -> None:
+        self.name, self.rdtype, self.limit = name, rdtype, limit
+        self.reason = f"incomplete: {limit} exhausted at {rdtype} {name}"
+        Exception.__init__(self, self.reason)
+
+
+@dataclass
+class Budget:
+    """What one domain's check may spend on DNS: network queries and wall-clock time.
+
+    A hostile or broken zone can make a check ask without end (wide include
+    trees, hundreds of report addresses) or wait on a server that never
+    answers; the budget turns both into an "incomplete" result.
+    """
+
+    max_queries: int
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+    queries: int = 0
+    exhausted: DNSBudgetExhausted | None = None
+
+    @classmethod
+    def from_settings(cls) -> Budget:
+        return cls(app_settings.domain_check_max_queries, app_settings.domain_check_timeout)
+
+    def remaining(self) -> float:
+        return self.seconds - (time.monotonic() - self.started)
+
+    def spend(self, name: str, rdtype: str) -> float:
+        """Account for one query; the seconds it may take. Raises DNSBudgetExhausted."""
+        if self.exhausted is not None:
+            raise self.run_out(name, rdtype, self.exhausted.limit)
+        if self.queries >= self.max_queries:
+            raise self.run_out(name, rdtype, f"query budget of {self.max_queries}")
+        if self.remaining() <= 0:
+            raise self.run_out(name, rdtype, f"time budget of {self.seconds:g}s")
+        self.queries += 1
+        return self.remaining()
+
+    def run_out(self, name: str, rdtype: str, limit: str) -> DNSBudgetExhausted:
+        """Mark the budget spent at ``name`` (the first time only); the error to raise.
+
+        A fresh exception each time: re-raising one instance grows its traceback.
+        """
+        if self.exhausted is None:
+            self.exhausted = DNSBudgetExhausted(name, rdtype, limit)
+        return DNSBudgetExhausted(self.exhausted.name, self.exhausted.rdtype, self.exhausted.limit)
+
+
 @dataclass
 class _Entry:
     expires: float
@@ -116,6 +168,8 @@ class Resolver:
 
     Answers are kept for the smaller of their TTL and ``DNS_CACHE_SECONDS``;
     failures to ask are never cached. ``queries`` counts real network lookups.
+    ``budget``, when set (see :meth:`start_budget`), bounds the queries and
+    the time of one domain's check.
     """
 
     resolver: dns.resolver.Resolver = field(default_factory=build_resolver)
@@ -123,6 +177,12 @@ class Resolver:
     queries: int = 0
     # Within one check, a name that could not be asked is not asked again.
     _failed: dict[tuple[str, str], DNSUnavailable] = field(default_factory=dict, repr=False)
+    budget: Budget | None = None
+
+    def start_budget(self, budget: Budget | None = None) -> Budget:
+        """Give the next check a fresh budget (the settings' by default)."""
+        self.budget = budget or Budget.from_settings()
+        return self.budget
 
     def query(self, name: str, rdtype: str) -> list[str]:
         name = name.rstrip(".").lower()
@@ -136,9 +196,14 @@ class Resolver:
             return list(entry.answer or [])
         if key in self._failed:
             raise self._failed[key]
+        lifetime = self.resolver.lifetime
+        if self.budget is not None:
+            lifetime = min(lifetime, self.budget.spend(name, rdtype))
+        # A timeout that only the budget cut short says nothing about the name.
+        cut_short = lifetime < self.resolver.lifetime
         self.queries += 1
         try:
-            answer = self.resolver.resolve(name, rdtype, search=False)
+            answer = self.resolver.resolve(name, rdtype, search=False, lifetime=lifetime)
         except dns.resolver.NXDOMAIN as exc:
             self._store(key, now, 60, missing=DNSMissing(name, rdtype, "NXDOMAIN"))
             raise DNSMissing(name, rdtype, "NXDOMAIN") from exc
@@ -148,6 +213,9 @@ class Resolver:
         except (dns.name.NameTooLong, dns.name.EmptyLabel, dns.name.LabelTooLong) as exc:
             raise DNSMissing(name, rdtype, f"invalid name ({exc})") from exc
         except dns.exception.Timeout as exc:
+            if self.budget is not None and cut_short:
+                limit = f"time budget of {self.budget.seconds:g}s"
+                raise self.budget.run_out(name, rdtype, limit) from exc
             raise self._fail(key, "timed out") from exc
         except dns.resolver.NoNameservers as exc:
             raise self._fail(key, "server failure (SERVFAIL or refused)") from exc

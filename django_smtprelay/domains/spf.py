@@ -192,15 +192,21 @@ class _Evaluator:
     def addr(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         return ipaddress.ip_address(self.ip)
 
-    def count(self) -> None:
+    def count(self, term: str, domain: str) -> None:
         self.lookups += 1
         if self.lookups > MAX_LOOKUPS:
-            raise _PermError(f"more than {MAX_LOOKUPS} DNS lookups")
+            raise _PermError(
+                f"more than {MAX_LOOKUPS} DNS lookups: lookup {self.lookups} is {term} "
+                f"in the SPF record of {domain}"
+            )
 
-    def voided(self) -> None:
+    def voided(self, term: str, domain: str) -> None:
         self.void += 1
         if self.void > MAX_VOID:
-            raise _PermError(f"more than {MAX_VOID} void lookups")
+            raise _PermError(
+                f"more than {MAX_VOID} void lookups: void lookup {self.void} is {term} "
+                f"in the SPF record of {domain}"
+            )
 
     def check_host(self, domain: str) -> tuple[str, str]:
         domain = domain.rstrip(".").lower()
@@ -226,11 +232,11 @@ class _Evaluator:
         try:
             for term in record.terms:
                 if term.mechanism in LOOKUP_TERMS:
-                    self.count()
+                    self.count(term.text, domain)
                 if self.matches(term, domain):
                     return term.result, f"{domain}: {term.text}"
             if record.redirect and record.all_term is None:
-                self.count()
+                self.count(f"redirect={record.redirect}", domain)
                 target = self.target(record.redirect, domain)
                 result, why = self.check_host(target)
                 if result == "none":
@@ -243,11 +249,11 @@ class _Evaluator:
     def target(self, spec: str, domain: str) -> str:
         return expand(spec, ip=self.ip, sender=self.sender, domain=domain).rstrip(".")
 
-    def lookup(self, name: str, rdtype: str) -> list[str]:
+    def lookup(self, name: str, rdtype: str, term: Term, domain: str) -> list[str]:
         try:
             return self.resolver.query(name, rdtype)
         except DNSMissing:
-            self.voided()
+            self.voided(term.text, domain)
             return []
         except DNSUnavailable as exc:
             raise _TempError(str(exc)) from exc
@@ -272,19 +278,24 @@ class _Evaluator:
             return net.version == self.addr.version and self.addr in net
         target = self.target(term.value, domain) if term.value else domain
         if m == "include":
+            # A permerror inside the included record propagates as this one's.
             result, _ = self.check_host(target)
-            if result in ("none", "permerror"):
-                raise _PermError(f"include:{target} has no usable SPF record")
+            if result == "none":
+                raise _PermError(f"include:{target} has no SPF record")
             return result == "pass"
         if m == "a":
-            return self.in_hosts(self.lookup(target, family), term)
+            return self.in_hosts(self.lookup(target, family, term, domain), term)
         if m == "mx":
-            hosts = [v.split()[-1].rstrip(".") for v in self.lookup(target, "MX")]
+            answer = self.lookup(target, "MX", term, domain)
+            hosts = [v.split()[-1].rstrip(".") for v in answer]
             if len(hosts) > MAX_NAMES:
-                raise _PermError(f"mx:{target} has more than {MAX_NAMES} MX names")
+                raise _PermError(
+                    f"{term.text} in the SPF record of {domain}: mx:{target} has "
+                    f"{len(hosts)} MX names, more than {MAX_NAMES}"
+                )
             return any(self.in_hosts(self.quiet(h, family), term) for h in hosts if h)
         if m == "exists":
-            return bool(self.lookup(target, "A"))
+            return bool(self.lookup(target, "A", term, domain))
         if m == "ptr":
             try:
                 names = self.resolver.ptr(self.ip)[:MAX_NAMES]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .check import refresh_domains as _refresh
+from .refresh import refresh_domains as _refresh
 
 
 @shared_task(name="django_smtprelay.refresh_domains", ignore_result=True)

@@ -12,6 +12,7 @@ from django.test import override_settings
 from django_smtprelay.domains.resolver import clear_cache
 from django_smtprelay.models import Route
 from tests.dnsserver import DNSServer
+from tests.domains import limits_zone
 
 # A 512-bit RSA public key (SubjectPublicKeyInfo, base64): too short for RFC 8301.
 SHORT_KEY = (
@@ -243,3 +244,31 @@ def routes(make_route, keys) -> list[Route]:
 @pytest.fixture
 def signing_pem(keys) -> str:
     return _pem(keys["signing"])
+
+
+@pytest.fixture(scope="session")
+def limits_server():
+    """A second server for the hostile and boundary SPF zone (tests/domains/limits_zone.py)."""
+    # The parent zone, empty, so DMARC's tree walk finds no record rather than a refusal.
+    parent = "$TTL 300\n@ SOA ns.test. hostmaster.test. 1 3600 600 86400 60\n"
+    server = DNSServer({f"{limits_zone.ORIGIN}.": limits_zone.zone_text(), "test.": parent})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def limits_dns(limits_server: DNSServer, settings):
+    """Point the resolver at the limits zone; its query log starts empty."""
+    with override_settings(
+        SMTPRELAY={
+            **settings.SMTPRELAY,
+            "DNS_NAMESERVERS": [limits_server.address],
+            "DNS_TIMEOUT": 2.0,
+            "DNS_CACHE_SECONDS": 300,
+        }
+    ):
+        clear_cache()
+        limits_server.queries.clear()
+        yield limits_server
+    clear_cache()

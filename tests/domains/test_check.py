@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from django_smtprelay.domains.check import check_domain, check_sender_domain, refresh_domains
+from django_smtprelay.domains.check import check_domain, check_sender_domain
 from django_smtprelay.domains.findings import CATALOGUE
+from django_smtprelay.domains.refresh import refresh_domains
 from django_smtprelay.models import SenderDomain
 
 

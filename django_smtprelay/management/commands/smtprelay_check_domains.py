@@ -1,6 +1,6 @@
 """Check sending domains' DNS (SPF, DMARC, DKIM, MX, ...) and print what to fix.
 
-Exits with status 1 when a domain is failing, so it can gate a deploy or
+Exits with status 1 when a domain is failing or its check failed, so it can gate a deploy or
 feed monitoring; ``--json`` prints the format documented in docs/domains.md.
 """
 
@@ -11,7 +11,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...domains.check import DomainReport, check_domain, save_report
+from ...domains.check import DomainReport, save_report
+from ...domains.refresh import check_isolated
 from ...domains.resolver import Resolver
 from ...models import SenderDomain
 from ...validators import is_domain_name
@@ -20,7 +21,8 @@ from ...validators import is_domain_name
 class Command(BaseCommand):
     help = (
         "Check the DNS of sending domains (all known ones when none are named) and print "
-        "findings with fixes. Exits 1 when a domain is failing."
+        "findings with fixes. Exits 1 when a domain is failing or could not be checked "
+        "because of an error."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -47,7 +49,8 @@ class Command(BaseCommand):
         for name in names:
             sender_domain = known.get(name)
             selectors = sender_domain.selectors if sender_domain else []
-            report = check_domain(name, selectors=selectors, resolver=resolver)
+            # A domain whose check raises is reported (check.error), and the rest go on.
+            report = check_isolated(name, selectors=selectors, resolver=resolver)
             if sender_domain and not options["no_save"]:
                 save_report(sender_domain, report)
             reports.append(report)
@@ -56,7 +59,7 @@ class Command(BaseCommand):
         else:
             for report in reports:
                 self._print(report)
-        if any(r.failing for r in reports):
+        if any(r.failing or _errored(r) for r in reports):
             raise SystemExit(1)
 
     def _print(self, report: DomainReport) -> None:
@@ -82,3 +85,7 @@ class Command(BaseCommand):
             if finding.expected:
                 self.stdout.write(f"          expected: {finding.expected}")
             self.stdout.write(f"          fix:      {finding.hint}")
+
+
+def _errored(report: DomainReport) -> bool:
+    return any(f.code == "check.error" for f in report.findings)
