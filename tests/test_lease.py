@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from django_smtprelay.delivery import DeliveryEngine
 from django_smtprelay.models import DeliveryAttempt, Message, Recipient
+from django_smtprelay.signals import message_sent
 
 
 def queue(n: int) -> None:
@@ -99,12 +100,24 @@ def test_a_message_taken_over_from_an_expired_lease_is_flagged_when_delivered(
     send_mail("fresh", "B", "from@example.com", ["to@example.com"])
     later = now + timedelta(minutes=6)
     claim = Message.objects.claim(10, timedelta(minutes=5), now=later)
+    lost = Message.objects.get(subject="lost").pk
     assert len(claim.ids) == 2
-    assert claim.taken_over == {Message.objects.get(subject="lost").pk}
-    DeliveryEngine(clock=lambda: later).deliver_batch(claim)
+    assert claim.taken_over == {lost}
+    received: list[dict] = []
+
+    def on_sent(**kwargs) -> None:
+        received.append(kwargs)
+
+    message_sent.connect(on_sent)
+    try:
+        DeliveryEngine(clock=lambda: later).deliver_batch(claim)
+    finally:
+        message_sent.disconnect(on_sent)
     assert len(server.messages) == 2
     flagged = dict(DeliveryAttempt.objects.values_list("message__subject", "possible_duplicate"))
     assert flagged == {"lost": True, "fresh": False}
+    assert [r["possible_duplicate_ids"] for r in received] == [[lost]]
+    assert sorted(received[0]["message_ids"]) == sorted(claim.ids)
 
 
 @pytest.mark.django_db

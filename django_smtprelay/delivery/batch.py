@@ -381,6 +381,8 @@ class Batch:
             possible_duplicate,
         )
         self._pending.attempts.append(self._prepare_attempt(row))
+        if possible_duplicate:
+            msg.possible_duplicate = True
         self.report.attempts += 1
         self._since_flush += 1
 

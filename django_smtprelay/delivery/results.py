@@ -61,9 +61,14 @@ class ResultWriter:
         if not flush:
             return
         outcome = self._write_flush(flush)
+        flagged = {m.pk for m in flush.finished if m.possible_duplicate}
         for name, ids in outcome.items():
             if ids:
-                getattr(signals, f"message_{name}").send(sender=Message, message_ids=ids)
+                getattr(signals, f"message_{name}").send(
+                    sender=Message,
+                    message_ids=ids,
+                    possible_duplicate_ids=[pk for pk in ids if pk in flagged] if flagged else [],
+                )
 
     def close(self) -> None:
         """Nothing is held back: every flush is written when submitted."""

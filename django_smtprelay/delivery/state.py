@@ -77,6 +77,8 @@ class _Msg:
     # Taken over from an expired lease: an earlier worker may have handed it
     # to a relay already, so its next delivery is a possible duplicate.
     taken_over: bool = False
+    # An attempt in this batch may have delivered it a second time.
+    possible_duplicate: bool = False
 
     @property
     def created_at(self) -> datetime:
