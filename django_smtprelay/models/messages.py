@@ -98,6 +98,10 @@ class MessageQuerySet(models.QuerySet["Message"]):
             status=Message.Status.CANCELLED, lease_token=None, lease_expires_at=None
         )
 
+    def unfinished(self) -> MessageQuerySet:
+        """Messages that have not reached a final state (sent, failed or cancelled) yet."""
+        return self.exclude(status__in=Message.FINAL_STATES)
+
     def leased_by(self, token: uuid.UUID) -> MessageQuerySet:
         """Messages still held by the lease ``token`` (a lost lease matches nothing)."""
         return self.filter(lease_token=token, status=Message.Status.SENDING)
@@ -119,6 +123,9 @@ class Message(models.Model):
         HIGH = 1, _("High")
         NORMAL = 2, _("Normal")
         LOW = 3, _("Low")
+
+    # A message in one of these states is never claimed or changed again.
+    FINAL_STATES = (Status.SENT, Status.FAILED, Status.CANCELLED)
 
     # No index of its own: smtprelay_msg_due starts with it (one index fewer
     # to rewrite at every claim and every result).
