@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import ast
 import operator
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +102,55 @@ def test_settings_tables_in_docs_show_the_codes_defaults() -> None:
         value = literal(ast.parse(default, mode="eval").body, f"docs/{name}, {key}")
         problems += differences({key: value}, f"docs/{name}")
     assert not problems, "docs/ settings tables and conf.DEFAULTS differ:\n" + "\n".join(problems)
+
+
+def readme_block_after(marker: str) -> str:
+    """The first ```python block after ``marker`` in the README."""
+    text = README.read_text(encoding="utf-8")
+    assert marker in text, f"README.md no longer says {marker!r}"
+    block = re.search(r"```python\n(.*?)```", text.partition(marker)[2], re.DOTALL)
+    assert block, f"README.md: no ```python block after {marker!r}"
+    return block.group(1)
+
+
+SITE_SETTINGS = """
+SECRET_KEY = "readme"
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django_smtprelay"]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+EMAIL_BACKEND = "django_smtprelay.backends.QueuedEmailBackend"
+CELERY_BROKER_URL = "memory://the-site-broker"
+"""
+
+PROBE = """
+import django
+django.setup()
+from django_smtprelay.tasks import deliver
+print(deliver.app.conf.broker_url)
+"""
+
+
+def test_readme_celery_setup_publishes_through_the_sites_broker(tmp_path: Path) -> None:
+    # A site set up as the README says: send_mail() in the web process must
+    # publish through the site's Celery app, not Celery's default app.
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "celery.py").write_text(readme_block_after("(`proj/celery.py`)"))
+    (proj / "__init__.py").write_text(readme_block_after("(`proj/__init__.py`)"))
+    (proj / "settings.py").write_text(SITE_SETTINGS)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "proj.settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "memory://the-site-broker"
