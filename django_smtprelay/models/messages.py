@@ -124,7 +124,7 @@ class Message(models.Model):
         NORMAL = 2, _("Normal")
         LOW = 3, _("Low")
 
-    # A message in one of these states is never claimed or changed again.
+    # The states a message ends in; no worker claims it after one of them.
     FINAL_STATES = (Status.SENT, Status.FAILED, Status.CANCELLED)
 
     # No index of its own: smtprelay_msg_due starts with it (one index fewer
