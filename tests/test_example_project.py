@@ -209,19 +209,25 @@ def assert_promised_story(db_path: Path) -> None:
             assert got_code == code or not code, (subject, address, got_recipients)
 
 
-def seed_leftovers(db_path: Path) -> None:
-    """What would change the story: an open circuit on the first route, a suppressed address."""
-    with sqlite3.connect(db_path) as db:
-        db.execute(
-            "INSERT INTO django_smtprelay_routehealth (route_name, state, opened_at, open_until, "
-            "reason, consecutive_faults, score, score_reason, throttle_reason, updated_at) "
-            "VALUES ('relay-down', 'open', datetime('now'), datetime('now', '+1 day'), "
-            "'left over', 5, 1.0, '', '', datetime('now'))"
-        )
-        db.execute(
-            "INSERT INTO django_smtprelay_suppression (address, reason, source, created_at) "
-            "VALUES ('alice@example.com', 'left over', 'manual', datetime('now'))"
-        )
+LEFTOVERS = """
+from datetime import timedelta
+from django.utils import timezone
+from django_smtprelay.models import Route, RouteHealth, Suppression
+now = timezone.now()
+RouteHealth.objects.update_or_create(
+    route_name="relay-down",
+    defaults={"state": "open", "opened_at": now, "open_until": now + timedelta(days=1)},
+)
+Suppression.objects.create(address="alice@example.com", reason="left over")
+Route.objects.create(name="my-relay", host="127.0.0.1", port=9, priority=1)
+Route.objects.filter(name="relay-up").update(recipient_domains="example.net")
+"""
+
+
+def seed_leftovers(var_dir: Path) -> None:
+    """What would change the story: an open circuit, a suppressed address, a route of
+    one's own tried first, a demo route edited in the admin."""
+    ok(run_example(var_dir, "manage.py", "shell", "-c", LEFTOVERS))
 
 
 @pytest.mark.slow
@@ -242,10 +248,11 @@ def test_demo_tells_the_promised_story_on_every_run(tmp_path: Path) -> None:
             assert len(list((tmp_path / "mailbox").glob("*.eml"))) == 3, f"run {run}"
             outputs.append(output)
             if run == 1:
-                seed_leftovers(tmp_path / "db.sqlite3")
+                seed_leftovers(tmp_path)
 
     assert "deleted 0 messages, 0 suppressions and 0 mailbox files" in outputs[0]
     assert "deleted 4 messages, 3 suppressions and 3 mailbox files" in outputs[1]
+    assert "disabled the other routes (my-relay)" in outputs[1]
     reports = [
         out[out.index("Where each message went") : out.index("Admin login")] for out in outputs
     ]
