@@ -25,8 +25,10 @@ test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The example site with two local relays (one refusing every connection), a
-# Celery worker and the admin, on 127.0.0.1 only, until Ctrl-C.
+# Celery worker and the admin, on 127.0.0.1 only, until Ctrl-C. Each run starts
+# from a clean demo state and checks that the demo told the story it promises.
 #   make demo DEMO_ARGS="--port 8001"
+#   make demo DEMO_ARGS="--no-serve"   # report and exit, non-zero if the story differed
 DEMO_ARGS ?=
 demo: $(VENV)/.installed
 	cd example_project && $(abspath $(VENV))/bin/python demo.py $(DEMO_ARGS)

@@ -1,11 +1,14 @@
 """Run the example site with everything it needs, on 127.0.0.1 only, until Ctrl-C.
 
-Migrates the database, (re)sets the ``admin`` login, starts two local relays
-(``relay-down`` refuses every connection, ``relay-up`` accepts), points the
-routes at them, starts a Celery worker with beat, queues a few messages,
-waits until each is final and prints where it went, then serves the site.
+Migrates the database, starts from a clean demo state (see ``demo_reset``),
+(re)sets the ``admin`` login, starts two local relays (``relay-down`` refuses
+every connection, ``relay-up`` accepts), points the routes at them, starts a
+Celery worker with beat, queues a few messages, waits until each is final,
+prints where it went and checks that against the story the demo promises
+(see ``story``), then serves the site.
 
-Run it from this folder: ``python demo.py [--port 8000]``.
+Run it from this folder: ``python demo.py [--port 8000]``. With ``--no-serve``
+it exits after the report instead, non-zero when the story differed.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+import story
+from demo_reset import reset_demo_state
+
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
 ADMIN_USERNAME = "admin"
-UNKNOWN_USER = "nobody"
 
 
 class Child:
@@ -130,10 +135,10 @@ def point_routes(down_port: int, up_port: int) -> None:
         "enabled": True,
     }
     Route.objects.update_or_create(
-        name="relay-down", defaults={**common, "port": down_port, "priority": 10}
+        name=story.DOWN, defaults={**common, "port": down_port, "priority": 10}
     )
     Route.objects.update_or_create(
-        name="relay-up", defaults={**common, "port": up_port, "priority": 20}
+        name=story.UP, defaults={**common, "port": up_port, "priority": 20}
     )
 
 
@@ -145,41 +150,8 @@ def prepare_broker() -> None:
         conn.default_channel.queue_declare(queue=app.conf.task_default_queue)
 
 
-def queue_demo_messages() -> list[int]:
-    """Queue a handful of messages through Django's mail API; return their ids."""
-    from django.core.mail import EmailMessage, EmailMultiAlternatives, send_mail
-    from django.db import transaction
-
-    from django_smtprelay.models import Message
-
-    start = Message.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-    with transaction.atomic():
-        send_mail(
-            "Plain text: hello",
-            "Hello Alice, this is a plain text message.",
-            None,
-            ["alice@example.com"],
-        )
-        html = EmailMultiAlternatives(
-            "HTML with an attachment",
-            "Hi Bob, the report is attached.",
-            to=["bob@example.com"],
-            cc=["carol@example.com"],
-        )
-        html.attach_alternative("<p>Hi Bob, the <b>report</b> is attached.</p>", "text/html")
-        html.attach("report.csv", "month,sent\njanuary,42\n", "text/csv")
-        html.send()
-        EmailMessage(
-            "One good recipient, one unknown",
-            "Dave gets this; the relay refuses the other address with 550 5.1.1.",
-            to=["dave@example.com", f"{UNKNOWN_USER}@example.com"],
-        ).send()
-        EmailMessage(
-            "Only an unknown recipient",
-            "Nobody gets this: every recipient is refused, so the message fails.",
-            to=[f"{UNKNOWN_USER}@example.org"],
-        ).send()
-    return list(Message.objects.filter(pk__gt=start).order_by("pk").values_list("pk", flat=True))
+class WorkerExited(RuntimeError):
+    """The Celery worker stopped before the demo's messages were final."""
 
 
 def wait_until_final(ids: list[int], worker: Child, timeout: float) -> bool:
@@ -189,39 +161,15 @@ def wait_until_final(ids: list[int], worker: Child, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not worker.running():
-            raise RuntimeError(
+            raise WorkerExited(
                 f"The Celery worker exited with code {worker.process.returncode}; "
                 f"the end of {worker.log}:\n{worker.tail()}"
             )
-        pending = Message.objects.filter(pk__in=ids).exclude(status__in=Message.FINAL_STATES)
+        pending = Message.objects.filter(pk__in=ids).unfinished()
         if not pending.exists():
             return True
         time.sleep(0.5)
     return False
-
-
-def report(ids: list[int], relay: Any) -> None:
-    """Print, for each message, every attempt and each recipient's fate."""
-    from django_smtprelay.models import Message
-
-    messages = (
-        Message.objects.filter(pk__in=ids)
-        .order_by("pk")
-        .prefetch_related("recipients__route", "attempts")
-    )
-    for message in messages:
-        print(f"\n  #{message.pk} {message.subject!r}: {message.get_status_display().upper()}")
-        for attempt in sorted(message.attempts.all(), key=lambda a: (a.started_at, a.pk)):
-            code = " ".join(str(x) for x in (attempt.smtp_code, attempt.enhanced_code) if x)
-            reply = " ".join(x for x in (code, attempt.reply) if x)
-            print(f"    tried {attempt.route_name:<10} {attempt.get_outcome_display()}: {reply}")
-        for rcpt in message.recipients.all():
-            route = rcpt.route.name if rcpt.route else "-"
-            detail = rcpt.reply or (f"{rcpt.smtp_code}" if rcpt.smtp_code else "")
-            print(f"    {rcpt.address:<24} {rcpt.get_status_display():<9} via {route}  {detail}")
-        received = relay.find(message.message_id)
-        if received is not None:
-            print(f"    relay-up stored it as {os.path.relpath(received.path, HERE)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -247,19 +195,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from local_relays import RecordingRelay, RefusingRelay
 
     var = Path(settings.VAR_DIR)
+    worker_log = var / "log" / "worker.log"
     children: list[Child] = []
-    down, up = RefusingRelay(), RecordingRelay(var / "mailbox")
+    down = RefusingRelay()
+    up = RecordingRelay(var / "mailbox", unknown_users=frozenset({story.UNKNOWN_USER}))
     try:
         print(f"Database: {settings.DATABASES['default']['NAME']}")
         call_command("migrate", interactive=False, verbosity=0)
+        print(reset_demo_state(up.mailbox, worker_log))
         password = reset_admin_password()
 
         down_port, up_port = down.start(), up.start()
         point_routes(down_port, up_port)
-        print(f"relay-down: {HOST}:{down_port}  refuses every connection (priority 10)")
+        print(f"{story.DOWN}: {HOST}:{down_port}  refuses every connection (priority 10)")
         print(
-            f"relay-up:   {HOST}:{up_port}  accepts, stores mail in {up.mailbox}, "
-            f"refuses {UNKNOWN_USER}@ with 550 5.1.1 (priority 20)"
+            f"{story.UP}:   {HOST}:{up_port}  accepts, stores mail in {up.mailbox}, "
+            f"refuses {story.UNKNOWN_USER}@ with 550 5.1.1 (priority 20)"
         )
 
         prepare_broker()
@@ -267,21 +218,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             "celery worker",
             [sys.executable, "-m", "celery", "-A", "example_project", "worker", "-B",
              "--pool=solo", "--loglevel=INFO", "--without-mingle", "--without-gossip"],
-            log=var / "log" / "worker.log",
+            log=worker_log,
         )  # fmt: skip
         children.append(worker)
         print(f"Celery worker with beat: pid {worker.process.pid}, log {worker.log}")
 
-        ids = queue_demo_messages()
-        print(f"Queued {len(ids)} messages; waiting for delivery ...")
-        if not wait_until_final(ids, worker, args.wait):
+        ids = story.queue_messages()
+        print(f"Queued {len(ids)} messages; waiting up to {args.wait:.0f} s for delivery ...")
+        final = wait_until_final(ids, worker, args.wait)
+        if not final:
             print(f"Not all messages were final after {args.wait:.0f} s; see {worker.log}.")
-        report(ids, up)
+        print("Where each message went (every attempt, then each recipient):")
+        story.report(ids, up, HERE)
+
+        problems = story.differences(ids, up)
+        if problems:
+            print("\nThe demo did not go as promised:")
+            for problem in problems:
+                print(f"  - {problem}")
+            print(f"The worker's log is {worker.log}; make demo starts over from a clean state.")
+        else:
+            print(
+                f"\nAs promised: every message failed over from {story.DOWN} to {story.UP}; "
+                f"{story.UP} refused {story.UNKNOWN_USER}@ with 550 {story.UNKNOWN_USER_CODE} "
+                "and delivered the rest."
+            )
 
         print(f"\nAdmin login: {ADMIN_USERNAME} / {password}")
         if args.no_serve:
-            return 0
-        print(f"Site: http://{HOST}:{args.port}/   admin: http://{HOST}:{args.port}/admin/")
+            print(
+                "Not serving (--no-serve). To see these messages in the admin, run\n"
+                f"  cd {HERE} && {sys.executable} manage.py runserver {HOST}:{args.port}\n"
+                f"and open http://{HOST}:{args.port}/admin/ (make demo serves it too, "
+                "after starting over)."
+            )
+            return 1 if problems else 0
+        print(f"Admin: http://{HOST}:{args.port}/admin/ (Outbound mail: these messages,")
+        print("  every attempt, the routes, their health and the suppressions)")
+        print(f"Site:  http://{HOST}:{args.port}/ (queue a message of your own)")
         print("Ctrl-C stops the site, the worker and both relays.\n", flush=True)
         web = Child(
             "web server",
@@ -293,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for child in children:
             if not child.running():
                 print(f"The {child.name} exited with code {child.process.returncode}.")
+        return 1
+    except WorkerExited as exc:
+        print(f"\n{exc}")
         return 1
     except KeyboardInterrupt:
         print("\nStopping ...")

@@ -1,4 +1,5 @@
-"""The example site: its settings load, its checks pass, it migrates, and its relays behave.
+"""The example site: its settings load, its checks pass, it migrates, its relays behave,
+and ``make demo`` tells the story it promises, the same on every run.
 
 The site runs in subprocesses, with its own settings and a temporary ``var/``
 folder, so nothing here touches this suite's Django setup or the example's
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import smtplib
 import socket
 import sqlite3
@@ -25,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_project"
 
 
-def run_example(var_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_example(var_dir: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """Run ``python ARGS`` in the example folder with the example's settings."""
     env = {
         **os.environ,
@@ -39,7 +41,7 @@ def run_example(var_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=timeout,
         check=False,
     )
 
@@ -147,3 +149,116 @@ def test_refusing_relay_refuses_connections(local_relays: ModuleType) -> None:
             socket.create_connection(("127.0.0.1", port), timeout=5)
     finally:
         relay.stop()
+
+
+# What the demo promises (example_project/story.py), read back from its database
+# rather than taken from its own verdict: subject -> (message state,
+# {recipient: (state, enhanced code)}); every message fails over first.
+PROMISED_STORY = {
+    "Plain text: hello": ("sent", {"alice@example.com": ("delivered", "")}),
+    "HTML with an attachment": (
+        "sent",
+        {"bob@example.com": ("delivered", ""), "carol@example.com": ("delivered", "")},
+    ),
+    "One good recipient, one unknown": (
+        "sent",
+        {"dave@example.com": ("delivered", ""), "nobody@example.com": ("failed", "5.1.1")},
+    ),
+    "Only an unknown recipient": ("failed", {"nobody@example.org": ("failed", "5.1.1")}),
+}
+
+
+def demo_story(db_path: Path) -> dict[str, tuple[str, list[tuple[str, str]], dict]]:
+    """Each message's state, its attempts in order (route, outcome), and its recipients."""
+    with sqlite3.connect(db_path) as db:
+        story = {}
+        for pk, subject, status in db.execute(
+            "SELECT id, subject, status FROM django_smtprelay_message ORDER BY id"
+        ):
+            attempts = db.execute(
+                "SELECT route_name, outcome FROM django_smtprelay_deliveryattempt "
+                "WHERE message_id = ? ORDER BY started_at, id",
+                (pk,),
+            ).fetchall()
+            recipients = db.execute(
+                "SELECT r.address, r.status, r.enhanced_code, rt.name "
+                "FROM django_smtprelay_recipient r "
+                "LEFT JOIN django_smtprelay_route rt ON rt.id = r.route_id WHERE r.message_id = ?",
+                (pk,),
+            ).fetchall()
+            story[subject] = (
+                status,
+                attempts,
+                {address: (state, code, route) for address, state, code, route in recipients},
+            )
+    return story
+
+
+def assert_promised_story(db_path: Path) -> None:
+    story = demo_story(db_path)
+    assert list(story) == list(PROMISED_STORY)
+    for subject, (status, recipients) in PROMISED_STORY.items():
+        got_status, attempts, got_recipients = story[subject]
+        assert got_status == status, (subject, story[subject])
+        # Failover shown: the first route refuses, the second one answers.
+        assert attempts[0] == ("relay-down", "route_fault"), (subject, attempts)
+        assert attempts[1][0] == "relay-up", (subject, attempts)
+        for address, (state, code) in recipients.items():
+            got_state, got_code, route = got_recipients[address]
+            assert (got_state, route) == (state, "relay-up"), (subject, address, got_recipients)
+            assert got_code == code or not code, (subject, address, got_recipients)
+
+
+LEFTOVERS = """
+from datetime import timedelta
+from django.utils import timezone
+from django_smtprelay.models import Route, RouteHealth, Suppression
+now = timezone.now()
+RouteHealth.objects.update_or_create(
+    route_name="relay-down",
+    defaults={"state": "open", "opened_at": now, "open_until": now + timedelta(days=1)},
+)
+Suppression.objects.create(address="alice@example.com", reason="left over")
+Route.objects.create(name="my-relay", host="127.0.0.1", port=9, priority=1)
+Route.objects.filter(name="relay-up").update(recipient_domains="example.net")
+"""
+
+
+def seed_leftovers(var_dir: Path) -> None:
+    """What would change the story: an open circuit, a suppressed address, a route of
+    one's own tried first, a demo route edited in the admin."""
+    ok(run_example(var_dir, "manage.py", "shell", "-c", LEFTOVERS))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_demo_tells_the_promised_story_on_every_run(tmp_path: Path) -> None:
+    pytest.importorskip("aiosmtpd")
+    # The web port is taken: --no-serve must not need it.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        outputs = []
+        for run in (1, 2):
+            result = run_example(tmp_path, "demo.py", "--no-serve", "--port", port, timeout=120)
+            output = ok(result)
+            assert "As promised: every message failed over from relay-down to relay-up" in output
+            assert_promised_story(tmp_path / "db.sqlite3")
+            assert len(list((tmp_path / "mailbox").glob("*.eml"))) == 3, f"run {run}"
+            outputs.append(output)
+            if run == 1:
+                seed_leftovers(tmp_path)
+
+    assert "deleted 0 messages, 0 suppressions and 0 mailbox files" in outputs[0]
+    assert "deleted 4 messages, 3 suppressions and 3 mailbox files" in outputs[1]
+    assert "disabled the other routes (my-relay)" in outputs[1]
+    reports = [
+        out[out.index("Where each message went") : out.index("Admin login")] for out in outputs
+    ]
+    assert normalized(reports[0]) == normalized(reports[1])
+
+
+def normalized(report: str) -> str:
+    """A demo report without what differs on every run: the relay's queue ids."""
+    return re.sub(r"\b[0-9A-F]{10}\b", "QUEUE-ID", report)

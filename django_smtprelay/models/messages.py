@@ -160,6 +160,10 @@ class MessageQuerySet(models.QuerySet["Message"]):
     # Ids per statement, under every database's limit of bound parameters.
     CANCEL_CHUNK = 5000
 
+    def unfinished(self) -> MessageQuerySet:
+        """Messages that have not reached a final state (sent, failed or cancelled) yet."""
+        return self.exclude(status__in=Message.FINAL_STATES)
+
     def leased_by(self, token: uuid.UUID) -> MessageQuerySet:
         """Messages still held by the lease ``token`` (a lost lease matches nothing)."""
         return self.filter(lease_token=token, status=Message.Status.SENDING)
@@ -181,6 +185,9 @@ class Message(models.Model):
         HIGH = 1, _("High")
         NORMAL = 2, _("Normal")
         LOW = 3, _("Low")
+
+    # The states a message ends in; no worker claims it after one of them.
+    FINAL_STATES = (Status.SENT, Status.FAILED, Status.CANCELLED)
 
     # No index of its own: smtprelay_msg_due starts with it (one index fewer
     # to rewrite at every claim and every result).
