@@ -77,6 +77,7 @@ _MESSAGE_COLUMNS = (
     "expires_at",
     "attempt_count",
     "last_error",
+    "possible_duplicate",
 )
 
 
@@ -105,6 +106,7 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
                 expires if not p.send_at else max(expires, p.send_at + (expires - now)),
                 0,
                 "",
+                False,
             )
         )
         due.append(next_at <= now)

@@ -23,7 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "ENCRYPTION_KEYS": None,
     # How many due messages one claim takes.
     "BATCH_SIZE": 500,
-    # Results are written (and leases renewed) after at most this many sends.
+    # Results are written after at most this many sends (and every third of a lease).
     "FLUSH_EVERY": 250,
     # How long a claim holds a message before another worker may take it.
     "LEASE_SECONDS": 300,
@@ -140,7 +140,7 @@ class AppSettings:
 
     @property
     def flush_every(self) -> int:
-        """Sends between two writes of results (and lease renewals)."""
+        """Sends between two writes of results."""
         return int(_number("FLUSH_EVERY", minimum=1))
 
     @property

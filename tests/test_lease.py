@@ -14,6 +14,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from django_smtprelay.delivery import DeliveryEngine
+from django_smtprelay.delivery.lease import LeaseHeartbeat
 from django_smtprelay.models import DeliveryAttempt, Message, Recipient
 from django_smtprelay.signals import message_sent
 
@@ -132,3 +133,96 @@ def test_a_takeover_that_fails_is_not_flagged(smtp_server, make_route):
     attempt = DeliveryAttempt.objects.get()
     assert attempt.outcome == DeliveryAttempt.Outcome.PERMANENT
     assert attempt.possible_duplicate is False
+
+
+@pytest.mark.django_db
+def test_a_message_taken_over_and_then_deferred_is_flagged_when_it_is_finally_delivered(
+    smtp_server, make_route, refused_port
+):
+    down = make_route(port=refused_port)
+    send_mail("lost", "B", "from@example.com", ["to@example.com"])
+    now = timezone.now()
+    Message.objects.claim(10, timedelta(minutes=5), now=now)  # and then the worker died
+    later = now + timedelta(minutes=6)
+    assert DeliveryEngine(clock=lambda: later).run().deferred == 1
+    message = Message.objects.get()
+    assert message.possible_duplicate is True, "the takeover is kept on the message"
+    assert message.attempts.get().possible_duplicate is False, "nothing was sent then"
+    # The relay is back: the delivery that follows may be the message's second.
+    server = smtp_server()
+    down.port = server.port
+    down.save()
+    received: list[dict] = []
+
+    def on_sent(**kwargs) -> None:
+        received.append(kwargs)
+
+    message_sent.connect(on_sent)
+    try:
+        assert DeliveryEngine(clock=lambda: later + timedelta(hours=1)).run().sent == 1
+    finally:
+        message_sent.disconnect(on_sent)
+    delivered = message.attempts.get(outcome=DeliveryAttempt.Outcome.DELIVERED)
+    assert delivered.possible_duplicate is True
+    assert received[0]["possible_duplicate_ids"] == [message.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_renews_only_while_the_sending_thread_is_within_its_step():
+    queue(1)
+    lease = timedelta(seconds=1.2)
+    claim = Message.objects.claim(10, lease)
+
+    def expires_at():
+        return Message.objects.get().lease_expires_at
+
+    claimed_until = expires_at()
+    heartbeat = LeaseHeartbeat(claim.token, lease, timezone.now).start()
+    try:
+        heartbeat.expect(0.1)  # a step that should have ended long ago: a stuck relay
+        time.sleep(0.9)  # three heartbeat intervals
+        assert heartbeat.renewals == 0
+        assert expires_at() == claimed_until
+        heartbeat.expect(10.0)
+        deadline = time.monotonic() + 5
+        while heartbeat.renewals == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert heartbeat.renewals >= 1
+        assert expires_at() > claimed_until
+    finally:
+        heartbeat.stop()
+        close_old_connections()
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_reconnects_after_losing_its_database_connection():
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "terminates a PostgreSQL backend: run with SMTPRELAY_TEST_DATABASE=postgres "
+            "(PostgreSQL on 127.0.0.1:5432)"
+        )
+    queue(1)
+    lease = timedelta(seconds=1.2)
+    claim = Message.objects.claim(10, lease)
+    heartbeat = LeaseHeartbeat(claim.token, lease, timezone.now).start()
+    heartbeat.expect(30.0)
+
+    def renewals_reach(n: int) -> bool:
+        deadline = time.monotonic() + 10
+        while heartbeat.renewals < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return heartbeat.renewals >= n
+
+    try:
+        assert renewals_reach(1)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert any(ok for (ok,) in cursor.fetchall()), "the heartbeat's backend was found"
+        before = heartbeat.renewals
+        assert renewals_reach(before + 2), "renewals go on over a new connection"
+    finally:
+        heartbeat.stop()

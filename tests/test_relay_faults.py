@@ -281,3 +281,47 @@ def test_a_certificate_for_another_host_fails_before_any_credentials_are_sent(
     assert "s3cret" not in fault.reply
     assert "AUTH" not in broken.commands()
     assert not any(b"s3cret" in line or b"relayuser" in line for line in broken.lines)
+
+
+# -- relays that never finish a reply (tarpits) ---------------------------------
+
+
+def _endless(conn: Conn, *, interval: float) -> None:
+    """Continuation lines ("250-...") that never end, until the client gives up."""
+    for _ in range(100_000):
+        try:
+            conn.say("250-still thinking about it")
+        except OSError:
+            return
+        time.sleep(interval)
+
+
+@pytest.mark.parametrize("interval", [0.2, 0.0], ids=["slow-lines", "flood"])
+def test_an_ehlo_reply_that_never_ends_is_cut_off_and_the_next_route_delivers(
+    raw_relay, smtp_server, make_route, interval
+):
+    def script(conn: Conn) -> None:
+        conn.say("220 tarpit.test ESMTP")
+        conn.line()  # EHLO
+        _endless(conn, interval=interval)
+
+    _, good = broken_then_good(raw_relay(script), smtp_server, make_route)
+    message = queue_one()
+    run_bounded()
+    fault = moved_on(message, good)
+    assert "went on for more than" in fault.reply
+
+
+def test_a_reply_to_the_dot_that_never_ends_is_cut_off_as_uncertain(raw_relay, make_route):
+    relay = raw_relay(
+        lambda conn: smtp_dialogue(conn, on_dot=lambda c, _data: _endless(c, interval=0.2))
+    )
+    make_route(port=relay.port, name="tarpit", timeout=TIMEOUT)
+    message = queue_one()
+    run_bounded()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    attempt = message.attempts.get()
+    assert attempt.outcome == DeliveryAttempt.Outcome.UNCERTAIN
+    assert attempt.possible_duplicate is True
+    assert message.possible_duplicate is True

@@ -65,12 +65,14 @@ class _FailsAfterTheFirstSend(SMTPTransport):
     """A real SMTP transport with a defect after its first send: the relay has
     the message, then the transport raises what it never should."""
 
-    sends = 0
+    def __init__(self, route, sends: list[int]) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(route)
+        self.sends = sends  # shared by the transports of one test
 
     def send(self, envelope, **kwargs):  # type: ignore[no-untyped-def]
         result = super().send(envelope, **kwargs)
-        type(self).sends += 1
-        if type(self).sends == 1:
+        self.sends.append(1)
+        if len(self.sends) == 1:
             raise RuntimeError("defect after the final dot")
         return result
 
@@ -84,8 +86,12 @@ def test_an_exception_while_sending_faults_the_route_and_flags_the_next_delivery
     _send("one")
     _send("two")
 
+    sends: list[int] = []
+
     def transports(route):
-        return _FailsAfterTheFirstSend(route) if route.name == broken.name else get_transport(route)
+        if route.name == broken.name:
+            return _FailsAfterTheFirstSend(route, sends)
+        return get_transport(route)
 
     report = DeliveryEngine(transport_factory=transports).run()
     assert report.sent == 2
@@ -99,3 +105,24 @@ def test_an_exception_while_sending_faults_the_route_and_flags_the_next_delivery
         "one": True,
         "two": False,
     }
+
+
+class _NeverCallsBack(SMTPTransport):
+    """A pipelining transport that never calls ``meanwhile`` (allowed: the
+    protocol says *when it can be*)."""
+
+    def send(self, envelope, *, following=None, meanwhile=None):  # type: ignore[no-untyped-def]
+        return super().send(envelope, following=following, meanwhile=None)
+
+
+def test_a_transport_that_never_calls_back_still_gets_each_result_applied_once(
+    smtp_server, make_route
+):
+    server = smtp_server()
+    make_route(server)
+    for subject in ("one", "two", "three"):
+        _send(subject)
+    report = DeliveryEngine(transport_factory=_NeverCallsBack).run()
+    assert report.sent == 3
+    assert len(server.messages) == 3, "no message is sent twice"
+    assert DeliveryAttempt.objects.count() == 3

@@ -15,7 +15,7 @@ from ..models.messages import Claim
 from ..replies import Outcome, Verdict
 from ..routing import Router, RouteSpec
 from ..transports.base import Reply, SendResult
-from .lease import LeaseHeartbeat
+from .lease import LeaseHeartbeat, renew
 from .results import Flush, ResultWriter, attempt_preparer
 from .state import OPEN_STATES, RunReport, _BatchTimes, _Msg, _Part, _Rcpt
 
@@ -84,6 +84,7 @@ class Batch:
                 "sender_domain",
                 "from_domain",
                 "size",
+                "possible_duplicate",
             )
         )
         rcpts: dict[int, dict[str, _Rcpt]] = {}
@@ -93,9 +94,9 @@ class Batch:
             rcpts.setdefault(message_id, {})[address] = _Rcpt(pk, address, status)
         suppressed = self._suppressed(rcpts)
         times = _BatchTimes(self.ids)
-        for pk, sender, raw, attempts, hint, retry, s_dom, f_dom, size in rows:
+        for pk, sender, raw, attempts, hint, retry, s_dom, f_dom, size, dup in rows:
             msg = _Msg(pk, sender, bytes(raw), times, attempts, rcpts.get(pk, {}))
-            msg.taken_over = pk in self.taken_over
+            msg.maybe_sent_before = dup or pk in self.taken_over
             open_rcpts = [r for r in msg.rcpts.values() if r.status in OPEN_STATES]
             for rcpt in open_rcpts:
                 if rcpt.address.lower() in suppressed:
@@ -182,14 +183,22 @@ class Batch:
     def __exit__(self, *exc_info: object) -> None:
         self._heartbeat.stop()
 
+    def expect(self, seconds: float) -> None:
+        """A step that may take up to ``seconds`` starts: the lease is kept for it."""
+        self._heartbeat.expect(seconds)
+
     def check_lease(self) -> None:
         """Between sends, once a third of a lease has gone by: drop the messages
-        whose lease was lost after all (the heartbeat could not renew it in
-        time, and another worker took them), so they are never sent again here."""
+        whose lease was lost after all (another worker took them), so they are
+        never sent again here. When the heartbeat's renewals have been failing
+        (its database connection, say), this thread renews the lease itself."""
         now = time.monotonic()
         if now - self._checked_at < self._lease_seconds / 3 or not self._unwritten:
             return
         self._checked_at = now
+        if now - self._heartbeat.renewed_at > self._lease_seconds / 2:
+            renew(self.token, self._lease, self.clock())
+            self._heartbeat.renewed_at = now
         held = set(Message.objects.leased_by(self.token).values_list("pk", flat=True))
         self._drop(self._unwritten - held)
 
@@ -276,9 +285,10 @@ class Batch:
             overall = Attempt.PARTIAL
         else:
             overall = Attempt(result.outcome.value)
-        # A message taken over from an expired lease may have reached a relay
-        # before: the delivery now may be its second.
-        resent = msg.taken_over and Outcome.DELIVERED in outcomes
+        # A message taken over from an expired lease, or whose reply was lost
+        # after the final dot, may have reached a relay before: the delivery
+        # now may be its second.
+        resent = msg.maybe_sent_before and Outcome.DELIVERED in outcomes
         self.record(
             msg,
             route,
@@ -422,6 +432,7 @@ class Batch:
     def flush(self) -> None:
         """Hand the results so far to the writer (one transaction)."""
         self._flushed_at = time.monotonic()
+        self._heartbeat.expect(self._lease_seconds)
         flush, self._pending, self._since_flush = self._pending, Flush(self.token), 0
         self._writer.submit(flush)
         self._unwritten.difference_update(m.pk for m in flush.finished)

@@ -164,6 +164,8 @@ class ResultWriter:
             "last_error": msg.last_reply[:4000],
             "retry_route": msg.retry_route,
         }
+        if msg.possible_duplicate:  # set only, never cleared: it stays a fact
+            values["possible_duplicate"] = True
         if deferred and msg.not_before:
             # Held back by a rate limit, not failed: back when there is room.
             values["status"] = Message.Status.DEFERRED

@@ -28,6 +28,14 @@ logger = logging.getLogger("django_smtprelay.delivery")
 # Outcomes that show the route did its job (the recipient's fate aside).
 ROUTE_WORKS = (Outcome.DELIVERED, Outcome.TRANSIENT, Outcome.PERMANENT)
 
+# The most replies one step waits for, each bounded by the route's timeout:
+# a connect (greeting, EHLO, STARTTLS, EHLO, AUTH and its challenges), and a
+# send (MAIL, DATA, the final dot, plus one per recipient). The lease is kept
+# for that long and no longer, so a relay that never finishes (a tarpit)
+# cannot hold the batch for ever.
+_OPEN_REPLIES = 8
+_SEND_REPLIES = 3
+
 # Longer waits for a route's rate limit end the session: the rest of the batch
 # is deferred to when the route has room, so a lease is never held idle.
 MAX_RATE_WAIT = 2.0
@@ -193,6 +201,7 @@ class RouteSession:
                 envelope = _envelope(part)
             announced = None
             waiting = self.waiting
+            self.batch.expect(route.timeout * (_SEND_REPLIES + len(part.open_addresses)))
             try:
                 if lookahead:
                     following = group[index] if index < len(group) else None
@@ -213,12 +222,12 @@ class RouteSession:
                 self._unexpected(exc, index - 1, started, during="sending")
                 return False
             if waiting is not None:
+                # A transport that did not call ``meanwhile`` leaves it to us.
+                waiting.settle()
                 waiting.raise_failure()
-            self.waiting = None
-            self._account(result, time.monotonic() - started)
-            self.waiting = _Applied(
-                self.batch, group, part, route, result, started_at, time.monotonic() - started
-            )
+            took = time.monotonic() - started
+            self.waiting = _Applied(self.batch, group, part, route, result, started_at, took)
+            self._account(result, took)
             if not lookahead:
                 self.waiting = _settle(self.waiting)
         return True
@@ -243,6 +252,7 @@ class RouteSession:
         route = self.route
         assert self.transport is not None
         started = time.monotonic()
+        self.batch.expect(route.timeout * _OPEN_REPLIES)
         try:
             self.transport.open()
         except TransportError as exc:
@@ -265,10 +275,19 @@ class RouteSession:
         return True
 
     def _account(self, result: SendResult, took: float) -> None:
-        """Route health for one send: good ones are counted up and reported together."""
-        route, health, limits = self.route, self.health, self.limits
+        """Route health for one send: good ones are counted up and reported together.
+
+        Health is advice: when its cache fails, the send's result still counts.
+        """
         if result.verdict.session_over:  # e.g. 421: the server is closing
             self._close(keep=True)
+        try:
+            self._account_health(result, took)
+        except Exception:
+            logger.warning("Route %s: recording its health failed", self.route.name, exc_info=True)
+
+    def _account_health(self, result: SendResult, took: float) -> None:
+        route, health, limits = self.route, self.health, self.limits
         outcome = _route_outcome(result)
         if outcome in ROUTE_WORKS and not result.verdict.throttle:
             self.good, self.good_latency = self.good + 1, self.good_latency + took

@@ -74,10 +74,10 @@ class _Msg:
     last_reply: str = ""
     retry_route: str = ""
     not_before: float = 0.0  # seconds: held back by a rate limit
-    # Taken over from an expired lease: an earlier worker may have handed it
-    # to a relay already, so its next delivery is a possible duplicate.
-    taken_over: bool = False
-    # An attempt in this batch may have delivered it a second time.
+    # A relay may have it already (an earlier worker's lease expired, or a
+    # reply was lost after the final dot): its next delivery may be a second.
+    maybe_sent_before: bool = False
+    # An attempt may have delivered it twice (kept on the message's row).
     possible_duplicate: bool = False
 
     @property

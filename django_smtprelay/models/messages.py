@@ -33,6 +33,9 @@ class Claim(tuple):
         claim.taken_over = frozenset(taken_over).intersection(ids)
         return claim
 
+    def __getnewargs__(self) -> tuple[uuid.UUID, list[int], frozenset[int]]:  # pickle, copy
+        return self.token, self.ids, self.taken_over
+
 
 class MessageQuerySet(models.QuerySet["Message"]):
     """Queue operations; the engine and the admin use these, never raw filters."""
@@ -70,6 +73,8 @@ class MessageQuerySet(models.QuerySet["Message"]):
                 ids, expired = self._candidates(limit, now, lock=True)
                 if ids:
                     self.filter(ids_in(ids)).update(**values)
+                if expired:
+                    self.filter(ids_in(sorted(expired))).update(possible_duplicate=True)
             return Claim(token, ids, expired)
         # No transaction around the read: on SQLite a read that later wants to
         # write fails at once under contention instead of waiting its turn.
@@ -78,7 +83,10 @@ class MessageQuerySet(models.QuerySet["Message"]):
             return Claim(token, [])
         self.due(now).filter(ids_in(ids)).update(**values)
         won = list(self.filter(lease_token=token).values_list("pk", flat=True))
-        return Claim(token, won, expired)
+        claim = Claim(token, won, expired)
+        if claim.taken_over:
+            self.filter(ids_in(sorted(claim.taken_over))).update(possible_duplicate=True)
+        return claim
 
     NEW_SHARE = 0.8
 
@@ -215,6 +223,14 @@ class Message(models.Model):
     last_error = models.TextField(blank=True)
     lease_token = models.UUIDField(null=True, blank=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    possible_duplicate = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text=_(
+            "A relay may have received it twice: a worker's lease expired while it "
+            "held it, or a reply was lost after the final dot."
+        ),
+    )
 
     objects = MessageQuerySet.as_manager()
 

@@ -18,9 +18,10 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from functools import lru_cache
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ..conf import app_settings
 from ..exceptions import SMTPRelayError
@@ -43,10 +44,61 @@ def tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
     return context
 
 
+# A longer reply ends the session: EHLO lists a dozen or two extensions.
+_MAX_REPLY_LINES = 256
+
+
+class ReplyTooLong(OSError):
+    """A reply went on past its bound (raised inside smtplib's reply reader,
+    which turns an OSError into a disconnect, as it does a timeout)."""
+
+
+class _BoundedReplies:
+    """The relay's reply stream, each reply bounded in lines and in time.
+
+    smtplib reads continuation lines (``250-...``) for as long as they come,
+    each within the socket's timeout: a relay that keeps sending them (a
+    tarpit) would hold the session, and the worker, for ever. A reply longer
+    than ``_MAX_REPLY_LINES`` lines, or still going after the route's timeout,
+    ends the session as a timeout does (:class:`ReplyTooLong`). Single-line replies (nearly all of
+    them) cost one comparison.
+    """
+
+    def __init__(self, file: Any, timeout: float | None) -> None:
+        self._file = file
+        self._timeout = timeout or 60.0
+        self._lines = 0
+        self._started = 0.0
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self._file.readline(limit)
+        if line[3:4] != b"-":  # the reply's last line
+            self._lines = 0
+            return line
+        self._lines += 1
+        if self._lines == 1:
+            self._started = time.monotonic()
+        elif self._lines > _MAX_REPLY_LINES:
+            raise ReplyTooLong(f"the relay's reply went on for more than {_MAX_REPLY_LINES} lines")
+        elif time.monotonic() - self._started > self._timeout:
+            raise ReplyTooLong(f"the relay's reply went on for more than {self._timeout:g} s")
+        return line
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class _SMTPMixin:
     """Tracks whether the final dot went out, so a lost reply is 'uncertain'."""
 
     final_dot_sent = False
+
+    def getreply(self) -> tuple[int, bytes]:
+        # smtplib makes its reply stream on first use (and again after STARTTLS).
+        if self.file is None and self.sock is not None:  # type: ignore[attr-defined]
+            self.file = _BoundedReplies(self.sock.makefile("rb"), self.timeout)  # type: ignore[attr-defined]
+        return super().getreply()  # type: ignore[misc]
+
     # Connected (for implicit TLS, with the handshake done): what fails next is the greeting.
     connected = False
 
@@ -582,6 +634,10 @@ def _describe(exc: BaseException) -> str:
     ):
         # smtplib turns a timeout on send or receive into a "disconnect".
         return "timed out: the relay stopped answering (or reading)"
+    if isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(
+        exc.__context__, ReplyTooLong
+    ):
+        return str(exc.__context__)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

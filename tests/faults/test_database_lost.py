@@ -45,7 +45,8 @@ def test_a_worker_that_loses_its_database_stops_and_another_delivers_the_rest(sm
     by_id = queue(MESSAGES, "db-lost")
     first = workers.start(application_name="smtprelay-fault-db-lost", **WORKER)
     wait_until(lambda: len(relay.messages) >= CUT_AFTER, 30, "the first deliveries")
-    assert terminate_backend("smtprelay-fault-db-lost") == 1
+    # The sending thread's connection, and the lease heartbeat's once it has renewed.
+    assert terminate_backend("smtprelay-fault-db-lost") >= 1
 
     # It must not hang: it recovers and drains, or it exits with the database's error.
     cut_at = time.monotonic()
