@@ -10,14 +10,14 @@ from datetime import datetime, timedelta
 from ..conf import app_settings
 from ..health import RouteHealthService
 from ..models import DeliveryAttempt, Message, Recipient, Suppression
-from ..models.bulk import strings_in
 from ..models.messages import Claim
 from ..replies import Outcome, Verdict
 from ..routing import Router, RouteSpec
 from ..transports.base import Reply, SendResult
 from .lease import LeaseHeartbeat, renew
+from .loading import load_parts
 from .results import Flush, ResultWriter, attempt_preparer
-from .state import OPEN_STATES, RunReport, _BatchTimes, _Msg, _Part, _Rcpt
+from .state import RunReport, _Msg, _Part, _Rcpt
 
 logger = logging.getLogger("django_smtprelay.delivery")
 
@@ -69,88 +69,9 @@ class Batch:
 
     def load(self, router: Router, health: RouteHealthService) -> None:
         """Read the batch's messages and recipients, and split them into parts."""
-        # By the lease token, not the ids: the same rows (``ids`` are the
-        # token's), without an IN list of hundreds of parameters.
-        rows = (
-            Message.objects.filter(lease_token=self.token)
-            .order_by("priority", "next_attempt_at", "pk")
-            .values_list(
-                "pk",
-                "from_email",
-                "content__raw",
-                "attempt_count",
-                "route_hint",
-                "retry_route",
-                "sender_domain",
-                "from_domain",
-                "size",
-                "possible_duplicate",
-            )
-        )
-        rcpts: dict[int, dict[str, _Rcpt]] = {}
-        for pk, message_id, address, status in Recipient.objects.filter(
-            message__lease_token=self.token
-        ).values_list("pk", "message_id", "address", "status"):
-            rcpts.setdefault(message_id, {})[address] = _Rcpt(pk, address, status)
-        suppressed = self._suppressed(rcpts)
-        times = _BatchTimes(self.ids)
-        for pk, sender, raw, attempts, hint, retry, s_dom, f_dom, size, dup in rows:
-            msg = _Msg(pk, sender, bytes(raw), times, attempts, rcpts.get(pk, {}))
-            msg.maybe_sent_before = dup or pk in self.taken_over
-            open_rcpts = [r for r in msg.rcpts.values() if r.status in OPEN_STATES]
-            for rcpt in open_rcpts:
-                if rcpt.address.lower() in suppressed:
-                    rcpt.status, rcpt.changed = Recipient.Status.SUPPRESSED, True
-                    rcpt.reply = "suppressed: " + suppressed[rcpt.address.lower()]
-                    msg.last_reply = rcpt.reply
-            open_rcpts = [r for r in open_rcpts if r.status in OPEN_STATES]
-            # Recipients that the same routes may take travel together; the
-            # others are split into their own parts (and SMTP transactions).
-            by_routes: dict[tuple[str, ...], _Part] = {}
-            by_domain: dict[str, list[RouteSpec]] = {}  # one match per domain, not per recipient
-            for rcpt in open_rcpts:
-                domain = rcpt.address.rpartition("@")[2] if router.any_recipient_rules else ""
-                if domain not in by_domain:
-                    by_domain[domain] = router.matching(
-                        hint,
-                        sender_domain=s_dom,
-                        from_domain=f_dom,
-                        recipient_domain=domain,
-                        size=size,
-                    )
-                routes = by_domain[domain]
-                key = tuple(r.name for r in routes)
-                if key not in by_routes:
-                    ordered = health.order(routes) if len(routes) > 1 else list(routes)
-                    # Greylisting is passed only by coming back to the same relay.
-                    ordered.sort(key=lambda r: r.name != retry)
-                    by_routes[key] = _Part(msg, ordered)
-                by_routes[key].open_addresses.append(rcpt.address)
-            for part in by_routes.values():
-                if not part.routes:
-                    if router.too_large_everywhere(size):
-                        msg.last_reply = f"{size} bytes is larger than every route accepts"
-                        part.last_fault = Verdict(
-                            Outcome.ROUTE_FAULT, msg.last_reply, if_last_route=Outcome.PERMANENT
-                        )
-                    else:
-                        msg.last_reply = f"no enabled route takes this message (route {hint!r})"
-            msg.parts_left = len(by_routes)
-            if not by_routes:
-                self._pending.finished.append(msg)
-            self.parts.extend(by_routes.values())
-
-    def _suppressed(self, rcpts: dict[int, dict[str, _Rcpt]]) -> dict[str, str]:
-        addresses = {
-            a.lower() for per in rcpts.values() for a, r in per.items() if r.status in OPEN_STATES
-        }
-        if not addresses:
-            return {}
-        return dict(
-            Suppression.objects.filter(strings_in(sorted(addresses), "address")).values_list(
-                "address", "reason"
-            )
-        )
+        parts, nothing_to_send = load_parts(self.token, self.ids, self.taken_over, router, health)
+        self.parts.extend(parts)
+        self._pending.finished.extend(nothing_to_send)
 
     def by_first_route(self, dead: set[str]) -> list[tuple[RouteSpec, list[_Part]]]:
         """The open parts grouped by the route each tries next (skipping ``dead``
