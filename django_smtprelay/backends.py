@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -148,28 +149,80 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
 
 
 def publish(message_ids: list[int], *, countdown: timedelta | None = None) -> None:
-    """Publish delivery tasks for ``message_ids``; on failure, log and leave them to the sweep."""
+    """Publish delivery tasks for ``message_ids``, bounded by ``PUBLISH_TIMEOUT``.
+
+    The messages are already committed: when the broker is down, hung or slow,
+    this logs a warning and returns, and the periodic sweep delivers them. The
+    bound covers connecting as well as publishing, so a broker that accepts
+    connections and never answers cannot hold up the request that sent mail.
+    """
     from .tasks import deliver
 
-    size = app_settings.batch_size
-    options: dict[str, Any] = {
-        # Fail fast when the broker is down: the message is safe in the
-        # database and the periodic sweep delivers it.
-        "retry": True,
-        "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
-    }
+    # Resolved here: the current Celery app is per thread, and the publisher
+    # thread below has none of its own.
+    task = deliver._get_current_object()
+    options: dict[str, Any] = {"retry": False}
     if app_settings.celery_queue:
         options["queue"] = app_settings.celery_queue
     if countdown:
         options["countdown"] = countdown.total_seconds()
-    for start in range(0, len(message_ids), size):
-        chunk = message_ids[start : start + size]
-        try:
-            deliver.apply_async(args=(chunk,), **options)
-        except Exception:
-            # Any broker error (kombu raises many kinds): the sweep is the safety net.
-            logger.exception(
-                "Could not publish delivery of %d queued message(s); the sweep will deliver them",
-                len(chunk),
-            )
-            return
+    size = app_settings.batch_size
+    chunks = [message_ids[i : i + size] for i in range(0, len(message_ids), size)]
+    timeout = app_settings.publish_timeout
+    if task.app.conf.task_always_eager:  # runs the task here; there is no broker to wait for
+        for chunk in chunks:
+            task.apply_async(args=(chunk,), **options)
+        return
+    failure: list[BaseException] = []
+    # A thread with a deadline, because kombu's own timeouts apply per step
+    # (connect, handshake, each socket read) and add up; the publisher's
+    # connection has them too, so a timed-out thread still ends soon after.
+    thread = threading.Thread(
+        target=_publish_chunks,
+        args=(task, chunks, options, timeout, failure),
+        name="smtprelay-publish",
+        daemon=True,
+    )
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        logger.warning(
+            "Publishing delivery of %d queued message(s) took longer than PUBLISH_TIMEOUT "
+            "(%.1fs); they stay queued and the sweep will deliver them",
+            len(message_ids),
+            timeout,
+        )
+    elif failure:
+        logger.warning(
+            "Could not publish delivery of %d queued message(s) (%s: %s); they stay queued "
+            "and the sweep will deliver them",
+            len(message_ids),
+            type(failure[0]).__name__,
+            failure[0],
+            exc_info=failure[0],
+        )
+
+
+def _publish_chunks(
+    task: Any,
+    chunks: list[list[int]],
+    options: dict[str, Any],
+    timeout: float,
+    failure: list[BaseException],
+) -> None:
+    """Publish on a connection of its own whose every socket step times out."""
+    timeouts = {
+        "max_retries": 0,  # a refused connection fails now, not after retries
+        "socket_connect_timeout": timeout,  # redis
+        "socket_timeout": timeout,
+        "read_timeout": timeout,  # py-amqp
+        "write_timeout": timeout,
+    }
+    try:
+        with task.app.connection_for_write(
+            connect_timeout=timeout, transport_options=timeouts
+        ) as connection:
+            for chunk in chunks:
+                task.apply_async(args=(chunk,), connection=connection, **options)
+    except Exception as exc:  # kombu raises many kinds; the sweep is the safety net
+        failure.append(exc)
