@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from . import signals
 from .conf import app_settings
-from .envelope import PreparedMessage, prepare
+from .envelope import PreparedMessage, prepare, shown
 from .exceptions import InvalidMessageError
 from .models import Message, MessageContent, Recipient, SenderDomain
 from .models.bulk import insert_returning_ids, insert_rows
@@ -32,8 +32,38 @@ def _priority(value: str, subject: str) -> int:
         return _PRIORITIES[value.strip().lower()]
     except KeyError:
         raise InvalidMessageError(
-            f"Message {subject!r} has priority {value!r}; use one of {', '.join(_PRIORITIES)}."
+            f"Message {shown(subject)} has priority {shown(value)}; "
+            f"use one of {', '.join(_PRIORITIES)}."
         ) from None
+
+
+def check_storable(p: PreparedMessage) -> None:
+    """Refuse a value that its column cannot hold, before anything is written.
+
+    PostgreSQL raises ``DataError`` for a value longer than its column and
+    refuses NUL in text, which would lose the valid messages of the same call.
+    """
+    fields = (
+        (Message, "from_email", "envelope sender", p.from_email),
+        (Message, "sender_domain", "envelope sender's domain", p.from_email.rpartition("@")[2]),
+        (Message, "from_domain", "From header's domain", p.from_domain),
+        (Message, "subject", "subject", p.subject),
+        (Message, "message_id", "Message-ID", p.message_id),
+        (Message, "route_hint", "route hint", p.route_hint),
+        *((Recipient, "address", "recipient", address) for address in p.recipients),
+    )
+    for model, column, label, value in fields:
+        limit = model._meta.get_field(column).max_length
+        if "\x00" in value:
+            raise InvalidMessageError(
+                f"Message {shown(p.subject)}: its {label} {shown(value)} contains a NUL "
+                "character, which cannot be stored or sent; remove it."
+            )
+        if limit is not None and len(value) > limit:
+            raise InvalidMessageError(
+                f"Message {shown(p.subject)}: its {label} {shown(value)} is {len(value)} "
+                f"characters long; at most {limit} can be stored. Shorten it."
+            )
 
 
 class QueuedEmailBackend(BaseEmailBackend):
@@ -51,6 +81,7 @@ class QueuedEmailBackend(BaseEmailBackend):
         for email_message in email_messages:
             try:
                 item = prepare(email_message)
+                check_storable(item)
                 prepared.append((item, _priority(item.priority, item.subject)))
             except InvalidMessageError:
                 if not self.fail_silently:
