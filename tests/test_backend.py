@@ -361,3 +361,69 @@ def test_what_a_column_cannot_hold_is_refused_and_fail_silently_keeps_the_good_o
     assert count == 2
     assert sorted(Message.objects.values_list("subject", flat=True)) == ["Good 1", "Good 2"]
     assert fragment in caplog.text
+
+
+def test_one_address_given_several_times_is_one_recipient_in_order() -> None:
+    email = EmailMessage(
+        "Dup",
+        "B",
+        "from@example.com",
+        ["b@example.com", "Bee <b@example.com>", "a@example.com"],
+        cc=["a@example.com"],
+        bcc=["b@example.com", "c@example.com"],
+    )
+    email.send()
+    addresses = Message.objects.get().recipients.order_by("pk").values_list("address", flat=True)
+    assert list(addresses) == ["b@example.com", "a@example.com", "c@example.com"]
+
+
+def test_the_store_is_one_transaction_a_failed_insert_leaves_nothing(monkeypatch) -> None:
+    from django.db import DatabaseError
+
+    from django_smtprelay import backends
+
+    real_insert_rows = backends.insert_rows
+
+    def failing_for_recipients(model, columns, rows, *, using):
+        if model is Recipient:  # after the Message and MessageContent rows are written
+            raise DatabaseError("the connection dropped")
+        return real_insert_rows(model, columns, rows, using=using)
+
+    monkeypatch.setattr(backends, "insert_rows", failing_for_recipients)
+    with pytest.raises(DatabaseError):
+        send_mass_mail([(f"S{i}", "B", "from@example.com", ["to@example.com"]) for i in range(3)])
+    assert Message.objects.count() == 0
+    assert SenderDomain.objects.count() == 0
+
+
+def scheduled(send_at) -> Message:
+    email = EmailMessage("Later", "B", "from@example.com", ["to@example.com"])
+    email.smtprelay_send_at = send_at
+    email.send()
+    return Message.objects.latest("pk")
+
+
+def test_a_send_at_in_the_past_is_clamped_to_now(relay_settings) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    relay_settings(MAX_LIFETIME_SECONDS=3600)
+    message = scheduled(timezone.now() - timedelta(days=3))
+    assert message.next_attempt_at == message.created_at
+    assert message.expires_at == message.created_at + timedelta(hours=1)
+
+
+def test_a_scheduled_message_has_its_whole_lifetime_after_its_send_at(relay_settings) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    relay_settings(MAX_LIFETIME_SECONDS=3600)
+    later = timezone.now() + timedelta(days=10)
+    message = scheduled(later)
+    assert message.next_attempt_at == later
+    assert message.expires_at == later + timedelta(hours=1)
+    soon = timezone.now() + timedelta(minutes=10)
+    message = scheduled(soon)
+    assert message.expires_at == soon + timedelta(hours=1), "never cut short by the send_at"

@@ -7,11 +7,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from celery import Celery, current_app
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage, get_connection, send_mail
+from django.utils import timezone
 
 from django_smtprelay.models import Message
 
@@ -130,16 +132,40 @@ def test_a_broker_that_refuses_connections_leaves_the_message_queued(
     assert "Connection refused" in caplog.text or "refused" in caplog.text.lower()
 
 
+def published(app: Celery, queue_name: str) -> list[list[int]]:
+    """The message ids of every delivery task waiting in ``queue_name``."""
+    chunks = []
+    with app.connection_for_read() as conn:
+        queue = conn.SimpleQueue(queue_name)
+        while True:
+            try:
+                message = queue.get(timeout=0.5)
+            except queue.Empty:
+                break
+            chunks.extend(message.decode()[0])
+            message.ack()
+        queue.close()
+    return chunks
+
+
 def test_a_working_broker_receives_the_delivery_task(
     broker_app: Callable[[str], Celery], relay_settings: Callable[..., None]
 ) -> None:
     # The in-memory transport: the bounded path still publishes what it should.
     app = broker_app("memory://")
-    relay_settings(PUBLISH_ON_COMMIT=True)
+    relay_settings(PUBLISH_ON_COMMIT=True, CELERY_QUEUE="publish-bound-working")
     assert send_mail("S", "B", "from@example.com", ["to@example.com"]) == 1
-    with app.connection_for_read() as conn:
-        queue = conn.SimpleQueue("celery")
-        message = queue.get(timeout=2)
-        body = message.decode() if hasattr(message, "decode") else message.payload
-        queue.close()
-    assert body[0] == [[Message.objects.get().pk]]
+    assert published(app, "publish-bound-working") == [[Message.objects.get().pk]]
+
+
+def test_only_messages_due_now_are_published_scheduled_ones_wait_for_the_sweep(
+    broker_app: Callable[[str], Celery], relay_settings: Callable[..., None]
+) -> None:
+    app = broker_app("memory://")
+    relay_settings(PUBLISH_ON_COMMIT=True, CELERY_QUEUE="publish-bound-scheduled")
+    emails = [EmailMessage(s, "B", "from@example.com", ["to@example.com"]) for s in "ABC"]
+    emails[1].smtprelay_send_at = timezone.now() + timedelta(hours=1)
+    emails[2].smtprelay_send_at = timezone.now() - timedelta(hours=1)  # overdue: now
+    assert get_connection().send_messages(emails) == 3
+    ids = dict(Message.objects.values_list("subject", "pk"))
+    assert published(app, "publish-bound-scheduled") == [[ids["A"], ids["C"]]]
