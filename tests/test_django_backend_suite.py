@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -73,6 +75,9 @@ def _sdist(cache: Path) -> Path:
     if found:
         return found[0]
     cache.mkdir(parents=True, exist_ok=True)
+    # Into a folder of this process's own, then moved: two test runs at once
+    # never read a half-written file.
+    download = Path(tempfile.mkdtemp(dir=cache, prefix=".download-"))
     command = [
         sys.executable,
         "-m",
@@ -85,13 +90,16 @@ def _sdist(cache: Path) -> Path:
         ":all:",
         f"Django=={django.__version__}",
         "--dest",
-        str(cache),
+        str(download),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    found = sorted(cache.glob("[dD]jango-*.tar.gz"))
-    if result.returncode or not found:
-        raise LookupError(result.stderr.strip().splitlines()[-1:] or ["no sdist downloaded"])
-    return found[0]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        found = sorted(download.glob("[dD]jango-*.tar.gz"))
+        if result.returncode or not found:
+            raise LookupError(result.stderr.strip().splitlines()[-1:] or ["no sdist downloaded"])
+        return found[0].replace(cache / found[0].name)
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
 
 
 def load_django_mail_tests() -> ModuleType | str:
@@ -109,13 +117,17 @@ def load_django_mail_tests() -> ModuleType | str:
                 ]
                 if not members:
                     raise LookupError(f"{sdist} has no tests/mail/")
-                package.mkdir(parents=True, exist_ok=True)
+                staging = Path(tempfile.mkdtemp(dir=cache, prefix=".extract-"))
                 for member in members:
                     source = archive.extractfile(member)
                     assert source is not None
                     name = member.name.split("/tests/mail/", 1)[1]
                     if "/" not in name:  # the test modules; attachments are not needed
-                        (package / name).write_bytes(source.read())
+                        (staging / name).write_bytes(source.read())
+            try:
+                staging.rename(package)
+            except OSError:  # another run got there first
+                shutil.rmtree(staging, ignore_errors=True)
         except (LookupError, OSError, tarfile.TarError, subprocess.SubprocessError) as e:
             return (
                 f"Django's own mail tests are not installed with Django; they come from the "
