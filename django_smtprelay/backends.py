@@ -6,11 +6,13 @@ import logging
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
 from django.db import router, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from . import signals
@@ -37,6 +39,11 @@ def _priority(value: str, subject: str) -> int:
         ) from None
 
 
+@cache
+def _max_length(model: type[Model], column: str) -> int | None:
+    return model._meta.get_field(column).max_length
+
+
 def check_storable(p: PreparedMessage) -> None:
     """Refuse a value that its column cannot hold, before anything is written.
 
@@ -53,7 +60,7 @@ def check_storable(p: PreparedMessage) -> None:
         *((Recipient, "address", "recipient", address) for address in p.recipients),
     )
     for model, column, label, value in fields:
-        limit = model._meta.get_field(column).max_length
+        limit = _max_length(model, column)
         if "\x00" in value:
             raise InvalidMessageError(
                 f"Message {shown(p.subject)}: its {label} {shown(value)} contains a NUL "
