@@ -68,8 +68,8 @@ def check_storable(p: PreparedMessage) -> None:
             )
         if limit is not None and len(value) > limit:
             raise InvalidMessageError(
-                f"Message {shown(p.subject)}: its {label} {shown(value)} is {len(value)} "
-                f"characters long; at most {limit} can be stored. Shorten it."
+                f"Message {shown(p.subject)}: its {label} {shown(value, count=False)} is "
+                f"{len(value)} characters long; at most {limit} can be stored. Shorten it."
             )
 
 

@@ -34,13 +34,13 @@ SEND_AT_HEADER = "X-SMTPRelay-Send-At"
 _CONTROL_HEADERS = {h.lower(): h for h in (ROUTE_HEADER, PRIORITY_HEADER, SEND_AT_HEADER)}
 
 
-def shown(value: object, limit: int = 80) -> str:
-    """``repr(value)`` for an error message, cut to ``limit`` with its full length said."""
+def shown(value: object, limit: int = 80, *, count: bool = True) -> str:
+    """``repr(value)`` for an error message, cut to ``limit``; ``count`` adds its length."""
     text = repr(value)
     if len(text) <= limit:
         return text
     size = len(value) if isinstance(value, (str, bytes)) else len(text)
-    return f"{text[: limit - 1]}\u2026 ({size} characters)"
+    return f"{text[: limit - 1]}\u2026" + (f" ({size} characters)" if count else "")
 
 
 @dataclass
@@ -108,7 +108,7 @@ def _parsed_address(value: str, role: str) -> str:
     addr = f"{local}@{domain}"
     if len(addr) > MAX_ADDRESS_LENGTH:
         raise InvalidMessageError(
-            f"Invalid {role} address {shown(value)}: it is {len(addr)} characters long"
+            f"Invalid {role} address {shown(value, count=False)}: it is {len(addr)} characters long"
             f"{' once its domain is IDNA-encoded' if addr != value else ''}; SMTP allows at "
             f"most {MAX_ADDRESS_LENGTH} (RFC 5321). Use a shorter address."
         )

@@ -427,3 +427,13 @@ def test_a_scheduled_message_has_its_whole_lifetime_after_its_send_at(relay_sett
     soon = timezone.now() + timedelta(minutes=10)
     message = scheduled(soon)
     assert message.expires_at == soon + timedelta(hours=1), "never cut short by the send_at"
+
+
+def test_an_address_too_long_only_once_idna_encoded_is_refused_saying_so() -> None:
+    label = "".join(chr(0x4E00 + i * 37) for i in range(14))  # 14 CJK: 33 once encoded
+    address = "l" * 64 + "@" + ".".join([label] * 8) + ".com"
+    assert len(address) <= 254
+    with pytest.raises(InvalidMessageError, match="once its domain is IDNA-encoded") as info:
+        send_mail("IDN", "B", "from@example.com", [address])
+    assert "at most 254" in str(info.value)
+    assert Message.objects.count() == 0
