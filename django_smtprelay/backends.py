@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
 from django.db import router, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from . import signals
 from .conf import app_settings
-from .envelope import PreparedMessage, prepare
+from .envelope import PreparedMessage, prepare, shown
 from .exceptions import InvalidMessageError
 from .models import Message, MessageContent, Recipient, SenderDomain
 from .models.bulk import insert_returning_ids, insert_rows
@@ -31,8 +34,43 @@ def _priority(value: str, subject: str) -> int:
         return _PRIORITIES[value.strip().lower()]
     except KeyError:
         raise InvalidMessageError(
-            f"Message {subject!r} has priority {value!r}; use one of {', '.join(_PRIORITIES)}."
+            f"Message {shown(subject)} has priority {shown(value)}; "
+            f"use one of {', '.join(_PRIORITIES)}."
         ) from None
+
+
+@cache
+def _max_length(model: type[Model], column: str) -> int | None:
+    return model._meta.get_field(column).max_length
+
+
+def check_storable(p: PreparedMessage) -> None:
+    """Refuse a value that its column cannot hold, before anything is written.
+
+    PostgreSQL raises ``DataError`` for a value longer than its column and
+    refuses NUL in text, which would lose the valid messages of the same call.
+    """
+    fields = (
+        (Message, "from_email", "envelope sender", p.from_email),
+        (Message, "sender_domain", "envelope sender's domain", p.from_email.rpartition("@")[2]),
+        (Message, "from_domain", "From header's domain", p.from_domain),
+        (Message, "subject", "subject", p.subject),
+        (Message, "message_id", "Message-ID", p.message_id),
+        (Message, "route_hint", "route hint", p.route_hint),
+        *((Recipient, "address", "recipient", address) for address in p.recipients),
+    )
+    for model, column, label, value in fields:
+        limit = _max_length(model, column)
+        if "\x00" in value:
+            raise InvalidMessageError(
+                f"Message {shown(p.subject)}: its {label} {shown(value)} contains a NUL "
+                "character, which cannot be stored or sent; remove it."
+            )
+        if limit is not None and len(value) > limit:
+            raise InvalidMessageError(
+                f"Message {shown(p.subject)}: its {label} {shown(value, count=False)} is "
+                f"{len(value)} characters long; at most {limit} can be stored. Shorten it."
+            )
 
 
 class QueuedEmailBackend(BaseEmailBackend):
@@ -50,6 +88,7 @@ class QueuedEmailBackend(BaseEmailBackend):
         for email_message in email_messages:
             try:
                 item = prepare(email_message)
+                check_storable(item)
                 prepared.append((item, _priority(item.priority, item.subject)))
             except InvalidMessageError:
                 if not self.fail_silently:
@@ -150,28 +189,80 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
 
 
 def publish(message_ids: list[int], *, countdown: timedelta | None = None) -> None:
-    """Publish delivery tasks for ``message_ids``; on failure, log and leave them to the sweep."""
+    """Publish delivery tasks for ``message_ids``, bounded by ``PUBLISH_TIMEOUT``.
+
+    The messages are already committed: when the broker is down, hung or slow,
+    this logs a warning and returns, and the periodic sweep delivers them. The
+    bound covers connecting as well as publishing, so a broker that accepts
+    connections and never answers cannot hold up the request that sent mail.
+    """
     from .tasks import deliver
 
-    size = app_settings.batch_size
-    options: dict[str, Any] = {
-        # Fail fast when the broker is down: the message is safe in the
-        # database and the periodic sweep delivers it.
-        "retry": True,
-        "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
-    }
+    # Resolved here: the current Celery app is per thread, and the publisher
+    # thread below has none of its own.
+    task = deliver._get_current_object()
+    options: dict[str, Any] = {"retry": False}
     if app_settings.celery_queue:
         options["queue"] = app_settings.celery_queue
     if countdown:
         options["countdown"] = countdown.total_seconds()
-    for start in range(0, len(message_ids), size):
-        chunk = message_ids[start : start + size]
-        try:
-            deliver.apply_async(args=(chunk,), **options)
-        except Exception:
-            # Any broker error (kombu raises many kinds): the sweep is the safety net.
-            logger.exception(
-                "Could not publish delivery of %d queued message(s); the sweep will deliver them",
-                len(chunk),
-            )
-            return
+    size = app_settings.batch_size
+    chunks = [message_ids[i : i + size] for i in range(0, len(message_ids), size)]
+    timeout = app_settings.publish_timeout
+    if task.app.conf.task_always_eager:  # runs the task here; there is no broker to wait for
+        for chunk in chunks:
+            task.apply_async(args=(chunk,), **options)
+        return
+    failure: list[BaseException] = []
+    # A thread with a deadline, because kombu's own timeouts apply per step
+    # (connect, handshake, each socket read) and add up; the publisher's
+    # connection has them too, so a timed-out thread still ends soon after.
+    thread = threading.Thread(
+        target=_publish_chunks,
+        args=(task, chunks, options, timeout, failure),
+        name="smtprelay-publish",
+        daemon=True,
+    )
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        logger.warning(
+            "Publishing delivery of %d queued message(s) took longer than PUBLISH_TIMEOUT "
+            "(%.1fs); they stay queued and the sweep will deliver them",
+            len(message_ids),
+            timeout,
+        )
+    elif failure:
+        logger.warning(
+            "Could not publish delivery of %d queued message(s) (%s: %s); they stay queued "
+            "and the sweep will deliver them",
+            len(message_ids),
+            type(failure[0]).__name__,
+            failure[0],
+            exc_info=failure[0],
+        )
+
+
+def _publish_chunks(
+    task: Any,
+    chunks: list[list[int]],
+    options: dict[str, Any],
+    timeout: float,
+    failure: list[BaseException],
+) -> None:
+    """Publish on a connection of its own whose every socket step times out."""
+    timeouts = {
+        "max_retries": 0,  # a refused connection fails now, not after retries
+        "socket_connect_timeout": timeout,  # redis
+        "socket_timeout": timeout,
+        "read_timeout": timeout,  # py-amqp
+        "write_timeout": timeout,
+    }
+    try:
+        with task.app.connection_for_write(
+            connect_timeout=timeout, transport_options=timeouts
+        ) as connection:
+            for chunk in chunks:
+                task.apply_async(args=(chunk,), connection=connection, **options)
+    except Exception as exc:  # kombu raises many kinds; the sweep is the safety net
+        failure.append(exc)

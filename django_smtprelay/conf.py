@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     # Publish a delivery task on commit. Turn off where only the sweep or the
     # smtprelay_send command delivers.
     "PUBLISH_ON_COMMIT": True,
+    # Seconds that publishing on commit may take, connecting included; past
+    # it the message stays queued for the sweep and send_mail() returns.
+    "PUBLISH_TIMEOUT": 2.0,
     # Celery queue for delivery tasks (None: the app's default queue).
     "CELERY_QUEUE": None,
     # Fall back to EMAIL_HOST & co. as a route when no Route row is enabled.
@@ -182,6 +185,11 @@ class AppSettings:
     def publish_on_commit(self) -> bool:
         """Whether queuing publishes a Celery delivery task on commit."""
         return bool(get_config()["PUBLISH_ON_COMMIT"])
+
+    @property
+    def publish_timeout(self) -> float:
+        """Seconds that publishing delivery tasks on commit may take, connecting included."""
+        return float(_number("PUBLISH_TIMEOUT", minimum=0.01))
 
     @property
     def celery_queue(self) -> str | None:

@@ -17,17 +17,30 @@ from django.core.exceptions import ValidationError
 from django.core.mail.message import EmailMessage
 from django.core.validators import EmailValidator
 from django.utils.encoding import punycode
+from django.utils.functional import Promise
 
 from .exceptions import InvalidMessageError
 from .serialize import serialize
 
 _validate_email = EmailValidator()
 _LINE_BREAK = re.compile(r"[\r\n]")
+# RFC 5321 4.5.3.1.3: a path is at most 256 octets, the angle brackets included.
+MAX_ADDRESS_LENGTH = 254
 # Per-message routing and priority travel as attributes (or these headers,
 # which are removed before the message is stored).
 ROUTE_HEADER = "X-SMTPRelay-Route"
 PRIORITY_HEADER = "X-SMTPRelay-Priority"
 SEND_AT_HEADER = "X-SMTPRelay-Send-At"
+_CONTROL_HEADERS = {h.lower(): h for h in (ROUTE_HEADER, PRIORITY_HEADER, SEND_AT_HEADER)}
+
+
+def shown(value: object, limit: int = 80, *, count: bool = True) -> str:
+    """``repr(value)`` for an error message, cut to ``limit``; ``count`` adds its length."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, (str, bytes)) else len(text)
+    return f"{text[: limit - 1]}\u2026" + (f" ({size} characters)" if count else "")
 
 
 @dataclass
@@ -52,9 +65,16 @@ _PLAIN_ADDRESS = re.compile(
 )
 
 
-def envelope_address(value: str, *, role: str) -> str:
+def envelope_address(value: object, *, role: str) -> str:
     """The bare address for the SMTP envelope, IDNA-encoded; raise if invalid."""
-    if isinstance(value, str) and len(value) <= 254 and _PLAIN_ADDRESS.fullmatch(value):
+    if isinstance(value, Promise):  # gettext_lazy("ops@example.com"), as Django accepts
+        value = str(value)
+    if not isinstance(value, str):
+        raise InvalidMessageError(
+            f"Invalid {role} address {shown(value)}: it is {type(value).__name__}, not a "
+            "string; pass 'user@example.com' or 'Name <user@example.com>'."
+        )
+    if len(value) <= MAX_ADDRESS_LENGTH and _PLAIN_ADDRESS.fullmatch(value):
         return value
     return _parsed_address(value, role)
 
@@ -62,25 +82,41 @@ def envelope_address(value: str, *, role: str) -> str:
 @lru_cache(maxsize=1024)
 def _parsed_address(value: str, role: str) -> str:
     # Cached: a batch usually repeats one sender ("Site <noreply@...>").
-    if not isinstance(value, str) or _LINE_BREAK.search(value):
-        raise InvalidMessageError(f"Invalid {role} address {value!r}: it contains a line break.")
+    if _LINE_BREAK.search(value):
+        raise InvalidMessageError(
+            f"Invalid {role} address {shown(value)}: it contains a line break; "
+            "an address is one line."
+        )
+    if "\x00" in value:
+        raise InvalidMessageError(
+            f"Invalid {role} address {shown(value)}: it contains a NUL character; remove it."
+        )
     _name, addr = parseaddr(value, strict=True) if _parseaddr_strict else parseaddr(value)
     if not addr or "@" not in addr:
         raise InvalidMessageError(
-            f"Invalid {role} address {value!r}: expected 'user@example.com' or "
+            f"Invalid {role} address {shown(value)}: expected 'user@example.com' or "
             "'Name <user@example.com>'."
         )
     local, _, domain = addr.rpartition("@")
     try:
         domain = punycode(domain)
     except UnicodeError as exc:
-        raise InvalidMessageError(f"Invalid {role} address {value!r}: bad domain.") from exc
+        raise InvalidMessageError(
+            f"Invalid {role} address {shown(value)}: its domain {shown(domain)} cannot be "
+            "IDNA-encoded (empty or over-long label, or a character IDNA forbids)."
+        ) from exc
     addr = f"{local}@{domain}"
+    if len(addr) > MAX_ADDRESS_LENGTH:
+        raise InvalidMessageError(
+            f"Invalid {role} address {shown(value, count=False)}: it is {len(addr)} characters long"
+            f"{' once its domain is IDNA-encoded' if addr != value else ''}; SMTP allows at "
+            f"most {MAX_ADDRESS_LENGTH} (RFC 5321). Use a shorter address."
+        )
     try:
         _validate_email(addr)
     except ValidationError as exc:
         raise InvalidMessageError(
-            f"Invalid {role} address {value!r}: not a valid email address."
+            f"Invalid {role} address {shown(value)}: not a valid email address."
         ) from exc
     return addr
 
@@ -93,32 +129,27 @@ def prepare(email_message: EmailMessage) -> PreparedMessage:
     raw_recipients = email_message.recipients()
     if not raw_recipients:
         raise InvalidMessageError(
-            f"Message {email_message.subject!r} has no recipients: set to, cc or bcc."
+            f"Message {shown(email_message.subject)} has no recipients: set to, cc or bcc."
         )
     from_email = envelope_address(email_message.from_email, role="sender")
     recipients = list(dict.fromkeys(envelope_address(r, role="recipient") for r in raw_recipients))
     extra = {k.lower(): k for k in email_message.extra_headers}
-    route_hint = str(getattr(email_message, "smtprelay_route", "") or "")
-    priority = str(getattr(email_message, "smtprelay_priority", "") or "")
-    send_at = getattr(email_message, "smtprelay_send_at", None)
-    # Control headers steer the queue and are not sent; the caller's message
-    # is restored afterwards.
-    control = {
-        extra[h.lower()]: email_message.extra_headers.pop(extra[h.lower()])
-        for h in (ROUTE_HEADER, PRIORITY_HEADER, SEND_AT_HEADER)
-        if h.lower() in extra
-    }
-    for key, value in control.items():
-        if key.lower() == ROUTE_HEADER.lower():
-            route_hint = route_hint or str(value)
-        elif key.lower() == PRIORITY_HEADER.lower():
-            priority = priority or str(value)
-        else:
-            send_at = send_at or str(value)
+    headers = email_message.extra_headers
+    # Control headers steer the queue and are never sent, in any letter case;
+    # the caller's headers are restored afterwards, in their order.
+    original = dict(headers)
     try:
+        control = _pop_control_headers(headers, email_message.subject)
+        route_hint = str(getattr(email_message, "smtprelay_route", "") or "")
+        route_hint = route_hint or str(control.get(ROUTE_HEADER.lower(), ""))
+        priority = str(getattr(email_message, "smtprelay_priority", "") or "")
+        priority = priority or str(control.get(PRIORITY_HEADER.lower(), ""))
+        send_at = getattr(email_message, "smtprelay_send_at", None)
+        send_at = send_at or control.get(SEND_AT_HEADER.lower())
         prepared = _prepare(email_message, from_email, recipients, route_hint, priority)
     finally:
-        email_message.extra_headers.update(control)
+        headers.clear()
+        headers.update(original)
     prepared.send_at = _send_at(send_at, email_message.subject)
     header_from = extra.get("from")
     from_header = email_message.extra_headers.get(header_from) if header_from else None
@@ -128,6 +159,23 @@ def prepare(email_message: EmailMessage) -> PreparedMessage:
         .lower()
     )
     return prepared
+
+
+def _pop_control_headers(headers: dict, subject: object) -> dict[str, object]:
+    """Remove every spelling of the control headers; their values by lower-case name."""
+    control: dict[str, object] = {}
+    for key in list(headers):
+        name = str(key).lower()
+        if name not in _CONTROL_HEADERS:
+            continue
+        value = headers.pop(key)
+        if name in control and str(control[name]) != str(value):
+            raise InvalidMessageError(
+                f"Message {shown(subject)} sets {_CONTROL_HEADERS[name]} twice, in different "
+                f"letter cases, to {shown(control[name])} and {shown(value)}; set it once."
+            )
+        control[name] = value
+    return control
 
 
 def _send_at(value: object, subject: str) -> datetime | None:
@@ -142,8 +190,8 @@ def _send_at(value: object, subject: str) -> datetime | None:
             when = None
     if not isinstance(when, datetime) or when.tzinfo is None:
         raise InvalidMessageError(
-            f"Message {subject!r} has send_at {value!r}: use a timezone-aware datetime or an "
-            "ISO 8601 time with an offset, such as 2030-01-31T09:00:00+00:00."
+            f"Message {shown(subject)} has send_at {shown(value)}: use a timezone-aware "
+            "datetime or an ISO 8601 time with an offset, such as 2030-01-31T09:00:00+00:00."
         )
     return when
 
@@ -155,11 +203,21 @@ def _prepare(
     route_hint: str,
     priority: str,
 ) -> PreparedMessage:
+    subject = str(email_message.subject or "")
+    if "\x00" in subject:
+        raise InvalidMessageError(
+            f"Message subject {shown(subject)} contains a NUL character, which a mail "
+            "header cannot carry; remove it."
+        )
     for name, value in email_message.extra_headers.items():
         if _LINE_BREAK.search(str(value)) or _LINE_BREAK.search(str(name)):
             raise InvalidMessageError(
-                f"Header {name!r} has a line break in its value {value!r}: "
+                f"Header {shown(name)} has a line break in its value {shown(value)}: "
                 "headers must be one line."
+            )
+        if "\x00" in str(value) or "\x00" in str(name):
+            raise InvalidMessageError(
+                f"Header {shown(name)} has a NUL character in its value {shown(value)}; remove it."
             )
     try:
         data, message_id = serialize(email_message)
@@ -167,13 +225,15 @@ def _prepare(
     except ValueError as exc:
         if isinstance(exc, InvalidMessageError):
             raise
-        raise InvalidMessageError(f"Message {email_message.subject!r} is invalid: {exc}") from exc
+        raise InvalidMessageError(
+            f"Message {shown(email_message.subject)} is invalid: {exc}"
+        ) from exc
     return PreparedMessage(
         from_email=from_email,
         recipients=recipients,
         data=data,
         subject=str(email_message.subject or "")[:255],
         message_id=message_id[:255],
-        route_hint=route_hint[:100],
+        route_hint=route_hint,
         priority=priority,
     )

@@ -183,26 +183,6 @@ def test_rolled_back_transaction_queues_and_publishes_nothing(relay_settings, mo
     assert published == [[Message.objects.get().pk]]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_broker_down_keeps_the_message_queued_and_logs(relay_settings, refused_port, caplog):
-    # A real broker connection that is refused: publishing fails, queueing does not.
-    from celery import Celery, current_app
-
-    previous = current_app._get_current_object()
-    down = Celery("broker-down", broker=f"redis://127.0.0.1:{refused_port}/0")
-    down.conf.broker_connection_timeout = 1
-    down.set_current()
-    relay_settings(PUBLISH_ON_COMMIT=True)
-    try:
-        with caplog.at_level(logging.ERROR, logger="django_smtprelay"):
-            assert send_mail("S", "B", "from@example.com", ["to@example.com"]) == 1
-    finally:
-        previous.set_current()
-        down.close()
-    assert Message.objects.get().status == Message.Status.QUEUED
-    assert "the sweep will deliver them" in caplog.text
-
-
 @pytest.mark.parametrize(
     "address",
     [
@@ -235,3 +215,225 @@ def test_the_fast_address_check_never_accepts_what_django_refuses(address):
         valid = False
     if _PLAIN_ADDRESS.fullmatch(address):
         assert valid, f"{address!r} passed the fast path but Django refuses it"
+
+
+def test_control_headers_in_any_letter_case_are_all_stripped_and_the_caller_keeps_them() -> None:
+    headers = {
+        "X-Tag": "kept",
+        "x-smtprelay-priority": "high",
+        "X-SMTPRelay-Priority": "high",
+        "X-SMTPRELAY-ROUTE": "transactional",
+        "x-SmtpRelay-Route": "transactional",
+        "x-smtprelay-send-at": "2000-01-01T00:00:00+00:00",
+    }
+    email = EmailMessage("Case", "Body", "from@example.com", ["to@example.com"], headers=headers)
+    before = list(email.extra_headers.items())
+    email.send()
+    message = Message.objects.get()
+    assert b"x-smtprelay" not in bytes(message.raw).lower()
+    assert b"X-Tag: kept" in bytes(message.raw)
+    assert message.priority == Message.Priority.HIGH
+    assert message.route_hint == "transactional"
+    assert list(email.extra_headers.items()) == before, "restored as it was, in its order"
+
+
+def test_one_control_header_given_twice_with_different_values_is_refused() -> None:
+    headers = {"x-smtprelay-priority": "low", "X-SMTPRelay-Priority": "high"}
+    email = EmailMessage("Twice", "Body", "from@example.com", ["to@example.com"], headers=headers)
+    with pytest.raises(InvalidMessageError, match=r"X-SMTPRelay-Priority twice.*'low'.*'high'"):
+        email.send()
+    assert email.extra_headers == headers
+    assert Message.objects.count() == 0
+
+
+def test_lazy_strings_are_accepted_as_addresses_as_django_accepts_them() -> None:
+    from django.utils.translation import gettext_lazy
+
+    sent = send_mail(
+        "Lazy",
+        "Body",
+        gettext_lazy("Ops <ops@example.com>"),
+        [gettext_lazy("to@example.com")],
+    )
+    assert sent == 1
+    message = Message.objects.get()
+    assert message.from_email == "ops@example.com"
+    assert message.recipients.get().address == "to@example.com"
+    assert parse(message)["From"] == "Ops <ops@example.com>"
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        (b"to@example.com", "it is bytes, not a string"),
+        (42, "it is int, not a string"),
+        ("to@example.com\r\nBcc: x@example.com", "contains a line break"),
+        ("to\x00@example.com", "contains a NUL character"),
+    ],
+    ids=["bytes", "int", "line-break", "nul"],
+)
+def test_an_address_error_names_the_real_problem(address, problem) -> None:
+    email = EmailMessage("S", "B", "from@example.com", [address])
+    with pytest.raises(InvalidMessageError, match=problem):
+        email.send()
+
+
+def long_address(length: int) -> str:
+    """A syntactically valid address of exactly ``length`` characters (at most 320)."""
+    local = "l" * 64
+    labels = []
+    remaining = length - len(local) - 1 - len(".com")
+    while remaining > 0:
+        size = min(63, remaining - 1 if remaining > 63 else remaining)
+        labels.append("d" * size)
+        remaining -= size + 1
+    address = f"{local}@{'.'.join(labels)}.com"
+    assert len(address) == length, (len(address), length)
+    return address
+
+
+@pytest.mark.parametrize("length", [255, 300, 320])
+def test_addresses_longer_than_smtp_allows_are_refused_naming_them(length) -> None:
+    address = long_address(length)
+    for kwargs in ({"to": [address]}, {"to": ["ok@example.com"], "from_email": address}):
+        values = {"subject": "Long", "body": "B", "from_email": "from@example.com", **kwargs}
+        with pytest.raises(InvalidMessageError) as info:
+            EmailMessage(**values).send()
+        text = str(info.value)
+        assert f"it is {length} characters long" in text
+        assert "at most 254" in text
+        assert address[:40] in text, "names the value"
+        assert len(text) < 400, "the value is cut, not pasted whole"
+    assert Message.objects.count() == 0
+
+
+def test_a_254_character_address_is_queued() -> None:
+    address = long_address(254)
+    send_mail("Max", "B", "from@example.com", [address])
+    assert Message.objects.get().recipients.get().address == address
+
+
+def _with_nul_subject() -> EmailMessage:
+    return EmailMessage("Bad\x00subject", "B", "from@example.com", ["to@example.com"])
+
+
+def _with_nul_message_id() -> EmailMessage:
+    headers = {"Message-ID": "<a\x00b@example.com>"}
+    return EmailMessage("Bad id", "B", "from@example.com", ["to@example.com"], headers=headers)
+
+
+def _with_nul_route_hint() -> EmailMessage:
+    email = EmailMessage("Bad route", "B", "from@example.com", ["to@example.com"])
+    email.smtprelay_route = "relay\x00a"
+    return email
+
+
+def _with_long_route_hint() -> EmailMessage:
+    email = EmailMessage("Long route", "B", "from@example.com", ["to@example.com"])
+    email.smtprelay_route = "r" * 101
+    return email
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (_with_nul_subject, r"'Bad\x00subject' contains a NUL character"),
+        (_with_nul_message_id, r"'Message-ID' has a NUL character"),
+        (_with_nul_route_hint, r"route hint 'relay\x00a' contains a NUL character"),
+        (_with_long_route_hint, "is 101 characters long; at most 100"),
+        (lambda: EmailMessage("S", "B", "from@example.com", [long_address(300)]), "at most 254"),
+    ],
+    ids=["subject", "message-id", "route-hint", "long-route-hint", "long-address"],
+)
+@pytest.mark.django_db(transaction=True)
+def test_what_a_column_cannot_hold_is_refused_and_fail_silently_keeps_the_good_ones(
+    make, fragment, caplog
+) -> None:
+    # transaction=True: on PostgreSQL a DataError inside the test's own
+    # transaction would hide what a real caller sees.
+    good = [EmailMessage(f"Good {i}", "B", "from@example.com", ["ok@example.com"]) for i in (1, 2)]
+    with pytest.raises(InvalidMessageError) as info:
+        mail.get_connection().send_messages([good[0], make(), good[1]])
+    assert fragment in str(info.value)
+    assert Message.objects.count() == 0
+    with caplog.at_level(logging.WARNING, logger="django_smtprelay"):
+        count = mail.get_connection(fail_silently=True).send_messages([good[0], make(), good[1]])
+    assert count == 2
+    assert sorted(Message.objects.values_list("subject", flat=True)) == ["Good 1", "Good 2"]
+    assert fragment in caplog.text
+
+
+def test_one_address_given_several_times_is_one_recipient_in_order() -> None:
+    email = EmailMessage(
+        "Dup",
+        "B",
+        "from@example.com",
+        ["b@example.com", "Bee <b@example.com>", "a@example.com"],
+        cc=["a@example.com"],
+        bcc=["b@example.com", "c@example.com"],
+    )
+    email.send()
+    addresses = Message.objects.get().recipients.order_by("pk").values_list("address", flat=True)
+    assert list(addresses) == ["b@example.com", "a@example.com", "c@example.com"]
+
+
+def test_the_store_is_one_transaction_a_failed_insert_leaves_nothing(monkeypatch) -> None:
+    from django.db import DatabaseError
+
+    from django_smtprelay import backends
+
+    real_insert_rows = backends.insert_rows
+
+    def failing_for_recipients(model, columns, rows, *, using):
+        if model is Recipient:  # after the Message and MessageContent rows are written
+            raise DatabaseError("the connection dropped")
+        return real_insert_rows(model, columns, rows, using=using)
+
+    monkeypatch.setattr(backends, "insert_rows", failing_for_recipients)
+    with pytest.raises(DatabaseError):
+        send_mass_mail([(f"S{i}", "B", "from@example.com", ["to@example.com"]) for i in range(3)])
+    assert Message.objects.count() == 0
+    assert SenderDomain.objects.count() == 0
+
+
+def scheduled(send_at) -> Message:
+    email = EmailMessage("Later", "B", "from@example.com", ["to@example.com"])
+    email.smtprelay_send_at = send_at
+    email.send()
+    return Message.objects.latest("pk")
+
+
+def test_a_send_at_in_the_past_is_clamped_to_now(relay_settings) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    relay_settings(MAX_LIFETIME_SECONDS=3600)
+    message = scheduled(timezone.now() - timedelta(days=3))
+    assert message.next_attempt_at == message.created_at
+    assert message.expires_at == message.created_at + timedelta(hours=1)
+
+
+def test_a_scheduled_message_has_its_whole_lifetime_after_its_send_at(relay_settings) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    relay_settings(MAX_LIFETIME_SECONDS=3600)
+    later = timezone.now() + timedelta(days=10)
+    message = scheduled(later)
+    assert message.next_attempt_at == later
+    assert message.expires_at == later + timedelta(hours=1)
+    soon = timezone.now() + timedelta(minutes=10)
+    message = scheduled(soon)
+    assert message.expires_at == soon + timedelta(hours=1), "never cut short by the send_at"
+
+
+def test_an_address_too_long_only_once_idna_encoded_is_refused_saying_so() -> None:
+    label = "".join(chr(0x4E00 + i * 37) for i in range(14))  # 14 CJK: 33 once encoded
+    address = "l" * 64 + "@" + ".".join([label] * 8) + ".com"
+    assert len(address) <= 254
+    with pytest.raises(InvalidMessageError, match="once its domain is IDNA-encoded") as info:
+        send_mail("IDN", "B", "from@example.com", [address])
+    assert "at most 254" in str(info.value)
+    assert Message.objects.count() == 0
