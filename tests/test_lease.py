@@ -226,3 +226,45 @@ def test_the_heartbeat_reconnects_after_losing_its_database_connection():
         assert renewals_reach(before + 2), "renewals go on over a new connection"
     finally:
         heartbeat.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_messages_whose_lease_is_lost_mid_batch_are_never_sent_by_the_old_owner(
+    smtp_server, make_route, relay_settings
+):
+    # Another worker takes the batch's last two messages while it is being
+    # sent (a sweep with a skewed clock, say). The sending thread checks its
+    # lease every third of it and drops them: they are never sent twice.
+    relay_settings(LEASE_SECONDS=3)
+    server = smtp_server(dot_delay=0.4)
+    make_route(server)
+    queue(10)
+    claim = Message.objects.claim(10, timedelta(seconds=3))
+    last_two = sorted(claim.ids)[-2:]
+    thief_token = uuid.uuid4()
+
+    def other_worker() -> None:
+        try:
+            deadline = time.monotonic() + 10
+            while len(server.messages) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            Message.objects.filter(pk__in=last_two).update(
+                lease_token=thief_token, lease_expires_at=timezone.now() + timedelta(minutes=5)
+            )
+        finally:
+            close_old_connections()
+
+    thief = threading.Thread(target=other_worker)
+    thief.start()
+    report = DeliveryEngine().deliver_batch(claim)
+    thief.join()
+    stolen_subjects = set(Message.objects.filter(pk__in=last_two).values_list("subject", flat=True))
+    sent_subjects = {
+        m.data.split(b"Subject: ")[1].split(b"\r\n")[0].decode() for m in server.messages
+    }
+    assert not stolen_subjects & sent_subjects, "the old owner sent what it no longer held"
+    assert report.lost_leases == 2
+    assert report.sent == 8
+    assert set(Message.objects.filter(pk__in=last_two).values_list("lease_token", flat=True)) == {
+        thief_token
+    }
