@@ -113,8 +113,8 @@ def requeue(
     """Put failed and cancelled messages back in the queue; return (requeued ids, skipped states).
 
     Their recipients go back to pending (all of them, or with ``only_failed``
-    the failed and cancelled ones), the attempts stay as history, and the
-    message gets a whole new lifetime from now.
+    the failed and cancelled ones, which sent messages may have too), the
+    attempts stay as history, and the message gets a whole new lifetime from now.
     """
     final_bad = (S.FAILED, S.CANCELLED)
     open_again = (
@@ -124,8 +124,10 @@ def requeue(
     )
     now = timezone.now()
     with transaction.atomic():
+        # Only the failed recipients: a sent message may have some too.
+        requeueable = (*final_bad, S.SENT) if only_failed else final_bad
         selected = dict(queryset.values_list("pk", "status"))
-        candidates = [pk for pk, status in selected.items() if status in final_bad]
+        candidates = [pk for pk, status in selected.items() if status in requeueable]
         with_rcpts = set(
             Recipient.objects.filter(message_id__in=candidates, status__in=open_again).values_list(
                 "message_id", flat=True
@@ -145,7 +147,7 @@ def requeue(
         if route is not None:
             values["route_hint"] = route.name
         won = list(
-            Message.objects.filter(pk__in=ids, status__in=final_bad).values_list("pk", flat=True)
+            Message.objects.filter(pk__in=ids, status__in=requeueable).values_list("pk", flat=True)
         )
         Message.objects.filter(pk__in=won).update(**values)
         Recipient.objects.filter(message_id__in=won, status__in=open_again).update(
@@ -161,7 +163,7 @@ def requeue(
     for pk, status in selected.items():
         if pk in won:
             continue
-        skipped.append(NOTHING_FAILED if status in final_bad else status)
+        skipped.append(NOTHING_FAILED if status in requeueable else status)
     return won, skipped
 
 
