@@ -1,7 +1,10 @@
-"""One badge for every queue state, message and recipient alike."""
+"""One badge for every queue state, message and recipient alike, and one short timestamp."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -27,4 +30,15 @@ def state_badge(state: str, label: str) -> SafeString:
         'border-radius:8px;font-size:11px;white-space:nowrap">{}</span>',
         COLOURS.get(state, GREY),
         label,
+    )
+
+
+def short_time(value: datetime) -> SafeString:
+    """A timestamp in two short lines (date, then time), so its column stays narrow."""
+    local = timezone.localtime(value)
+    return format_html(
+        '<span style="white-space:nowrap" title="{}">{}<br>{}</span>',
+        local.isoformat(),
+        local.strftime("%Y-%m-%d"),
+        local.strftime("%H:%M:%S"),
     )

@@ -25,9 +25,14 @@ from .filters import (
     RecipientTimeFilter,
     SmtpCodeFilter,
 )
-from .queue_badges import state_badge
+from .queue_badges import short_time, state_badge
 
-WRAPPED = '<div style="white-space:pre-wrap;overflow-wrap:anywhere;max-width:40em">{}</div>'
+# Wrapped at spaces, long words broken only when they must, never squeezed to a
+# column one word wide.
+WRAPPED = (
+    '<div style="white-space:pre-wrap;overflow-wrap:anywhere;min-width:14em;max-width:40em">'
+    "{}</div>"
+)
 
 
 @admin.register(Recipient)
@@ -37,10 +42,8 @@ class RecipientAdmin(PlainHelpTextAdmin):
         "status_badge",
         "message_link",
         "route",
-        "smtp_code",
-        "enhanced_code",
+        "code",
         "reply_wrapped",
-        "updated_at",
     )
     list_filter = (
         RecipientStatusFilter,
@@ -84,9 +87,20 @@ class RecipientAdmin(PlainHelpTextAdmin):
             return queryset.filter(address__iendswith=term), False
         return super().get_search_results(request, queryset, search_term)
 
-    @admin.display(description=_("status"), ordering="status")
+    @admin.display(description=_("status, updated"), ordering="updated_at")
     def status_badge(self, obj: Recipient) -> SafeString:
-        return state_badge(obj.status, obj.get_status_display())
+        """The state with when it was reached: one column, so the reply fits at 1400 px."""
+        if obj.updated_at is None:
+            return format_html(
+                "{}<div class='help'>{}</div>",
+                state_badge(obj.status, obj.get_status_display()),
+                _("not tried yet"),
+            )
+        return format_html(
+            '{}<div class="help">{}</div>',
+            state_badge(obj.status, obj.get_status_display()),
+            short_time(obj.updated_at),
+        )
 
     @admin.display(description=_("message"), ordering="message__created_at")
     def message_link(self, obj: Recipient) -> SafeString:
@@ -97,6 +111,14 @@ class RecipientAdmin(PlainHelpTextAdmin):
             obj.message.subject or _("(no subject)"),
             state_badge(obj.message.status, obj.message.get_status_display()),
         )
+
+    @admin.display(description=_("code"), ordering="smtp_code")
+    def code(self, obj: Recipient) -> SafeString | str:
+        """The SMTP code and the enhanced code, in one column so the reply fits beside them."""
+        parts = [str(c) for c in (obj.smtp_code, obj.enhanced_code) if c]
+        if not parts:
+            return "-"
+        return format_html('<span style="white-space:nowrap">{}</span>', " ".join(parts))
 
     @admin.display(description=_("reply"))
     def reply_wrapped(self, obj: Recipient) -> SafeString:
