@@ -154,3 +154,16 @@ def test_filters_by_route_recipient_domain_and_age(admin_client, smtp_server, ma
     assert shown({"q": "@one.example"}) == {"via first"}
     assert shown({"age": "1h"}) == {"via first"}
     assert shown({"age": "over-24h"}) == {"via second"}
+
+
+def test_a_part_in_an_unknown_charset_is_previewed_not_crashed_on():
+    from django_smtprelay.admin.message_body import preview
+
+    raw = (
+        b"Subject: odd\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=x-no-such-charset\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\nCaf\xc3\xa9 ok\r\n"
+    )
+    shown = preview(raw)
+    assert shown.text is not None and "Caf" in shown.text and "ok" in shown.text
+    assert shown.html_srcdoc is None and "Subject: odd" in shown.headers
