@@ -37,7 +37,7 @@ def test_cancel_and_retry_actions(admin_client):
     response = admin_client.post(
         url, {"action": "retry_now", "_selected_action": [message.pk]}, follow=True
     )
-    assert b"1 message will be retried." in response.content
+    assert b"1 message is being sent now." in response.content
     response = admin_client.post(
         url, {"action": "cancel", "_selected_action": [message.pk]}, follow=True
     )

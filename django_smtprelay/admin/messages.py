@@ -8,19 +8,29 @@ here is read-only, and state changes go through actions, each one guarded
 
 from __future__ import annotations
 
-from email import message_from_bytes, policy
+from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.utils import timezone
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from ..models import DeliveryAttempt, Message, MessageContent, Recipient
+from ..models import DeliveryAttempt, Message, Recipient
 from ..models.messages import MessageQuerySet
+from . import message_actions
 from .base import PlainHelpTextAdmin, PlainHelpTextTabularInline
+from .filters import MessageAgeFilter, MessageRecipientDomainFilter, MessageRouteFilter
+from .message_body import eml_response, may_see_body, preview, raw_of
+from .message_timeline import timeline
+from .queue_badges import short_time, state_badge
+from .recipients import WRAPPED
+
+WRAPPED_PRE = '<pre style="white-space:pre-wrap;overflow-wrap:anywhere">{}</pre>'
 
 
 class ReadOnlyInline(PlainHelpTextTabularInline):
@@ -62,25 +72,36 @@ class AttemptInline(ReadOnlyInline):
 
 @admin.register(Message)
 class MessageAdmin(PlainHelpTextAdmin):
+    change_form_template = "admin/django_smtprelay/message/change_form.html"
+    # Few, narrow columns, so the whole last error fits beside them at 1400 px;
+    # priority is a filter, the next attempt shows under a waiting state.
     list_display = (
-        "id",
-        "subject",
+        "subject_link",
         "from_email",
         "status_badge",
-        "priority",
-        "attempt_count",
-        "created_at",
-        "next_attempt_at",
-        "last_error_short",
+        "tries",
+        "created",
+        "last_error_wrapped",
     )
-    list_filter = ("status", "priority", "sender_domain")
+    list_display_links = ("subject_link",)
+    list_filter = (
+        "status",
+        MessageAgeFilter,
+        MessageRouteFilter,
+        MessageRecipientDomainFilter,
+        "priority",
+        "sender_domain",
+    )
     search_fields = ("subject", "from_email", "message_id", "recipients__address")
+    search_help_text = _(
+        "Subject, sender, Message-ID or a recipient; @domain for a recipient domain."
+    )
     date_hierarchy = "created_at"
     inlines = (RecipientInline, AttemptInline)
-    actions = ("retry_now", "cancel")
+    actions = ("retry_now", "send_again_failed", "send_again_all", "cancel")
     list_per_page = 50
     show_full_result_count = False  # COUNT(*) over a large queue is slow
-    readonly_fields = (
+    envelope_fields = (
         "status",
         "priority",
         "from_email",
@@ -94,9 +115,16 @@ class MessageAdmin(PlainHelpTextAdmin):
         "expires_at",
         "sent_at",
         "attempt_count",
-        "last_error",
-        "headers",
+        "last_error_wrapped",
     )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Message | None = None) -> tuple:
+        if may_see_body(request):
+            return (*self.envelope_fields, "headers")
+        return self.envelope_fields
+
+    def get_fields(self, request: HttpRequest, obj: Message | None = None) -> tuple:
+        return self.get_readonly_fields(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -108,45 +136,112 @@ class MessageAdmin(PlainHelpTextAdmin):
             return False
         return super().has_change_permission(request)
 
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        if term.startswith("@") and " " not in term:
+            at_domain = Recipient.objects.filter(message=OuterRef("pk"), address__iendswith=term)
+            return queryset.filter(Exists(at_domain)), False
+        return super().get_search_results(request, queryset, search_term)
+
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: Message) -> str:
-        colours = {
-            Message.Status.SENT: "#2e7d32",
-            Message.Status.FAILED: "#c62828",
-            Message.Status.DEFERRED: "#ef6c00",
-            Message.Status.SENDING: "#1565c0",
-            Message.Status.CANCELLED: "#616161",
-        }
+        badge = state_badge(obj.status, obj.get_status_display())
+        if obj.status not in (Message.Status.QUEUED, Message.Status.DEFERRED):
+            return badge
         return format_html(
-            '<strong style="color:{}">{}</strong>',
-            colours.get(obj.status, "inherit"),
-            obj.get_status_display(),
+            '{}<div class="help" style="white-space:nowrap">{} {}</div>',
+            badge,
+            _("next"),
+            short_time(obj.next_attempt_at),
         )
 
+    @admin.display(description=_("subject"), ordering="subject")
+    def subject_link(self, obj: Message) -> str:
+        return obj.subject or _("(no subject)")
+
+    @admin.display(description=_("tries"), ordering="attempt_count")
+    def tries(self, obj: Message) -> int:
+        return obj.attempt_count
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created(self, obj: Message) -> str:
+        return short_time(obj.created_at)
+
     @admin.display(description=_("last error"))
-    def last_error_short(self, obj: Message) -> str:
-        return obj.last_error[:80]
+    def last_error_wrapped(self, obj: Message) -> str:
+        return format_html(WRAPPED, obj.last_error) if obj.last_error else "-"
 
     @admin.display(description=_("headers"))
     def headers(self, obj: Message) -> str:
-        raw = MessageContent.objects.filter(message_id=obj.pk).values_list("raw", flat=True).first()
+        raw = raw_of(obj)
         if raw is None:
             return "-"
-        raw = bytes(raw)
         head = raw.split(b"\r\n\r\n", 1)[0]
-        parsed = message_from_bytes(head + b"\r\n\r\n", policy=policy.default)
-        lines = "\n".join(f"{k}: {v}" for k, v in parsed.items())
-        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", lines)
+        return format_html(WRAPPED_PRE, preview(head + b"\r\n\r\n").headers)
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/eml/",
+                self.admin_site.admin_view(self.eml_view),
+                name="{}_{}_eml".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def eml_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The message exactly as it is sent, as a ``.eml`` file."""
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404(_("No message with the id %(id)r.") % {"id": object_id})
+        if not (self.has_view_permission(request, obj) and may_see_body(request)):
+            raise PermissionDenied
+        raw = raw_of(obj)
+        if raw is None:
+            raise Http404(_("Message %(id)s has no stored content.") % {"id": obj.pk})
+        return eml_response(obj, raw)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        obj = self.get_object(request, unquote(object_id))
+        extra_context = {**(extra_context or {})}
+        if obj is not None:
+            extra_context.update(
+                title=str(obj),
+                subtitle=None,  # the title is the subject; a second line would repeat it
+                timeline=timeline(obj),
+                may_see_body=may_see_body(request),
+            )
+            raw = raw_of(obj) if extra_context["may_see_body"] else None
+            if raw is not None:
+                extra_context.update(
+                    preview=preview(raw),
+                    eml_url=reverse(
+                        f"admin:{self.opts.app_label}_{self.opts.model_name}_eml",
+                        args=[obj.pk],
+                    ),
+                )
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.action(description=_("Retry selected messages now"), permissions=["change"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        count = queryset.filter(status__in=(Message.Status.DEFERRED, Message.Status.QUEUED)).update(
-            next_attempt_at=timezone.now()
-        )
-        self.message_user(
-            request,
-            ngettext("%d message will be retried.", "%d messages will be retried.", count) % count,
-        )
+        message_actions.retry_now(self, request, queryset)
+
+    @admin.action(description=_("Send again to the failed recipients…"), permissions=["change"])
+    def send_again_failed(self, request: HttpRequest, queryset: QuerySet[Message]) -> Any:
+        return message_actions.send_again_failed(self, request, queryset)
+
+    @admin.action(description=_("Send again to all recipients…"), permissions=["change"])
+    def send_again_all(self, request: HttpRequest, queryset: QuerySet[Message]) -> Any:
+        return message_actions.send_again_all(self, request, queryset)
 
     @admin.action(description=_("Cancel selected messages"), permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: MessageQuerySet) -> None:

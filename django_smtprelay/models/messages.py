@@ -242,9 +242,12 @@ class Message(models.Model):
             ),
             models.Index(fields=["lease_token"], name="smtprelay_msg_lease"),
         ]
+        permissions = [
+            ("view_message_body", _("Can view message bodies (preview and .eml download)")),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.subject or '(no subject)'} <{self.message_id}>"
+        return self.subject or str(_("(no subject)"))
 
     @property
     def raw(self) -> bytes:

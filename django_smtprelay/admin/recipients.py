@@ -1,0 +1,125 @@
+"""Every recipient with its own fate: the place to find each failed delivery.
+
+A message with one failed recipient among delivered ones is "sent", and a
+suppressed recipient has no attempt; this list finds both. Read-only like the
+message pages: the workers own these rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
+
+from ..models import Recipient
+from .base import PlainHelpTextAdmin
+from .filters import (
+    RecipientDomainFilter,
+    RecipientStatusFilter,
+    RecipientTimeFilter,
+    SmtpCodeFilter,
+)
+from .queue_badges import short_time, state_badge
+
+# Wrapped at spaces, long words broken only when they must, never squeezed to a
+# column one word wide.
+WRAPPED = (
+    '<div style="white-space:pre-wrap;overflow-wrap:anywhere;min-width:14em;max-width:40em">'
+    "{}</div>"
+)
+
+
+@admin.register(Recipient)
+class RecipientAdmin(PlainHelpTextAdmin):
+    list_display = (
+        "address",
+        "status_badge",
+        "message_link",
+        "route",
+        "code",
+        "reply_wrapped",
+    )
+    list_filter = (
+        RecipientStatusFilter,
+        RecipientTimeFilter,
+        "route",
+        SmtpCodeFilter,
+        RecipientDomainFilter,
+    )
+    search_fields = ("address",)
+    search_help_text = _("An address, or @domain for every recipient at a domain.")
+    list_select_related = ("message", "route")
+    list_per_page = 100
+    show_full_result_count = False  # COUNT(*) over every recipient is slow
+    ordering = ("-pk",)  # the latest first, along the primary key (no sort of the table)
+    fields = (
+        "address",
+        "status",
+        "message",
+        "route",
+        "smtp_code",
+        "enhanced_code",
+        "reply",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        if term.startswith("@") and " " not in term:
+            return queryset.filter(address__iendswith=term), False
+        return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description=_("status, updated"), ordering="updated_at")
+    def status_badge(self, obj: Recipient) -> SafeString:
+        """The state with when it was reached: one column, so the reply fits at 1400 px."""
+        if obj.updated_at is None:
+            return format_html(
+                "{}<div class='help'>{}</div>",
+                state_badge(obj.status, obj.get_status_display()),
+                _("not tried yet"),
+            )
+        return format_html(
+            '{}<div class="help">{}</div>',
+            state_badge(obj.status, obj.get_status_display()),
+            short_time(obj.updated_at),
+        )
+
+    @admin.display(description=_("message"), ordering="message__created_at")
+    def message_link(self, obj: Recipient) -> SafeString:
+        url = reverse("admin:django_smtprelay_message_change", args=[obj.message_id])
+        return format_html(
+            '<a href="{}">{}</a> {}',
+            url,
+            obj.message.subject or _("(no subject)"),
+            state_badge(obj.message.status, obj.message.get_status_display()),
+        )
+
+    @admin.display(description=_("code"), ordering="smtp_code")
+    def code(self, obj: Recipient) -> SafeString | str:
+        """The SMTP code and the enhanced code, in one column so the reply fits beside them."""
+        parts = [str(c) for c in (obj.smtp_code, obj.enhanced_code) if c]
+        if not parts:
+            return "-"
+        return format_html('<span style="white-space:nowrap">{}</span>', " ".join(parts))
+
+    @admin.display(description=_("reply"))
+    def reply_wrapped(self, obj: Recipient) -> SafeString:
+        return format_html(WRAPPED, obj.reply) if obj.reply else "-"
