@@ -312,6 +312,9 @@ class Batch:
             possible_duplicate,
         )
         self._pending.attempts.append(self._prepare_attempt(row))
+        self._pending.stats.attempt(
+            started_at, route.name, outcome, took, reply.code, reply.enhanced, reply.text, msg.pk
+        )
         if possible_duplicate:
             msg.possible_duplicate = True
         self.report.attempts += 1
