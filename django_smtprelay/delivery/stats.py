@@ -37,8 +37,8 @@ class FlushStats:
 
     # (hour, route, outcome) -> [count, seconds, bucket counts...]
     attempts: dict[tuple, list[float]] = field(default_factory=dict)
-    # (hour, route, code, enhanced, raw reply) -> [count, example message id]
-    errors: dict[tuple, list[int]] = field(default_factory=dict)
+    # (hour, route, code, enhanced, raw reply) -> [count, last seen, example message id]
+    errors: dict[tuple, list] = field(default_factory=dict)
 
     def attempt(
         self,
@@ -65,9 +65,10 @@ class FlushStats:
             key = (hour, route_name, code or 0, enhanced, text[:1000])
             seen = self.errors.get(key)
             if seen is None:
-                self.errors[key] = [1, message_pk]
+                self.errors[key] = [1, started_at, message_pk]
             else:
                 seen[0] += 1
+                seen[1] = max(seen[1], started_at)
 
 
 def write_stats(stats: FlushStats, finished: dict[str, list[int]], now: datetime) -> None:
@@ -81,17 +82,19 @@ def write_stats(stats: FlushStats, finished: dict[str, list[int]], now: datetime
             [(*key, *sums) for key, sums in stats.attempts.items()],
         )
     if stats.errors:
-        grouped: dict[tuple, list[int]] = {}
-        for (hour, route, code, enhanced, text), (count, example) in stats.errors.items():
+        grouped: dict[tuple, list] = {}
+        for (hour, route, code, enhanced, text), (count, last, example) in stats.errors.items():
             key = (hour, route, code, enhanced, normalise_reply(text))
-            seen = grouped.setdefault(key, [0, example])
+            seen = grouped.setdefault(key, [0, last, example])
             seen[0] += count
+            if last > seen[1]:
+                seen[1:] = [last, example]
         upsert_adding(
             ErrorStat,
             ("hour", "route_name", "smtp_code", "enhanced_code", "text"),
             ("count",),
-            [(*key, count, example) for key, (count, example) in grouped.items()],
-            replaced=("example_message_id",),
+            [(*key, *values) for key, values in grouped.items()],
+            replaced=("last_seen", "example_message_id"),
         )
     hour = hour_of(now)
     rows = [(hour, status, len(ids)) for status, ids in finished.items() if ids]

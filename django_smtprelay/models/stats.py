@@ -79,6 +79,7 @@ class ErrorStat(models.Model):
         max_length=255, blank=True, help_text=_("The reply with numbers, ids and addresses masked.")
     )
     count = models.PositiveIntegerField(default=0)
+    last_seen = models.DateTimeField(help_text=_("When an attempt last got this reply."))
     example_message_id = models.BigIntegerField(
         null=True, blank=True, help_text=_("One message that got this reply (it may be purged).")
     )

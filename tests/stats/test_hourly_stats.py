@@ -95,6 +95,8 @@ def test_after_a_drain_the_statistics_equal_the_attempts_and_messages(
     assert (unknown.enhanced_code, unknown.count) == ("5.1.1", 2)
     assert unknown.text == "<addr>: Recipient address rejected: User unknown"
     assert Message.objects.filter(pk=unknown.example_message_id, status="failed").exists()
+    refusals = DeliveryAttempt.objects.filter(route_name=up.name, smtp_code=550)
+    assert unknown.last_seen == max(refusals.values_list("started_at", flat=True))
     faults = ErrorStat.objects.filter(route_name=down.name)
     assert faults.count() == 1, list(faults.values_list("text", flat=True))
     assert faults.get().count == attempts[down.name, "route_fault"]
