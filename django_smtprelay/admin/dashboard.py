@@ -223,31 +223,34 @@ def _median_bucket(buckets: list[int], total: int) -> str:
 
 
 def top_errors(since: datetime, limit: int = TOP_ERRORS) -> list[dict[str, Any]]:
-    """The most frequent failures since ``since``, by route, codes and normalised
-    reply, each with a link to the attempts behind it."""
+    """The most frequent failures since ``since``, by route, outcome, codes and
+    normalised reply, each with a link to the attempts behind it."""
     start = hour_of(since)
     rows = (
         ErrorStat.objects.filter(hour__gte=start)
         .order_by()
-        .values("route_name", "smtp_code", "enhanced_code", "text")
+        .values("route_name", "outcome", "smtp_code", "enhanced_code", "text")
         .annotate(n=Sum("count"), last=Max("last_seen"), example=Min("example_message_id"))
         .order_by("-n", "route_name")[:limit]
     )
     changelist = reverse("admin:django_smtprelay_deliveryattempt_changelist")
+    labels = dict(DeliveryAttempt.Outcome.choices)
     errors = []
     for row in rows:
         query: dict[str, Any] = {
             "route_name": row["route_name"],
+            "outcome": row["outcome"],
             "started_at__gte": start.isoformat(),
         }
-        if row["smtp_code"]:
-            query["smtp_code"] = row["smtp_code"]
-        else:
-            query["smtp_code__isnull"] = "1"
-        if row["enhanced_code"]:
-            query["enhanced_code"] = row["enhanced_code"]
-        query["outcome__in"] = ",".join(
-            o for o in DeliveryAttempt.Outcome.values if o != DeliveryAttempt.Outcome.DELIVERED
-        )
-        errors.append({**row, "url": f"{changelist}?{urlencode(query)}"})
+        # A partial delivery's attempt row carries the accepted reply's code,
+        # not the refusal's: route, outcome and time find it.
+        if row["outcome"] != DeliveryAttempt.Outcome.PARTIAL:
+            if row["smtp_code"]:
+                query["smtp_code"] = row["smtp_code"]
+            else:
+                query["smtp_code__isnull"] = "1"
+            if row["enhanced_code"]:
+                query["enhanced_code"] = row["enhanced_code"]
+        url = f"{changelist}?{urlencode(query)}"
+        errors.append({**row, "outcome_label": labels.get(row["outcome"], ""), "url": url})
     return errors

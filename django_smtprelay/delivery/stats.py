@@ -37,7 +37,7 @@ class FlushStats:
 
     # (hour, route, outcome) -> [count, seconds, bucket counts...]
     attempts: dict[tuple, list[float]] = field(default_factory=dict)
-    # (hour, route, code, enhanced, raw reply) -> [count, last seen, example message id]
+    # (hour, route, outcome, code, enhanced, raw reply) -> [count, last seen, example message id]
     errors: dict[tuple, list] = field(default_factory=dict)
 
     def attempt(
@@ -62,7 +62,7 @@ class FlushStats:
             bucket += 1
         sums[2 + bucket] += 1
         if outcome != _DELIVERED:
-            key = (hour, route_name, code or 0, enhanced, text[:1000])
+            key = (hour, route_name, outcome, code or 0, enhanced, text[:1000])
             seen = self.errors.get(key)
             if seen is None:
                 self.errors[key] = [1, started_at, message_pk]
@@ -83,15 +83,15 @@ def write_stats(stats: FlushStats, finished: dict[str, list[int]], now: datetime
         )
     if stats.errors:
         grouped: dict[tuple, list] = {}
-        for (hour, route, code, enhanced, text), (count, last, example) in stats.errors.items():
-            key = (hour, route, code, enhanced, normalise_reply(text))
+        for (*head, text), (count, last, example) in stats.errors.items():
+            key = (*head, normalise_reply(text))
             seen = grouped.setdefault(key, [0, last, example])
             seen[0] += count
             if last > seen[1]:
                 seen[1:] = [last, example]
         upsert_adding(
             ErrorStat,
-            ("hour", "route_name", "smtp_code", "enhanced_code", "text"),
+            ("hour", "route_name", "outcome", "smtp_code", "enhanced_code", "text"),
             ("count",),
             [(*key, *values) for key, values in grouped.items()],
             replaced=("last_seen", "example_message_id"),

@@ -69,11 +69,17 @@ class MessageStat(models.Model):
 
 
 class ErrorStat(models.Model):
-    """Failed attempts of one hour with the same route, codes and normalised reply."""
+    """Failed attempts of one hour with the same route, outcome, codes and normalised reply.
+
+    A code of 0 is an attempt without a reply code (a connection refused, say).
+    """
 
     hour = models.DateTimeField(help_text=_("The hour's start (UTC)."))
     route_name = models.CharField(max_length=100)
-    smtp_code = models.PositiveSmallIntegerField(default=0, help_text=_("0: no reply code."))
+    outcome = models.CharField(max_length=12, choices=DeliveryAttempt.Outcome.choices)
+    smtp_code = models.PositiveSmallIntegerField(
+        default=0, help_text=_("The refusal's code (for a partial delivery, not the attempt's).")
+    )
     enhanced_code = models.CharField(max_length=16, blank=True)
     text = models.CharField(
         max_length=255, blank=True, help_text=_("The reply with numbers, ids and addresses masked.")
@@ -89,7 +95,7 @@ class ErrorStat(models.Model):
         verbose_name = _("error statistic")
         constraints = [
             models.UniqueConstraint(
-                fields=["hour", "route_name", "smtp_code", "enhanced_code", "text"],
+                fields=["hour", "route_name", "outcome", "smtp_code", "enhanced_code", "text"],
                 name="smtprelay_errorstat_key",
             )
         ]

@@ -200,3 +200,16 @@ def test_the_dashboard_query_count_does_not_grow_with_the_history(
 )
 def test_ages_read_short(seconds: int, text: str) -> None:
     assert smtprelay_age(timedelta(seconds=seconds)) == text
+
+
+def test_a_partial_delivery_error_links_to_its_attempt(admin_client, smtp_server, make_route):
+    relay = smtp_server(rcpt_replies={"gone@example.com": "550 5.1.1 no such user"})
+    make_route(relay, name="only")
+    send_mail("S", "B", "from@example.com", ["ok@example.com", "gone@example.com"])
+    DeliveryEngine().run()
+    page = admin_client.get(URL).content.decode()
+    errors = page.split('id="smtprelay-errors"')[1].split("</table>")[0]
+    assert "Partly delivered" in errors and "550" in errors and "no such user" in errors
+    link = re.search(r'<a href="([^"]+)">1</a>', errors).group(1).replace("&amp;", "&")
+    listing = admin_client.get(link)
+    assert [a.outcome for a in listing.context["cl"].result_list] == ["partial"]

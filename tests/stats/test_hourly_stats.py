@@ -204,3 +204,20 @@ def test_latency_buckets_follow_the_bounds() -> None:
         "lat_ge_5s": 2,
     }
     assert sums[0] == 6 and sums[1] == pytest.approx(40.84)
+
+
+@pytest.mark.django_db
+def test_a_partial_delivery_counts_the_refusal_not_the_accepted_reply(smtp_server, make_route):
+    route = make_route(relay(smtp_server))
+    send_mail("S", "B", "from@example.com", ["ok@example.com", "gone1@example.com"])
+    DeliveryEngine().run()
+    attempt = DeliveryAttempt.objects.get()
+    assert (attempt.outcome, attempt.smtp_code) == ("partial", 250)
+    error = ErrorStat.objects.get()
+    assert (error.route_name, error.outcome, error.smtp_code, error.enhanced_code) == (
+        route.name,
+        "partial",
+        550,
+        "5.1.1",
+    )
+    assert error.text == "<addr>: Recipient address rejected: User unknown"
