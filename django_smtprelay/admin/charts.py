@@ -14,7 +14,7 @@ SERIES = (
     ("deferred", "#ef6c00"),
     ("failed", "#c62828"),
 )
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 150, 40, 20, 8
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 160, 40, 22, 10
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def bar_chart(slots: Sequence[Slot], caption: str, label_every: int = 1) -> Safe
     )
     return format_html(
         '<figure class="smtprelay-chart"><svg xmlns="http://www.w3.org/2000/svg" role="img" '
-        'viewBox="0 0 {} {}" font-size="10" fill="currentColor"><title>{}</title>{}{}</svg>'
+        'viewBox="0 0 {} {}" font-size="12" fill="currentColor"><title>{}</title>{}{}</svg>'
         "<figcaption>{} {}</figcaption></figure>",
         WIDTH, HEIGHT, caption, axis, SafeString("".join(parts)), caption, legend,
     )  # fmt: skip

@@ -48,3 +48,11 @@ def smtprelay_age(age: timedelta) -> str:
     if hours < 24:
         return f"{hours} h {minutes % 60} min"
     return f"{days} d {hours % 24} h"
+
+
+@register.filter
+def smtprelay_seconds(seconds: float) -> str:
+    """A latency: ``850 ms`` below a second, ``2.4 s`` above."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.1f} s"

@@ -16,7 +16,7 @@ from django_smtprelay.delivery import DeliveryEngine
 from django_smtprelay.delivery.stats import FlushStats, hour_of, write_stats
 from django_smtprelay.health import RouteHealthService
 from django_smtprelay.models import DeliveryAttempt, Message, RouteHealth, SenderDomain
-from django_smtprelay.templatetags.smtprelay_dashboard import smtprelay_age
+from django_smtprelay.templatetags.smtprelay_dashboard import smtprelay_age, smtprelay_seconds
 from tests.test_admin import staff_with
 
 pytestmark = pytest.mark.django_db
@@ -213,3 +213,11 @@ def test_a_partial_delivery_error_links_to_its_attempt(admin_client, smtp_server
     link = re.search(r'<a href="([^"]+)">1</a>', errors).group(1).replace("&amp;", "&")
     listing = admin_client.get(link)
     assert [a.outcome for a in listing.context["cl"].result_list] == ["partial"]
+
+
+def test_latencies_read_in_ms_below_a_second() -> None:
+    assert (smtprelay_seconds(0.0042), smtprelay_seconds(0.85), smtprelay_seconds(2.44)) == (
+        "4 ms",
+        "850 ms",
+        "2.4 s",
+    )
