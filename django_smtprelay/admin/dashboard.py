@@ -238,8 +238,9 @@ def top_errors(since: datetime, limit: int = TOP_ERRORS) -> list[dict[str, Any]]
     errors = []
     for row in rows:
         query: dict[str, Any] = {
-            "route_name": row["route_name"],
-            "outcome": row["outcome"],
+            # __exact, as the list filters spell them, so the sidebar shows them chosen.
+            "route_name__exact": row["route_name"],
+            "outcome__exact": row["outcome"],
             "started_at__gte": start.isoformat(),
         }
         # A partial delivery's attempt row carries the accepted reply's code,

@@ -104,7 +104,7 @@ def test_the_dashboard_shows_queue_charts_routes_errors_and_domains(admin_client
 def test_a_route_fault_error_links_to_attempts_without_a_code(admin_client, drained):
     page = admin_client.get(URL).content.decode()
     errors = page.split('id="smtprelay-errors"')[1].split("</table>")[0]
-    link = re.search(r'href="([^"]*route_name=primary[^"]*)"', errors)
+    link = re.search(r'href="([^"]*route_name__exact=primary[^"]*)"', errors)
     assert link and "smtp_code__isnull=1" in link.group(1)
     listing = admin_client.get(link.group(1).replace("&amp;", "&"))
     faults = DeliveryAttempt.objects.filter(route_name="primary").count()
