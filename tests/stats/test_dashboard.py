@@ -221,3 +221,16 @@ def test_latencies_read_in_ms_below_a_second() -> None:
         "850 ms",
         "2.4 s",
     )
+
+
+def test_without_routes_the_sites_email_settings_are_the_route_shown(
+    admin_client, smtp_server, settings
+):
+    relay = smtp_server(rcpt_replies={"gone@example.com": "550 5.1.1 no such user"})
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", relay.port
+    queue("gone@example.com")
+    DeliveryEngine().run()
+    page = admin_client.get(URL).content.decode()
+    routes = page.split('id="smtprelay-routes"')[1].split("</table>")[0]
+    assert re.findall(r'data-route="([^"]+)"', routes) == ["django-settings"]
+    assert "550 5.1.1 no such user" in routes
