@@ -14,7 +14,8 @@ DEMO_ROUTES = ("relay-down", "relay-up")
 
 
 def reset_demo_state(mailbox: Path, worker_log: Path) -> str:
-    """Delete the queue, suppressions, route health and mailbox; return one line saying so."""
+    """Delete the queue, its statistics, suppressions, route health and mailbox; return
+    one line saying so."""
     from django.core.management.color import no_style
     from django.db import connection, transaction
     from django.utils import timezone
@@ -22,7 +23,10 @@ def reset_demo_state(mailbox: Path, worker_log: Path) -> str:
     from django_smtprelay.health.circuit import close_now
     from django_smtprelay.models import (
         DeliveryAttempt,
+        DeliveryStat,
+        ErrorStat,
         Message,
+        MessageStat,
         Recipient,
         Route,
         RouteHealth,
@@ -33,6 +37,8 @@ def reset_demo_state(mailbox: Path, worker_log: Path) -> str:
         messages = Message.objects.count()
         Message.objects.all().delete()  # with their content, recipients and attempts
         suppressions, _ = Suppression.objects.all().delete()
+        for stat in (DeliveryStat, MessageStat, ErrorStat):  # the dashboard's figures
+            stat.objects.all().delete()
         health_routes = {*DEMO_ROUTES, *RouteHealth.objects.values_list("route_name", flat=True)}
         # Drops the circuit state and counters a shared cache may hold, then the rows.
         close_now(sorted(health_routes), "demo reset", timezone.now())

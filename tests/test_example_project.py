@@ -246,6 +246,11 @@ def test_demo_tells_the_promised_story_on_every_run(tmp_path: Path) -> None:
             assert "As promised: every message failed over from relay-down to relay-up" in output
             assert_promised_story(tmp_path / "db.sqlite3")
             assert len(list((tmp_path / "mailbox").glob("*.eml"))) == 3, f"run {run}"
+            with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+                counted = db.execute(
+                    "SELECT status, SUM(count) FROM django_smtprelay_messagestat GROUP BY status"
+                ).fetchall()
+            assert dict(counted) == {"sent": 3, "failed": 1}, f"run {run}: the reset drops stats"
             outputs.append(output)
             if run == 1:
                 seed_leftovers(tmp_path)

@@ -219,6 +219,14 @@ class Batch:
             took,
             per_rcpt,
             possible_duplicate=resent or Outcome.UNCERTAIN in outcomes,
+            # A partial delivery's reply is the accepted one: count the refusal.
+            error_reply=(
+                next(
+                    rr.reply for rr in result.recipients if rr.verdict.outcome != Outcome.DELIVERED
+                )
+                if overall == Attempt.PARTIAL
+                else None
+            ),
         )
         if not still_open:
             self.finish(part)
@@ -291,8 +299,10 @@ class Batch:
         recipients: list[dict[str, str]],
         *,
         possible_duplicate: bool = False,
+        error_reply: Reply | None = None,
     ) -> None:
-        """Add one attempt row to the next flush."""
+        """Add one attempt row to the next flush (and to its statistics, where a
+        failure counts as ``error_reply`` when given)."""
         # A plain tuple, in ATTEMPT_COLUMNS order: results.insert_attempts writes
         # thousands of these without building a model instance for each. It is
         # converted for the database now, while the relay works on the next message.
@@ -312,6 +322,10 @@ class Batch:
             possible_duplicate,
         )
         self._pending.attempts.append(self._prepare_attempt(row))
+        error = error_reply or reply
+        self._pending.stats.attempt(
+            started_at, route.name, outcome, took, error.code, error.enhanced, error.text, msg.pk
+        )
         if possible_duplicate:
             msg.possible_duplicate = True
         self.report.attempts += 1

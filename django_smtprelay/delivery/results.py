@@ -26,6 +26,7 @@ from ..conf import app_settings
 from ..models import DeliveryAttempt, Message, Recipient, Suppression
 from ..models.bulk import RowPreparer, ids_in, insert_rows
 from .state import OPEN_STATES, RunReport, _Msg
+from .stats import FlushStats, write_stats
 
 logger = logging.getLogger("django_smtprelay.delivery")
 
@@ -38,6 +39,7 @@ class Flush:
     attempts: list[Sequence[object]] = field(default_factory=list)  # ATTEMPT_COLUMNS, prepared
     finished: list[_Msg] = field(default_factory=list)
     suppress: list[Suppression] = field(default_factory=list)
+    stats: FlushStats = field(default_factory=FlushStats)
 
     def __bool__(self) -> bool:
         return bool(self.attempts or self.finished)
@@ -84,6 +86,7 @@ class ResultWriter:
             held = self._held(flush)
             lost = [m.pk for m in flush.finished if m.pk not in held]
             written = self._write(now, [m for m in flush.finished if m.pk in held], outcome, flush)
+            write_stats(flush.stats, outcome, now)
             lost_since = len(held) - written  # taken between the check and the write
             if lost or lost_since:
                 self.report.lost_leases += len(lost) + lost_since

@@ -1,15 +1,19 @@
-"""The app's models: routes, the queue, attempts, domains, suppressions."""
+"""The app's models: routes, the queue, attempts, domains, suppressions, statistics."""
 
 from .domains import SenderDomain
 from .health import RouteHealth
 from .messages import DeliveryAttempt, Message, MessageContent, Recipient
 from .routes import Route
+from .stats import DeliveryStat, ErrorStat, MessageStat
 from .suppressions import Suppression
 
 __all__ = [
     "DeliveryAttempt",
+    "DeliveryStat",
+    "ErrorStat",
     "Message",
     "MessageContent",
+    "MessageStat",
     "Recipient",
     "Route",
     "RouteHealth",
