@@ -157,7 +157,7 @@ def prepare(email_message: EmailMessage) -> PreparedMessage:
     finally:
         headers.clear()
         headers.update(original)
-    prepared.send_at = _send_at(send_at, email_message.subject)
+    prepared.send_at = _aware_time(send_at, email_message.subject, "send_at")
     prepared.deliver_by = _deliver_by(expires_at, expires_in, email_message.subject)
     header_from = extra.get("from")
     from_header = email_message.extra_headers.get(header_from) if header_from else None
@@ -186,7 +186,7 @@ def _pop_control_headers(headers: dict, subject: object) -> dict[str, object]:
     return control
 
 
-def _send_at(value: object, subject: str, name: str = "send_at") -> datetime | None:
+def _aware_time(value: object, subject: str, name: str) -> datetime | None:
     """A timezone-aware time, from a datetime or an ISO 8601 string."""
     if value in (None, ""):
         return None
@@ -206,7 +206,7 @@ def _send_at(value: object, subject: str, name: str = "send_at") -> datetime | N
 
 def _deliver_by(expires_at: object, expires_in: object, subject: str) -> datetime | None:
     """The time after which the message must not be sent any more, or None."""
-    when = _send_at(expires_at, subject, "expires_at")
+    when = _aware_time(expires_at, subject, "expires_at")
     if expires_in in (None, ""):
         return when
     if when is not None:
