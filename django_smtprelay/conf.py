@@ -89,6 +89,10 @@ DEFAULTS: dict[str, Any] = {
     # multiplied by THROTTLE_FACTOR for THROTTLE_SECONDS.
     "THROTTLE_FACTOR": 0.5,
     "THROTTLE_SECONDS": 600,
+    # Bodies and attempts of messages that reached a final state and were queued
+    # more than this many days ago are purged (the message rows, their recipients
+    # and the statistics stay). None keeps everything for ever.
+    "RETENTION_DAYS": 30,
 }
 
 
@@ -340,6 +344,13 @@ class AppSettings:
     def throttle_duration(self) -> timedelta:
         """How long a route stays slowed down after a throttling reply."""
         return timedelta(seconds=_number("THROTTLE_SECONDS", minimum=1))
+
+    @property
+    def retention(self) -> timedelta | None:
+        """How long a finished message keeps its body and attempts; None: for ever."""
+        if get_config()["RETENTION_DAYS"] is None:
+            return None
+        return timedelta(days=_number("RETENTION_DAYS", minimum=1))
 
 
 app_settings = AppSettings()

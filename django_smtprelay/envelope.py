@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from email.utils import parseaddr
 from functools import lru_cache
 
@@ -31,7 +31,10 @@ MAX_ADDRESS_LENGTH = 254
 ROUTE_HEADER = "X-SMTPRelay-Route"
 PRIORITY_HEADER = "X-SMTPRelay-Priority"
 SEND_AT_HEADER = "X-SMTPRelay-Send-At"
-_CONTROL_HEADERS = {h.lower(): h for h in (ROUTE_HEADER, PRIORITY_HEADER, SEND_AT_HEADER)}
+EXPIRES_AT_HEADER = "X-SMTPRelay-Expires-At"
+_CONTROL_HEADERS = {
+    h.lower(): h for h in (ROUTE_HEADER, PRIORITY_HEADER, SEND_AT_HEADER, EXPIRES_AT_HEADER)
+}
 
 
 def shown(value: object, limit: int = 80, *, count: bool = True) -> str:
@@ -54,6 +57,7 @@ class PreparedMessage:
     priority: str
     from_domain: str = ""
     send_at: datetime | None = None
+    deliver_by: datetime | None = None
 
 
 # A bare ASCII address that Django's EmailValidator accepts as it is: the
@@ -146,11 +150,15 @@ def prepare(email_message: EmailMessage) -> PreparedMessage:
         priority = priority or str(control.get(PRIORITY_HEADER.lower(), ""))
         send_at = getattr(email_message, "smtprelay_send_at", None)
         send_at = send_at or control.get(SEND_AT_HEADER.lower())
+        expires_at = getattr(email_message, "smtprelay_expires_at", None)
+        expires_at = expires_at or control.get(EXPIRES_AT_HEADER.lower())
+        expires_in = getattr(email_message, "smtprelay_expires_in", None)
         prepared = _prepare(email_message, from_email, recipients, route_hint, priority)
     finally:
         headers.clear()
         headers.update(original)
-    prepared.send_at = _send_at(send_at, email_message.subject)
+    prepared.send_at = _aware_time(send_at, email_message.subject, "send_at")
+    prepared.deliver_by = _deliver_by(expires_at, expires_in, email_message.subject)
     header_from = extra.get("from")
     from_header = email_message.extra_headers.get(header_from) if header_from else None
     prepared.from_domain = (
@@ -178,8 +186,8 @@ def _pop_control_headers(headers: dict, subject: object) -> dict[str, object]:
     return control
 
 
-def _send_at(value: object, subject: str) -> datetime | None:
-    """A timezone-aware time to send at, from a datetime or an ISO 8601 string."""
+def _aware_time(value: object, subject: str, name: str) -> datetime | None:
+    """A timezone-aware time, from a datetime or an ISO 8601 string."""
     if value in (None, ""):
         return None
     when = value
@@ -188,12 +196,30 @@ def _send_at(value: object, subject: str) -> datetime | None:
             when = datetime.fromisoformat(value.strip())
         except ValueError:
             when = None
-    if not isinstance(when, datetime) or when.tzinfo is None:
+    if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
         raise InvalidMessageError(
-            f"Message {shown(subject)} has send_at {shown(value)}: use a timezone-aware "
+            f"Message {shown(subject)} has {name} {shown(value)}: use a timezone-aware "
             "datetime or an ISO 8601 time with an offset, such as 2030-01-31T09:00:00+00:00."
         )
     return when
+
+
+def _deliver_by(expires_at: object, expires_in: object, subject: str) -> datetime | None:
+    """The time after which the message must not be sent any more, or None."""
+    when = _aware_time(expires_at, subject, "expires_at")
+    if expires_in in (None, ""):
+        return when
+    if when is not None:
+        raise InvalidMessageError(
+            f"Message {shown(subject)} sets both expires_at {shown(expires_at)} and "
+            f"expires_in {shown(expires_in)}; set one of them."
+        )
+    if not isinstance(expires_in, timedelta) or expires_in <= timedelta(0):
+        raise InvalidMessageError(
+            f"Message {shown(subject)} has expires_in {shown(expires_in)}: use a positive "
+            "datetime.timedelta, such as timedelta(minutes=10)."
+        )
+    return datetime.now(timezone.utc) + expires_in
 
 
 def _prepare(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from . import retention
 from .delivery import DeliveryEngine
 
 
@@ -27,3 +28,10 @@ def deliver(message_ids: list[int]) -> int:
 def sweep(max_batches: int = 50) -> int:
     """Deliver what is due: deferred messages whose time came, expired leases, missed publishes."""
     return DeliveryEngine().run(max_batches=max_batches).sent
+
+
+@shared_task(name="django_smtprelay.purge", acks_late=True, ignore_result=True)
+def purge() -> int:
+    """Purge bodies and attempts of finished messages older than ``RETENTION_DAYS``;
+    return how many messages were purged. Schedule it hourly or daily with beat."""
+    return retention.purge().messages

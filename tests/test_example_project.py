@@ -79,7 +79,15 @@ def test_settings_configure_the_queue_and_an_embedded_broker(tmp_path: Path) -> 
         "task": "django_smtprelay.sweep",
         "schedule": 60.0,
     }
-    assert loaded["tasks"] == ["django_smtprelay.deliver", "django_smtprelay.sweep"]
+    assert loaded["beat"]["smtprelay-purge"] == {
+        "task": "django_smtprelay.purge",
+        "schedule": 3600.0,
+    }
+    assert loaded["tasks"] == [
+        "django_smtprelay.deliver",
+        "django_smtprelay.purge",
+        "django_smtprelay.sweep",
+    ]
     assert loaded["smtprelay"]["USE_DJANGO_EMAIL_SETTINGS"] is False
 
 

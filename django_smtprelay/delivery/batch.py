@@ -69,7 +69,9 @@ class Batch:
 
     def load(self, router: Router, health: RouteHealthService) -> None:
         """Read the batch's messages and recipients, and split them into parts."""
-        parts, nothing_to_send = load_parts(self.token, self.ids, self.taken_over, router, health)
+        parts, nothing_to_send = load_parts(
+            self.token, self.ids, self.taken_over, router, health, self.clock()
+        )
         self.parts.extend(parts)
         self._pending.finished.extend(nothing_to_send)
 

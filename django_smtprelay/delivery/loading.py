@@ -8,6 +8,7 @@ never sent to.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from ..health import RouteHealthService
 from ..models import Message, Recipient, Suppression
@@ -23,9 +24,11 @@ def load_parts(
     taken_over: frozenset[int],
     router: Router,
     health: RouteHealthService,
+    now: datetime,
 ) -> tuple[list[_Part], list[_Msg]]:
     """The parts to send of the batch held by ``token``, and the messages with
-    nothing to send (every recipient suppressed or already final)."""
+    nothing to send (every recipient suppressed or already final, or the
+    message past its ``deliver_by``: its open recipients fail as expired)."""
     # By the lease token, not the ids: the same rows (``ids`` are the
     # token's), without an IN list of hundreds of parameters.
     rows = (
@@ -42,6 +45,7 @@ def load_parts(
             "from_domain",
             "size",
             "possible_duplicate",
+            "deliver_by",
         )
     )
     rcpts: dict[int, dict[str, _Rcpt]] = {}
@@ -53,9 +57,13 @@ def load_parts(
     parts: list[_Part] = []
     nothing_to_send: list[_Msg] = []
     times = _BatchTimes(ids)
-    for pk, sender, raw, attempts, hint, retry, s_dom, f_dom, size, dup in rows:
+    for pk, sender, raw, attempts, hint, retry, s_dom, f_dom, size, dup, by in rows:
         msg = _Msg(pk, sender, bytes(raw), times, attempts, rcpts.get(pk, {}))
         msg.maybe_sent_before = dup or pk in taken_over
+        if by is not None and by <= now:
+            _expire(msg, by)
+            nothing_to_send.append(msg)
+            continue
         open_rcpts = [r for r in msg.rcpts.values() if r.status in OPEN_STATES]
         for rcpt in open_rcpts:
             if rcpt.address.lower() in suppressed:
@@ -99,6 +107,14 @@ def load_parts(
             nothing_to_send.append(msg)
         parts.extend(by_routes.values())
     return parts, nothing_to_send
+
+
+def _expire(msg: _Msg, deliver_by: datetime) -> None:
+    """Fail every open recipient of a message past its expiry: it is never sent."""
+    msg.last_reply = f"expired: not delivered by {deliver_by.isoformat(timespec='seconds')}"
+    for rcpt in msg.rcpts.values():
+        if rcpt.status in OPEN_STATES:
+            rcpt.status, rcpt.changed, rcpt.reply = Recipient.Status.FAILED, True, msg.last_reply
 
 
 def _suppressed(rcpts: dict[int, dict[str, _Rcpt]]) -> dict[str, str]:

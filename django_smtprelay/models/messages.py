@@ -218,6 +218,13 @@ class Message(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
+    deliver_by = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "Never sent after this time (the sender's expiry): it fails as expired instead."
+        ),
+    )
     sent_at = models.DateTimeField(null=True, blank=True)
     attempt_count = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)

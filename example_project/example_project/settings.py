@@ -131,6 +131,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Run beat beside the worker (``celery -A example_project worker -B``).
 CELERY_BEAT_SCHEDULE = {
     "smtprelay-sweep": {"task": "django_smtprelay.sweep", "schedule": 60.0},
+    # Retention: bodies and attempts of finished messages older than RETENTION_DAYS.
+    "smtprelay-purge": {"task": "django_smtprelay.purge", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
