@@ -100,6 +100,7 @@ def test_a_relay_that_refuses_connections_says_so(admin_client, make_route, refu
     route = make_route(port=refused_port)
     page = admin_client.post(tool_url(route, "test-connection")).content.decode()
     assert "Failed" in page and "Connection refused" in page and "route_fault" in page
+    assert dialogue(page) == [f"* connecting to 127.0.0.1 port {refused_port}"]
 
 
 def test_send_a_test_message_reaches_the_typed_recipient(admin_client, tls_route):
@@ -108,7 +109,7 @@ def test_send_a_test_message_reaches_the_typed_recipient(admin_client, tls_route
     assert 'name="recipient"' in form and server.sessions == 0  # a GET sends nothing
     response = admin_client.post(
         tool_url(route, "send-test-message"),
-        {"recipient": "ops@example.net", "sender": "admin@example.com"},
+        {"recipient": "ops@example.net", "sender": "Ops Team <admin@example.com>"},
     )
     page = response.content.decode()
     assert "the relay accepted the message for ops@example.net" in page
@@ -116,6 +117,7 @@ def test_send_a_test_message_reaches_the_typed_recipient(admin_client, tls_route
     assert received.rcpt_tos == ("ops@example.net",) and received.mail_from == "admin@example.com"
     assert received.auth_user == "relayuser" and received.tls
     assert b"Subject: Test message through route " + route.name.encode() in received.data
+    assert b"From: Ops Team <admin@example.com>" in received.data
     order = ["C: MAIL FROM:<admin@example.com>", "C: RCPT TO:<ops@example.net>", "C: DATA"]
     assert in_order(dialogue(page), [*order, "S: 250", "S: 250", "S: 354", "C: .", "S: 250"])
     assert_no_secret(page)

@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..health.circuit import close_now
-from ..health.overview import route_overview
+from ..health.overview import cache_is_per_process, route_overview
 from ..models import RouteHealth
 from .base import PlainHelpTextAdmin
 
@@ -81,6 +81,7 @@ class RouteHealthAdmin(PlainHelpTextAdmin):
                 for o in route_overview()
             ],
             "can_close": self.has_change_permission(request),
+            "per_process_cache": cache_is_per_process(),
             **(extra_context or {}),
         }
         return TemplateResponse(

@@ -9,6 +9,7 @@ change permission on routes; nothing is queued or recorded.
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from typing import TYPE_CHECKING
 
 from django import forms
@@ -36,14 +37,49 @@ TEMPLATE = "admin/django_smtprelay/route/test_tool.html"
 
 class RouteTestMessageForm(forms.Form):
     recipient = forms.EmailField(
-        label=_("Send to"), help_text=_("The message goes to this address only, now.")
+        label=_("Send to"),
+        help_text=_("The message goes to this address only, now."),
+        widget=forms.EmailInput(attrs={"size": 40}),
     )
     sender = forms.CharField(
         label=_("From"),
         max_length=254,
-        validators=[validate_email],
-        help_text=_("The envelope sender and From address."),
+        help_text=_("The From header; its address is the envelope sender."),
+        widget=forms.TextInput(attrs={"size": 40}),
     )
+
+    def clean_sender(self) -> str:
+        value = self.cleaned_data["sender"]
+        _name, address = parseaddr(value)
+        try:
+            validate_email(address)
+        except forms.ValidationError:
+            raise forms.ValidationError(
+                _("%(value)s is not an address (user@example.com, or Name <user@example.com>).")
+                % {"value": value}
+            ) from None
+        return value
+
+    @property
+    def envelope_sender(self) -> str:
+        return parseaddr(self.cleaned_data["sender"])[1]
+
+
+def steps(route: Route, sending: bool) -> str:
+    """What a test does on this route, in words."""
+    done = [f"connects to {route.host}:{route.port}"]
+    if route.security == "tls":
+        done[0] += " with TLS"
+    done.append("says EHLO")
+    if route.security == "starttls":
+        done.append("starts TLS (STARTTLS)")
+    if route.security != "none":
+        done[-1] += " verifying the certificate" if route.verify_certificate else ""
+    if route.username:
+        done.append(f"logs in (AUTH) as {route.username}")
+    if sending:
+        done.append("sends the message")
+    return ", ".join(done) + ", then QUITs"
 
 
 def tool_view(
@@ -69,7 +105,7 @@ def tool_view(
         else:
             data = form.cleaned_data
             raw, _message_id = serialize(_message(route, data))
-            result = probe.send_test_message(spec, data["sender"], data["recipient"], raw)
+            result = probe.send_test_message(spec, form.envelope_sender, data["recipient"], raw)
     titles = {"connection": _("Test connection"), "message": _("Send a test message")}
     opts = model_admin.model._meta
     context = {
@@ -78,6 +114,7 @@ def tool_view(
         "original": route,
         "title": f"{titles[tool]}: {route.name}",
         "tool": tool,
+        "steps": steps(route, sending=tool == "message"),
         "form": form,
         "result": result,
         "change_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[route.pk]),

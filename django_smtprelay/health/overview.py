@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
@@ -49,6 +50,11 @@ class RouteOverview:
     @property
     def state(self) -> str:
         return str(self.circuit.state)
+
+
+def cache_is_per_process() -> bool:
+    """Whether the health cache is this process's memory, which workers do not share."""
+    return isinstance(store.get_cache(), LocMemCache)
 
 
 def route_overview(now: datetime | None = None) -> list[RouteOverview]:
@@ -87,7 +93,8 @@ def route_overview(now: datetime | None = None) -> list[RouteOverview]:
                 enabled=route.enabled if route is not None else spec is not None,
                 note=note,
                 circuit=circuits[name],
-                circuit_text=_circuit_text(circuits[name], now),
+                circuit_text=_circuit_text(circuits[name], now)
+                or ("" if route is None or route.enabled else "the route is disabled"),
                 score=score,
                 score_saved_at=saved_at,
                 limits=_describe(limiter.limits),
@@ -132,7 +139,7 @@ def _circuit_text(st: BreakerState, now: datetime) -> str:
         tail = (
             f"; {faults} route fault{'s' if faults != 1 else ''} in a row so far" if faults else ""
         )
-        return (st.reason or "sending") + tail
+        return (st.reason + tail) if st.reason else tail[2:]
     if st.state == State.OPEN and st.until is not None and st.until > now:
         return f"not sending until {_clock(st.until)}: {st.reason}"
     return f"cool-down over: the next send probes it ({st.reason})"

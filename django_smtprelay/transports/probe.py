@@ -138,7 +138,8 @@ def _run(route: RouteSpec, envelope: Envelope | None) -> ProbeResult:
         result = _exchange(transport, envelope, dialogue, started)
     finally:
         transport.close()
-    dialogue.note("connection closed")
+    if any(line.side == "server" for line in dialogue.lines):
+        dialogue.note("connection closed")
     result.truncated = dialogue.truncated
     return result
 

@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.core.cache.backends.locmem import LocMemCache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -44,8 +45,10 @@ def test_every_route_is_listed_before_anything_happened(admin_client, health_cac
     a, b = row_of(page, "relay-a"), row_of(page, "relay-b")
     assert "enabled, priority 1" in a and "Closed" in a and "sending" in a
     assert "too few to judge" in a and "no limit" in a
-    assert "disabled, priority 2" in b and "Closed" in b
+    assert "disabled, priority 2" in b and "the route is disabled" in b
     assert page.index(">relay-a<") < page.index(">relay-b<")
+    # A per-process cache cannot show the workers' counts: the page says so.
+    assert ("LocMemCache" in page) == isinstance(health_cache, LocMemCache)
 
 
 def test_an_open_circuit_shows_why_and_until_when(admin_client, health_cache):
