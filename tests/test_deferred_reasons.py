@@ -111,3 +111,24 @@ def test_why_not_agrees_with_matching(make_route, refused_port):
         taken = {r.name for r in router.matching(**case)}
         refused = {name for name, _why in router.why_not(**case)}
         assert taken | refused == names and not taken & refused, case
+
+
+def test_recipients_split_off_by_a_too_many_reply_keep_the_reasons(
+    smtp_server, make_route, refused_port
+):
+    """A 452 "too many recipients" sends the rest in a new transaction; when that one
+    finds no route left, its error still says why the other routes do not take it."""
+    mails = iter(range(100))
+    server = smtp_server(
+        rcpt_replies={"b@example.net": "452 4.5.3 Too many recipients"},
+        mail_reply=lambda sender: None if next(mails) == 0 else "421 4.3.2 Shutting down",
+    )
+    make_route(server, name="relay-a", priority=1)
+    make_route(port=refused_port, name="relay-r", priority=2, recipient_domains="example.org")
+    send_mail("Hello", "Body", "from@example.com", ["a@example.net", "b@example.net"])
+    DeliveryEngine().run()
+    b = Recipient.objects.get(address="b@example.net")
+    assert b.status == Recipient.Status.DEFERRED
+    assert b.reply.startswith("relay-a: ")
+    assert b.reply.endswith("; relay-r (recipient domains do not match) does not take it")
+    assert Recipient.objects.get(address="a@example.net").status == Recipient.Status.DELIVERED

@@ -205,7 +205,7 @@ class Batch:
         if split:
             # A new part on the same routes, which the session sends next.
             rest = [r for r in part.routes if r.name != route.name]
-            self._split_off.append(_Part(msg, [route, *rest], split))
+            self._split_off.append(_Part(msg, [route, *rest], split, match=part.match))
             msg.parts_left += 1
         if outcomes == {Outcome.DELIVERED}:
             overall = Attempt.DELIVERED
