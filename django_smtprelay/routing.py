@@ -191,3 +191,56 @@ class Router:
         return bool(self.routes) and all(
             r.max_message_size and size > r.max_message_size for r in self.routes
         )
+
+    def why_not(
+        self,
+        route_hint: str = "",
+        *,
+        sender_domain: str = "",
+        from_domain: str = "",
+        recipient_domain: str = "",
+        size: int = 0,
+    ) -> list[tuple[str, str]]:
+        """Each route that does not take the message, enabled or not, and why.
+
+        For a message that is deferred or failed with no route left, never on
+        the delivery path: it reads the disabled routes from the database.
+        The rules are :meth:`matching`'s, in words.
+        """
+        hint = route_hint.lower()
+        reasons: list[tuple[str, str]] = []
+        for route in self.routes:
+            why = _mismatch(route, hint, sender_domain, from_domain, recipient_domain, size)
+            if why:
+                reasons.append((route.name, why))
+        loaded = {r.name for r in self.routes}
+        disabled = Route.objects.filter(enabled=False).order_by("priority", "name")
+        for name in disabled.values_list("name", flat=True):
+            if name not in loaded:
+                reasons.append((name, "disabled"))
+        return reasons
+
+
+def _mismatch(
+    route: RouteSpec,
+    hint: str,
+    sender_domain: str,
+    from_domain: str,
+    recipient_domain: str,
+    size: int,
+) -> str:
+    """Why ``route`` does not take the message (the rules of ``Router.matching``), or ""."""
+    if hint and hint != route.name.lower() and hint not in route.tags:
+        return f"the message asks for route or tag {hint!r}"
+    if not hint and route.tags:
+        return "takes only messages that ask for its name or tags"
+    if route.sender_domains and not (
+        domain_matches(sender_domain, route.sender_domains)
+        or (from_domain and domain_matches(from_domain, route.sender_domains))
+    ):
+        return "sender domains do not match"
+    if recipient_domain and not domain_matches(recipient_domain, route.recipient_domains):
+        return "recipient domains do not match"
+    if route.max_message_size and size > route.max_message_size:
+        return f"larger than its limit of {route.max_message_size} bytes"
+    return ""

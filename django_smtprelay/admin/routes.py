@@ -8,13 +8,15 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..models import DeliveryAttempt, Route
 from .base import PlainHelpTextAdmin
+from .route_tools import tool_view
 
 
 class RouteForm(forms.ModelForm):
@@ -122,6 +124,7 @@ class RouteAdmin(PlainHelpTextAdmin):
     search_fields = ("name", "host")
     readonly_fields = ("created_at", "updated_at")
     actions = ("enable_routes", "disable_routes")
+    change_form_template = "admin/django_smtprelay/route/change_form.html"
     fieldsets = (
         (None, {"fields": ("name", "kind", "enabled", "priority")}),
         (
@@ -179,6 +182,28 @@ class RouteAdmin(PlainHelpTextAdmin):
                 ),
             )
         )
+
+    def get_urls(self) -> list[URLPattern]:
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path(
+                "<path:object_id>/test-connection/",
+                self.admin_site.admin_view(self.connection_test_view),
+                name=f"{prefix}_test_connection",
+            ),
+            path(
+                "<path:object_id>/send-test-message/",
+                self.admin_site.admin_view(self.message_test_view),
+                name=f"{prefix}_send_test_message",
+            ),
+            *super().get_urls(),
+        ]
+
+    def connection_test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return tool_view(self, request, object_id, "connection")
+
+    def message_test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return tool_view(self, request, object_id, "message")
 
     @admin.display(boolean=True, description=_("password"))
     def password_set(self, obj: Route) -> bool:

@@ -16,6 +16,7 @@ from ..routing import Router, RouteSpec
 from ..transports.base import Reply, SendResult
 from .lease import LeaseHeartbeat, renew
 from .loading import load_parts
+from .reasons import NoRouteLeft
 from .results import Flush, ResultWriter, attempt_preparer
 from .state import RunReport, _Msg, _Part, _Rcpt
 
@@ -64,6 +65,9 @@ class Batch:
         self._unwritten: set[int] = set(claim.ids)
         self.parts: list[_Part] = []
         self._split_off: list[_Part] = []
+        self._no_route_left: NoRouteLeft | None = None
+        # Why each route found down in this batch was (for the parts it drops).
+        self._down: dict[str, str] = {}
 
     # -- loading ---------------------------------------------------------------
 
@@ -72,6 +76,7 @@ class Batch:
         parts, nothing_to_send = load_parts(
             self.token, self.ids, self.taken_over, router, health, self.clock()
         )
+        self._no_route_left = NoRouteLeft(router)
         self.parts.extend(parts)
         self._pending.finished.extend(nothing_to_send)
 
@@ -83,7 +88,8 @@ class Batch:
             if part.done:
                 continue
             while part.routes and part.routes[0].name in dead:
-                part.routes.pop(0)
+                name = part.routes.pop(0).name
+                part.could_not_use(self._down.get(name, f"{name}: found down in this batch"))
             if not part.open_addresses or not part.routes:
                 self.finish(part)
                 continue
@@ -196,11 +202,12 @@ class Batch:
         part.open_addresses = still_open
         if still_open:
             msg.last_reply = f"{route.name}: {result.verdict.reason}: {result.reply}"
+            part.could_not_use(msg.last_reply)
             part.routes.pop(0)
         if split:
             # A new part on the same routes, which the session sends next.
             rest = [r for r in part.routes if r.name != route.name]
-            self._split_off.append(_Part(msg, [route, *rest], split))
+            self._split_off.append(_Part(msg, [route, *rest], split, match=part.match))
             msg.parts_left += 1
         if outcomes == {Outcome.DELIVERED}:
             overall = Attempt.DELIVERED
@@ -259,21 +266,26 @@ class Batch:
             ],
             possible_duplicate=possible_duplicate,
         )
-        part.msg.last_reply = f"{route.name}: {verdict.reason}: {reply}"
+        part.msg.last_reply = self._down[route.name] = f"{route.name}: {verdict.reason}: {reply}"
+        part.could_not_use(part.msg.last_reply)
         part.last_fault = verdict
         part.routes.pop(0)
         self._maybe_flush()
 
     def skip(self, group: list[_Part], route: RouteSpec, why: str) -> None:
         """The route cannot be used now: its parts go on to their next route."""
+        self._down[route.name] = reason = f"{route.name}: {why}"
         for part in group:
-            part.msg.last_reply = f"{route.name} skipped: {why}"
+            part.msg.last_reply = reason
+            part.could_not_use(reason)
             part.routes.pop(0)
 
     def hold(self, group: list[_Part], route: RouteSpec, wait: float) -> None:
         """Over the route's rate: retry these parts when it has room, not counted as a try."""
+        reason = f"{route.name}: rate limit, next send in {wait:.0f}s"
         for part in group:
-            part.msg.last_reply = f"{route.name}: rate limit, next send in {wait:.0f}s"
+            part.msg.last_reply = reason
+            part.could_not_use(reason)
             part.msg.not_before = max(part.msg.not_before, wait)
             part.routes = []
 
@@ -337,6 +349,9 @@ class Batch:
         """Settle a part once no route is left to try for it."""
         part.done = True
         msg = part.msg
+        if part.open_addresses and part.unusable and self._no_route_left is not None:
+            # No route left: name every route and why it could not take it.
+            msg.last_reply = self._no_route_left(part)
         # Route faults everywhere: retry later, unless the last fault says that no
         # route can take it (a message too large for every relay, say).
         final = (

@@ -15,6 +15,7 @@ from ..models import Message, Recipient, Suppression
 from ..models.bulk import strings_in
 from ..replies import Outcome, Verdict
 from ..routing import Router, RouteSpec
+from .reasons import no_route_takes
 from .state import OPEN_STATES, _BatchTimes, _Msg, _Part, _Rcpt
 
 
@@ -91,7 +92,7 @@ def load_parts(
                 ordered = health.order(routes) if len(routes) > 1 else list(routes)
                 # Greylisting is passed only by coming back to the same relay.
                 ordered.sort(key=lambda r: r.name != retry)
-                by_routes[key] = _Part(msg, ordered)
+                by_routes[key] = _Part(msg, ordered, match=(hint, s_dom, f_dom, domain, size))
             by_routes[key].open_addresses.append(rcpt.address)
         for part in by_routes.values():
             if not part.routes:
@@ -101,7 +102,7 @@ def load_parts(
                         Outcome.ROUTE_FAULT, msg.last_reply, if_last_route=Outcome.PERMANENT
                     )
                 else:
-                    msg.last_reply = f"no enabled route takes this message (route {hint!r})"
+                    msg.last_reply = no_route_takes(router, part.match)
         msg.parts_left = len(by_routes)
         if not by_routes:
             nothing_to_send.append(msg)

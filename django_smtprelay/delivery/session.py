@@ -15,7 +15,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from django.utils import timezone
+
 from ..health import RouteHealthService
+from ..health.circuit import BreakerState
 from ..health.ratelimit import RateLimits
 from ..replies import Outcome, Stage, Verdict
 from ..routing import RouteSpec
@@ -142,8 +145,8 @@ class RouteSession:
         """Send the group; False if the route turned out to be down."""
         route, health, limits = self.route, self.health, self.limits
         if not health.usable(route.name):
-            state = health.state(route.name)
-            self.batch.skip(self.group, route, f"circuit open until {state.until}: {state.reason}")
+            why = _circuit_open(health.state(route.name), self.clock())
+            self.batch.skip(self.group, route, why)
             return False
         slot = health.open_session(route.name, limits)
         if slot is None:
@@ -373,3 +376,11 @@ class RouteSession:
             transport.close()
         except Exception:
             logger.warning("Route %s: closing the transport failed", self.route.name, exc_info=True)
+
+
+def _circuit_open(state: BreakerState, now: datetime) -> str:
+    """Why a route's circuit kept a group off it, for the message's error."""
+    if state.until is None or state.until <= now:
+        return f"circuit half-open, another worker is probing it ({state.reason})"
+    until = timezone.localtime(state.until)
+    return f"circuit open until {until:%H:%M:%S %Z} ({state.reason})"

@@ -98,3 +98,15 @@ class _Part:
     open_addresses: list[str] = field(default_factory=list)  # still looking for a route
     last_fault: Verdict | None = None  # the last route fault, for when no route is left
     done: bool = False
+    # "route: why" for each route it could not use; made on the first one only,
+    # so a part that is delivered costs nothing more.
+    unusable: list[str] | None = None
+    # What the router matched it by (hint, sender, From and recipient domains,
+    # size), to say why the other routes do not take it if none is left.
+    match: tuple[str, str, str, str, int] = ("", "", "", "", 0)
+
+    def could_not_use(self, reason: str) -> None:
+        """Keep ``reason`` ("route: why") for the message's error if no route is left."""
+        if self.unusable is None:
+            self.unusable = []
+        self.unusable.append(reason)

@@ -81,6 +81,16 @@ class SlowDown:
 
 
 @dataclass(frozen=True)
+class RateUsage:
+    """Sends counted in the current second, minute and hour, and sessions open."""
+
+    this_second: int
+    this_minute: int
+    this_hour: int
+    connections: int = 0
+
+
+@dataclass(frozen=True)
 class ConnectionSlot:
     """One of a route's concurrent-connection slots, held until closed or expired."""
 
@@ -209,6 +219,18 @@ class RateLimiter:
         if record is None or record["until"] <= now.timestamp():
             return None
         return SlowDown(**record)
+
+    def usage(self, now: datetime) -> RateUsage:
+        """How much of each window and connection slot is taken now; reads only."""
+        ts = now.timestamp()
+        windows = {period: int(ts // period) for period in (1, 60, 3600)}
+        slots = self.limits.max_connections or 0
+        keys = [self._key("rl", p, w) for p, w in windows.items()]
+        keys += [self._key("rl-conn", i) for i in range(slots)]
+        values = self.cache.get_many(keys)
+        sent = [int(values.get(self._key("rl", p, w), 0)) for p, w in windows.items()]
+        connections = sum(self._key("rl-conn", i) in values for i in range(slots))
+        return RateUsage(*sent, connections=connections)
 
     # internal
 

@@ -97,8 +97,13 @@ class HealthScores:
         millis = max(0, round(latency_total * 1000))
         store.bump(cache, store.key("sc-ms", route_name, bucket), millis, timeout)
 
-    def scores(self, routes: list[str], now: datetime | None = None) -> dict[str, RouteScore]:
-        """Each route's score against the others in ``routes`` (its peers)."""
+    def scores(
+        self, routes: list[str], now: datetime | None = None, *, persist: bool = True
+    ) -> dict[str, RouteScore]:
+        """Each route's score against the others in ``routes`` (its peers).
+
+        ``persist=False``: only read (the admin's page views write nothing).
+        """
         now = now or timezone.now()
         stats = self._stats(routes, now)
         result = {}
@@ -111,7 +116,8 @@ class HealthScores:
             success, latency = ok / sends, millis / 1000 / sends
             peers = [stats[p] for p in routes if p != name and stats[p][0] >= MIN_SAMPLES]
             result[name] = _compare(name, sends, success, latency, peers)
-        self._persist(result, now)
+        if persist:
+            self._persist(result, now)
         return result
 
     def weights(

@@ -92,6 +92,14 @@ class _SMTPMixin:
     """Tracks whether the final dot went out, so a lost reply is 'uncertain'."""
 
     final_dot_sent = False
+    # Called with smtplib's debug output (``set_debuglevel(1)``) to show a
+    # route test's dialogue in the admin; deliveries leave it unset, and
+    # smtplib makes no debug call at level 0.
+    dialogue: Callable[..., None] | None = None
+
+    def _print_debug(self, *args: Any) -> None:
+        if self.dialogue is not None:
+            self.dialogue(*args)
 
     def getreply(self) -> tuple[int, bytes]:
         # smtplib makes its reply stream on first use (and again after STARTTLS).
@@ -263,6 +271,8 @@ class SMTPTransport:
         # 7-bit form (or why it has none): the message announced with
         # ``following`` is converted once, when its commands go out.
         self._seven_bit: tuple[Envelope, Envelope | str] | None = None
+        # A route test's recorder (see transports.probe): sees every line.
+        self.dialogue: Callable[..., None] | None = None
 
     def __repr__(self) -> str:
         return f"<SMTPTransport {self.route.name} {self.route.host}:{self.route.port}>"
@@ -292,6 +302,9 @@ class SMTPTransport:
             else:
                 conn = _SMTP(local_hostname=hostname, timeout=route.timeout)
             self.conn = conn
+            if self.dialogue is not None:
+                conn.dialogue = self.dialogue
+                conn.set_debuglevel(1)
             # smtplib takes the TLS server name from the constructor's host only.
             conn._host = route.host
             code, msg = conn.connect(route.host, route.port)

@@ -1,0 +1,134 @@
+"""A deferred message's error names every route it could not use, and why."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.mail import send_mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_smtprelay.delivery import DeliveryEngine
+from django_smtprelay.health import BreakerPolicy, CircuitBreaker, RateLimits, RouteHealthService
+from django_smtprelay.models import Message, Recipient
+from django_smtprelay.routing import Router
+
+pytestmark = pytest.mark.django_db
+
+
+def queue() -> Message:
+    send_mail("Hello", "Body", "from@example.com", ["to@example.net"])
+    return Message.objects.latest("pk")
+
+
+def test_the_error_names_each_route_and_why(smtp_server, make_route, relay_settings):
+    relay_settings(BREAKER_FAILURE_THRESHOLD=2)
+    # Five minutes into an hour to come: relay-b's hourly window has 55 minutes left.
+    now = (timezone.now() + timedelta(hours=1)).replace(minute=5, second=0, microsecond=0)
+    a_server, b_server = smtp_server(), smtp_server()
+    make_route(a_server, name="relay-a", priority=1)
+    make_route(b_server, name="relay-b", priority=2, max_per_hour=1)
+    make_route(smtp_server(), name="relay-c", priority=3, enabled=False)
+    make_route(smtp_server(), name="relay-d", priority=4, sender_domains="other.example")
+    breaker = CircuitBreaker("relay-a", BreakerPolicy(failure_threshold=2))
+    for _ in range(2):
+        breaker.record_fault("timed out at greeting", now - timedelta(seconds=30))
+    # relay-b's one send this hour is taken.
+    assert RouteHealthService().before_send("relay-b", RateLimits(per_hour=1), now) == 0
+    message = queue()
+    DeliveryEngine(clock=lambda: now).run()
+    message.refresh_from_db()
+    until = timezone.localtime(now + timedelta(seconds=90))
+    assert message.status == Message.Status.DEFERRED
+    assert message.last_error == (
+        f"relay-a: circuit open until {until:%H:%M:%S %Z} "
+        "(2 route faults in a row; last: timed out at greeting); "
+        "relay-b: rate limit, next send in 3300s; "
+        "relay-d (sender domains do not match) and relay-c (disabled) do not take it"
+    )
+    assert Recipient.objects.get().reply == message.last_error
+    assert a_server.sessions == 0 and b_server.sessions == 0
+
+
+def test_a_route_fault_and_the_routes_that_do_not_match(make_route, refused_port):
+    make_route(port=refused_port, name="relay-a", priority=1)
+    make_route(port=refused_port, name="relay-b", priority=2, enabled=False)
+    make_route(port=refused_port, name="relay-c", priority=3, recipient_domains="example.org")
+    message = queue()
+    DeliveryEngine().run()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert message.last_error.startswith("relay-a: ")
+    assert "Connection refused" in message.last_error
+    assert message.last_error.endswith(
+        "; relay-c (recipient domains do not match) and relay-b (disabled) do not take it"
+    )
+
+
+def test_when_no_route_matches_each_one_says_why(smtp_server, make_route):
+    make_route(smtp_server(), name="relay-c", enabled=False)
+    make_route(smtp_server(), name="relay-d", sender_domains="other.example")
+    make_route(smtp_server(), name="relay-e", tags="bulk")
+    message = queue()
+    DeliveryEngine().run()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert message.last_error == (
+        "no enabled route takes this message: relay-d (sender domains do not match), "
+        "relay-e (takes only messages that ask for its name or tags) "
+        "and relay-c (disabled) do not take it"
+    )
+
+
+def test_a_delivered_batch_never_reads_the_disabled_routes(smtp_server, make_route):
+    make_route(smtp_server(), name="relay-a")
+    make_route(smtp_server(), name="relay-c", enabled=False)
+    queue()
+    with CaptureQueriesContext(connection) as queries:
+        assert DeliveryEngine().run().sent == 1
+    route_reads = [q["sql"] for q in queries if 'FROM "django_smtprelay_route"' in q["sql"]]
+    assert len(route_reads) == 1  # the enabled routes, once
+
+
+def test_why_not_agrees_with_matching(make_route, refused_port):
+    make_route(port=refused_port, name="any")
+    make_route(port=refused_port, name="senders", sender_domains="*.example.com")
+    make_route(port=refused_port, name="recipients", recipient_domains="example.org")
+    make_route(port=refused_port, name="tagged", tags="bulk")
+    make_route(port=refused_port, name="small", max_message_size=100)
+    router = Router()
+    names = {r.name for r in router.routes}
+    cases = [
+        {},
+        {"route_hint": "bulk"},
+        {"route_hint": "senders", "sender_domain": "a.example.com"},
+        {"sender_domain": "mail.example.com", "recipient_domain": "example.org", "size": 50},
+        {"from_domain": "example.com", "recipient_domain": "example.net", "size": 500},
+    ]
+    for case in cases:
+        taken = {r.name for r in router.matching(**case)}
+        refused = {name for name, _why in router.why_not(**case)}
+        assert taken | refused == names and not taken & refused, case
+
+
+def test_recipients_split_off_by_a_too_many_reply_keep_the_reasons(
+    smtp_server, make_route, refused_port
+):
+    """A 452 "too many recipients" sends the rest in a new transaction; when that one
+    finds no route left, its error still says why the other routes do not take it."""
+    mails = iter(range(100))
+    server = smtp_server(
+        rcpt_replies={"b@example.net": "452 4.5.3 Too many recipients"},
+        mail_reply=lambda sender: None if next(mails) == 0 else "421 4.3.2 Shutting down",
+    )
+    make_route(server, name="relay-a", priority=1)
+    make_route(port=refused_port, name="relay-r", priority=2, recipient_domains="example.org")
+    send_mail("Hello", "Body", "from@example.com", ["a@example.net", "b@example.net"])
+    DeliveryEngine().run()
+    b = Recipient.objects.get(address="b@example.net")
+    assert b.status == Recipient.Status.DEFERRED
+    assert b.reply.startswith("relay-a: ")
+    assert b.reply.endswith("; relay-r (recipient domains do not match) does not take it")
+    assert Recipient.objects.get(address="a@example.net").status == Recipient.Status.DELIVERED
