@@ -6,7 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from django_smtprelay.delivery import DeliveryEngine
-from django_smtprelay.models import DeliveryAttempt, Message, Recipient
+from django_smtprelay.models import DeliveryAttempt, Message, MessageContent, Recipient
 
 LIST = "/admin/django_smtprelay/message/"
 
@@ -127,6 +127,20 @@ def test_send_again_to_the_failed_skips_a_message_with_none_failed(admin_client)
     assert shown_messages(response) == [
         "0 messages queued to be sent again. 1 skipped: 1 with no failed or cancelled recipient."
     ]
+
+
+@pytest.mark.django_db
+def test_send_again_skips_a_message_whose_content_retention_deleted(admin_client):
+    send_mail("Old", "Body", "from@example.com", ["a@example.com"])
+    message = Message.objects.get()
+    Message.objects.filter(pk=message.pk).cancel()
+    MessageContent.objects.filter(message=message).delete()  # what smtprelay_purge does
+    response = act(admin_client, "send_again_all", [message.pk], confirm="yes", route="")
+    assert shown_messages(response) == [
+        "0 messages queued to be sent again. 1 skipped: 1 whose content was deleted by "
+        "retention (RETENTION_DAYS)."
+    ]
+    assert Message.objects.get().status == "cancelled"
 
 
 @pytest.mark.django_db

@@ -23,10 +23,11 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from ..backends import publish
 from ..conf import app_settings
-from ..models import Message, Recipient, Route
+from ..models import Message, MessageContent, Recipient, Route
 
 S = Message.Status
 NOTHING_FAILED = "nothing_failed"
+PURGED = "purged"
 
 # Why a message was skipped, by its state, in the words the operator reads.
 SKIP_REASONS = {
@@ -43,6 +44,11 @@ SKIP_REASONS = {
     NOTHING_FAILED: lambda n: ngettext(
         "%(n)d with no failed or cancelled recipient",
         "%(n)d with no failed or cancelled recipient",
+        n,
+    ),
+    PURGED: lambda n: ngettext(
+        "%(n)d whose content was deleted by retention (RETENTION_DAYS)",
+        "%(n)d whose content was deleted by retention (RETENTION_DAYS)",
         n,
     ),
 }
@@ -133,7 +139,13 @@ def requeue(
                 "message_id", flat=True
             )
         )
-        ids = sorted(with_rcpts)
+        # Retention may have deleted a finished message's bytes: nothing to send again.
+        with_content = set(
+            MessageContent.objects.filter(message_id__in=with_rcpts).values_list(
+                "message_id", flat=True
+            )
+        )
+        ids = sorted(with_content)
         values = {
             "status": S.QUEUED,
             "next_attempt_at": now,
@@ -163,7 +175,10 @@ def requeue(
     for pk, status in selected.items():
         if pk in won:
             continue
-        skipped.append(NOTHING_FAILED if status in requeueable else status)
+        if pk in with_rcpts and pk not in with_content:
+            skipped.append(PURGED)
+        else:
+            skipped.append(NOTHING_FAILED if status in requeueable else status)
     return won, skipped
 
 

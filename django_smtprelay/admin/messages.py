@@ -113,8 +113,10 @@ class MessageAdmin(PlainHelpTextAdmin):
         "created_at",
         "next_attempt_at",
         "expires_at",
+        "deliver_by",
         "sent_at",
         "attempt_count",
+        "possible_duplicate",
         "last_error_wrapped",
     )
 
