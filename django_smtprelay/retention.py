@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .conf import app_settings
@@ -40,9 +41,20 @@ class PurgeReport:
 
 
 def purgeable(cutoff: datetime) -> MessageQuerySet:
-    """Final messages queued before ``cutoff`` that still have a body."""
+    """Final messages that still have a body and whose last activity is before ``cutoff``.
+
+    Not only queued before it: a message scheduled far ahead, or sent again
+    by an operator, finishes long after it was queued, and its attempts are
+    kept for the whole retention from then. ``next_attempt_at`` is when it
+    was last due (queued, scheduled, retried or sent again), ``sent_at`` when
+    it was sent.
+    """
     return Message.objects.filter(
-        status__in=Message.FINAL_STATES, created_at__lt=cutoff, content__isnull=False
+        Q(sent_at__isnull=True) | Q(sent_at__lt=cutoff),
+        status__in=Message.FINAL_STATES,
+        created_at__lt=cutoff,
+        next_attempt_at__lt=cutoff,
+        content__isnull=False,
     )
 
 

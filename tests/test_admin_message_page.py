@@ -6,6 +6,8 @@ import html
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.mail import EmailMultiAlternatives, send_mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from django_smtprelay.delivery import DeliveryEngine
 from django_smtprelay.models import Message
@@ -167,3 +169,19 @@ def test_a_part_in_an_unknown_charset_is_previewed_not_crashed_on():
     shown = preview(raw)
     assert shown.text is not None and "Caf" in shown.text and "ok" in shown.text
     assert shown.html_srcdoc is None and "Subject: odd" in shown.headers
+
+
+@pytest.mark.django_db
+def test_the_message_page_costs_the_same_queries_for_2_or_40_recipients(
+    admin_client, smtp_server, make_route, django_assert_max_num_queries
+):
+    make_route(smtp_server())
+    send_mail("Few", "Body", "from@example.com", ["a@example.com", "b@example.com"])
+    send_mail("Many", "Body", "from@example.com", [f"r{i}@example.com" for i in range(40)])
+    DeliveryEngine().run()
+    few, many = (Message.objects.get(subject=s) for s in ("Few", "Many"))
+    url = "/admin/django_smtprelay/message/{}/change/"
+    with CaptureQueriesContext(connection) as small:
+        assert admin_client.get(url.format(few.pk)).status_code == 200
+    with django_assert_max_num_queries(len(small)):
+        assert admin_client.get(url.format(many.pk)).status_code == 200

@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -28,7 +29,12 @@ def queue(subject: str, to: str = "ok@example.com") -> Message:
 
 
 def age(message: Message, by: timedelta = OLD) -> None:
-    Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - by)
+    """Move the message's whole life ``by`` into the past."""
+    Message.objects.filter(pk=message.pk).update(
+        created_at=F("created_at") - by,
+        next_attempt_at=F("next_attempt_at") - by,
+        sent_at=F("sent_at") - by,
+    )
 
 
 @pytest.fixture
@@ -100,7 +106,8 @@ def test_purge_goes_in_bounded_chunks(smtp_server, make_route):
     for i in range(5):
         queue(f"m{i}")
     DeliveryEngine().run()
-    Message.objects.update(created_at=timezone.now() - OLD)
+    for message in Message.objects.all():
+        age(message)
     with CaptureQueriesContext(connection) as queries:
         report = retention.purge(chunk=2)
     assert (report.messages, report.attempts) == (5, 5)
@@ -139,3 +146,32 @@ def test_a_bad_retention_setting_names_the_value(relay_settings, value):
     relay_settings(RETENTION_DAYS=value)
     with pytest.raises(ImproperlyConfigured, match=rf"RETENTION_DAYS.*{value!r}"):
         retention.purge()
+
+
+def test_an_old_message_that_finished_recently_keeps_its_body_and_attempts(history):
+    # Queued long ago but sent only now (scheduled far ahead, or sent again):
+    # the retention counts from its last activity, not from when it was queued.
+    sent = history["sent"]
+    Message.objects.filter(pk=sent.pk).update(
+        next_attempt_at=timezone.now(), sent_at=timezone.now()
+    )
+    retention.purge()
+    assert MessageContent.objects.filter(message=sent).exists()
+    assert DeliveryAttempt.objects.filter(message=sent).exists()
+    assert not MessageContent.objects.filter(message=history["failed"]).exists()
+
+
+def test_a_queued_message_without_content_fails_alone_and_the_batch_goes_on(
+    smtp_server, make_route
+):
+    server = smtp_server()
+    make_route(server)
+    gone, kept = queue("gone"), queue("kept")
+    MessageContent.objects.filter(message=gone).delete()  # a purge raced a resend, say
+    report = DeliveryEngine().run()
+    assert report.sent == 1 and report.failed == 1
+    gone.refresh_from_db()
+    assert gone.status == Message.Status.FAILED
+    assert "content was deleted" in gone.last_error
+    assert gone.attempt_count == 0, "no attempt was made"
+    assert status(kept) == Message.Status.SENT and len(server.messages) == 1

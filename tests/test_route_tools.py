@@ -149,6 +149,29 @@ def test_a_bad_recipient_is_refused_by_the_form(admin_client, smtp_server, make_
     assert server.sessions == 0
 
 
+def test_a_sender_with_a_line_break_is_refused_by_the_form(admin_client, smtp_server, make_route):
+    server = smtp_server()
+    route = make_route(server)
+    response = admin_client.post(
+        tool_url(route, "send-test-message"),
+        {"recipient": "ops@example.net", "sender": "a@example.com\nBcc: x@example.org"},
+    )
+    assert response.status_code == 200 and "must be one line" in response.content.decode()
+    assert server.sessions == 0
+
+
+def test_a_short_password_is_not_given_away_by_masking_ordinary_text(
+    admin_client, smtp_server, make_route, trust_test_ca
+):
+    # Masking every "250" in the dialogue would tell a reader the password.
+    server = smtp_server(tls="starttls", auth={"relayuser": "250"})
+    route = make_route(server, security="starttls", username="relayuser", password="250")
+    page = admin_client.post(tool_url(route, "test-connection")).content.decode()
+    lines = dialogue(page)
+    assert in_order(lines, ["S: 250", "C: AUTH PLAIN ******", "S: 235"]), lines
+    assert base64.b64encode(b"\0relayuser\0250").decode() not in page
+
+
 @pytest.mark.parametrize("tool", ["test-connection", "send-test-message"])
 def test_the_tools_need_the_change_permission(tool, smtp_server, make_route):
     server = smtp_server()

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery, Sum
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from ..conf import app_settings
 from ..delivery.stats import hour_of
@@ -81,8 +82,8 @@ def build_dashboard(now: datetime | None = None) -> Dashboard:
     cache read per route for its circuit)."""
     now = now or timezone.now()
     dash = Dashboard(now=now)
-    _queue(dash)
     _charts(dash)
+    _queue(dash)
     _routes(dash)
     dash.top_errors = top_errors(now - timedelta(hours=24))
     dash.failing_domains = list(
@@ -93,15 +94,24 @@ def build_dashboard(now: datetime | None = None) -> Dashboard:
     return dash
 
 
+_OPEN = (Message.Status.QUEUED, Message.Status.SENDING, Message.Status.DEFERRED)
+
+
 def _queue(dash: Dashboard) -> None:
-    # GROUP BY status: answered from the (status, priority, next_attempt_at) index.
+    # Only the open states are counted in the table, a range of the (status,
+    # priority, next_attempt_at) index: the finished ones, which grow without
+    # bound, come from the last 24 hours' statistics (read by _charts).
     counts = dict(
-        Message.objects.order_by()
+        Message.objects.filter(status__in=_OPEN)
+        .order_by()
         .values_list("status")
         .annotate(n=Count("pk"))
         .values_list("status", "n")
     )
-    dash.queue = [(s.value, s.label, counts.get(s.value, 0)) for s in Message.Status]
+    dash.queue = [(s.value, s.label, counts.get(s.value, 0)) for s in _OPEN] + [
+        (s.value, _("%(state)s (24 h)") % {"state": s.label}, dash.totals_24h.get(s.value, 0))
+        for s in (Message.Status.SENT, Message.Status.FAILED)
+    ]
     for status, attr in (("queued", "oldest_queued"), ("deferred", "oldest_deferred")):
         if counts.get(status):
             oldest = Message.objects.filter(status=status).aggregate(t=Min("created_at"))["t"]

@@ -14,7 +14,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.admin import ModelAdmin, helpers
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -105,11 +105,11 @@ def retry_now(model_admin: ModelAdmin, request: HttpRequest, queryset: QuerySet[
 
 class SendAgainForm(forms.Form):
     route = forms.ModelChoiceField(
-        queryset=Route.objects.order_by("priority", "name"),
+        queryset=Route.objects.filter(enabled=True).order_by("priority", "name"),
         required=False,
         empty_label=gettext_lazy("Any route, as usual"),
         label=gettext_lazy("Through route"),
-        help_text=gettext_lazy("Send only through this route (it must be enabled)."),
+        help_text=gettext_lazy("Send only through this route (enabled routes only)."),
     )
 
 
@@ -134,22 +134,31 @@ def requeue(
         requeueable = (*final_bad, S.SENT) if only_failed else final_bad
         selected = dict(queryset.values_list("pk", "status"))
         candidates = [pk for pk, status in selected.items() if status in requeueable]
+        # Locked where the database can, so neither a worker's claim, another
+        # operator's "send again" nor the retention purge changes them between
+        # these reads and the writes below (which are guarded besides).
+        candidates = list(
+            Message.objects.filter(pk__in=candidates, status__in=requeueable)
+            .select_for_update()
+            .values_list("pk", flat=True)
+        )
         with_rcpts = set(
             Recipient.objects.filter(message_id__in=candidates, status__in=open_again).values_list(
                 "message_id", flat=True
             )
         )
         # Retention may have deleted a finished message's bytes: nothing to send again.
+        has_content = Exists(MessageContent.objects.filter(message_id=OuterRef("pk")))
         with_content = set(
             MessageContent.objects.filter(message_id__in=with_rcpts).values_list(
                 "message_id", flat=True
             )
         )
-        ids = sorted(with_content)
         values = {
             "status": S.QUEUED,
             "next_attempt_at": now,
             "expires_at": now + app_settings.max_lifetime,
+            "deliver_by": None,  # sent again on purpose: an old expiry no longer holds
             "attempt_count": 0,
             "last_error": "",
             "retry_route": "",
@@ -158,10 +167,15 @@ def requeue(
         }
         if route is not None:
             values["route_hint"] = route.name
+        Message.objects.filter(
+            has_content, pk__in=sorted(with_content), status__in=requeueable
+        ).update(**values)
+        # What the guarded UPDATE changed: queued, due at this very moment.
         won = list(
-            Message.objects.filter(pk__in=ids, status__in=requeueable).values_list("pk", flat=True)
+            Message.objects.filter(
+                pk__in=sorted(with_content), status=S.QUEUED, next_attempt_at=now
+            ).values_list("pk", flat=True)
         )
-        Message.objects.filter(pk__in=won).update(**values)
         Recipient.objects.filter(message_id__in=won, status__in=open_again).update(
             status=Recipient.Status.PENDING,
             smtp_code=None,

@@ -51,6 +51,10 @@ class RecipientInline(ReadOnlyInline):
     fields = ("address", "status", "smtp_code", "enhanced_code", "reply", "route", "updated_at")
     readonly_fields = fields
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Recipient]:
+        # Each row shows its route: one join, not a query per recipient.
+        return super().get_queryset(request).select_related("route")
+
 
 class AttemptInline(ReadOnlyInline):
     model = DeliveryAttempt

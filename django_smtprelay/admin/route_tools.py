@@ -50,6 +50,8 @@ class RouteTestMessageForm(forms.Form):
 
     def clean_sender(self) -> str:
         value = self.cleaned_data["sender"]
+        if "\r" in value or "\n" in value:
+            raise forms.ValidationError(_("The sender must be one line."))
         _name, address = parseaddr(value)
         try:
             validate_email(address)

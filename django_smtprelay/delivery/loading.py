@@ -59,10 +59,15 @@ def load_parts(
     nothing_to_send: list[_Msg] = []
     times = _BatchTimes(ids)
     for pk, sender, raw, attempts, hint, retry, s_dom, f_dom, size, dup, by in rows:
+        if raw is None:  # its bytes are gone (retention): nothing can be sent
+            msg = _Msg(pk, sender, b"", times, attempts, rcpts.get(pk, {}))
+            _fail_unsent(msg, "its content was deleted (retention): nothing to send")
+            nothing_to_send.append(msg)
+            continue
         msg = _Msg(pk, sender, bytes(raw), times, attempts, rcpts.get(pk, {}))
         msg.maybe_sent_before = dup or pk in taken_over
         if by is not None and by <= now:
-            _expire(msg, by)
+            _fail_unsent(msg, f"expired: not delivered by {by.isoformat(timespec='seconds')}")
             nothing_to_send.append(msg)
             continue
         open_rcpts = [r for r in msg.rcpts.values() if r.status in OPEN_STATES]
@@ -110,9 +115,11 @@ def load_parts(
     return parts, nothing_to_send
 
 
-def _expire(msg: _Msg, deliver_by: datetime) -> None:
-    """Fail every open recipient of a message past its expiry: it is never sent."""
-    msg.last_reply = f"expired: not delivered by {deliver_by.isoformat(timespec='seconds')}"
+def _fail_unsent(msg: _Msg, reason: str) -> None:
+    """Fail every open recipient of a message that is never to be sent (past its
+    expiry, or its bytes gone); no attempt is made, so none is counted."""
+    msg.last_reply = reason
+    msg.not_attempted = True
     for rcpt in msg.rcpts.values():
         if rcpt.status in OPEN_STATES:
             rcpt.status, rcpt.changed, rcpt.reply = Recipient.Status.FAILED, True, msg.last_reply

@@ -163,7 +163,7 @@ class ResultWriter:
             statuses = {r.status for r in msg.rcpts.values()}
             deferred = False
         values: dict[str, object] = {
-            "attempts_added": 1,
+            "attempts_added": 0 if msg.not_attempted else 1,
             "last_error": msg.last_reply[:4000],
             "retry_route": msg.retry_route,
         }

@@ -79,6 +79,8 @@ class _Msg:
     maybe_sent_before: bool = False
     # An attempt may have delivered it twice (kept on the message's row).
     possible_duplicate: bool = False
+    # Settled without an attempt (expired, or its bytes gone): not counted as a try.
+    not_attempted: bool = False
 
     @property
     def created_at(self) -> datetime:

@@ -30,6 +30,7 @@ from .base import Envelope, Reply, TransportError
 from .smtp import SMTPTransport
 
 MASK = "******"
+_MIN_MASKED = 6
 # A dialogue is bounded: a relay may send hundreds of EHLO lines.
 MAX_LINES = 400
 MAX_LINE_CHARS = 1000
@@ -53,7 +54,10 @@ class Dialogue:
         self._in_auth = False
         forms: set[str] = set()
         for secret in secrets:
-            if secret:
+            # AUTH lines are masked whole whatever the secret; elsewhere only a
+            # secret long enough not to be mistaken for ordinary text ("250")
+            # is replaced, since masking every "250" would give the password away.
+            if len(secret) >= _MIN_MASKED:
                 forms.add(secret)
                 forms.add(base64.b64encode(secret.encode("utf-8")).decode("ascii"))
         # Longest first, so a base64 form is masked whole, not in part.
@@ -91,12 +95,17 @@ class Dialogue:
             self._in_auth = False
         self._add("server", line)
 
+    def mask(self, text: str) -> str:
+        """``text`` with every known form of a secret replaced."""
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
     def _add(self, side: str, text: str) -> None:
         if len(self.lines) >= MAX_LINES:
             self.truncated = True
             return
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
+        text = self.mask(text)
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + " ..."
         self.lines.append(Line(side, text))
@@ -191,10 +200,10 @@ def _result(
 ) -> ProbeResult:
     return ProbeResult(
         ok=ok,
-        summary=summary or reason,
+        summary=dialogue.mask(summary or reason),
         outcome=outcome.value if outcome is not None else "",
         stage=str(reply.stage) if reply is not None else "",
-        reply=str(reply) if reply is not None else "",
+        reply=dialogue.mask(str(reply)) if reply is not None else "",
         seconds=time.monotonic() - started,
         tls=tls,
         lines=dialogue.lines,
