@@ -19,8 +19,6 @@ from typing import Any
 
 from django import template
 
-from ..admin.dashboard import build_dashboard
-
 register = template.Library()
 
 # Who sees the dashboard: it shows what the queue holds and how it went.
@@ -33,6 +31,12 @@ def smtprelay_dashboard(context: template.Context) -> dict[str, Any]:
     request = context.get("request")
     if request is None or not request.user.has_perm(PERMISSION):
         return {"dashboard": None}
+    # Imported here: Django imports every app's template tag libraries when a
+    # template engine starts, and the admin package registers ModelAdmins,
+    # which needs django.contrib.admin; a site (or a worker) without the admin
+    # must still be able to render templates.
+    from ..admin.dashboard import build_dashboard
+
     return {"dashboard": build_dashboard()}
 
 
