@@ -167,24 +167,11 @@ class Router:
     ) -> list[RouteSpec]:
         """Routes that may take the message, by priority and name (not yet shuffled)."""
         hint = route_hint.lower()
-        chosen = []
-        for route in self.routes:
-            if hint:
-                if hint != route.name.lower() and hint not in route.tags:
-                    continue
-            elif route.tags:
-                continue
-            if route.sender_domains and not (
-                domain_matches(sender_domain, route.sender_domains)
-                or (from_domain and domain_matches(from_domain, route.sender_domains))
-            ):
-                continue
-            if recipient_domain and not domain_matches(recipient_domain, route.recipient_domains):
-                continue
-            if route.max_message_size and size > route.max_message_size:
-                continue
-            chosen.append(route)
-        return chosen
+        return [
+            route
+            for route in self.routes
+            if not _mismatch(route, hint, sender_domain, from_domain, recipient_domain, size)
+        ]
 
     def too_large_everywhere(self, size: int) -> bool:
         """True when routes exist but none takes a message of ``size`` bytes."""
