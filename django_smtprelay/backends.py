@@ -168,9 +168,9 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
         )
         insert_rows(
             Recipient,
-            ("message_id", "address", "status", "enhanced_code", "reply"),
+            ("message_id", "address", "status", "enhanced_code", "reply", "provider_message_id"),
             [
-                (pk, address, Recipient.Status.PENDING, "", "")
+                (pk, address, Recipient.Status.PENDING, "", "", "")
                 for pk, (p, _prio) in zip(ids, prepared, strict=True)
                 for address in p.recipients
             ],

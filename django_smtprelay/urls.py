@@ -1,6 +1,6 @@
 """The app's own URLs, outside the admin. A site includes them under a prefix:
 
-    path("smtprelay/", include("django_smtprelay.urls")),
+path("smtprelay/", include("django_smtprelay.urls")),
 """
 
 from __future__ import annotations

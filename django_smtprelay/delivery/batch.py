@@ -189,6 +189,7 @@ class Batch:
             if outcome == Outcome.DELIVERED:
                 rcpt.status = Recipient.Status.DELIVERED
                 rcpt.reply = ""
+                rcpt.provider_message_id = rr.provider_message_id[:255]
                 continue
             rcpt.reply = f"{route.name}: {rr.reply}"[:2000]
             msg.last_reply = rcpt.reply

@@ -121,13 +121,20 @@ class ResultWriter:
             values = self._message_state(msg, now)
             for r in msg.rcpts.values():
                 if r.changed:
-                    key = (r.status, r.smtp_code, r.enhanced_code, r.reply, r.route_pk)
+                    key = (
+                        r.status,
+                        r.smtp_code,
+                        r.enhanced_code,
+                        r.reply,
+                        r.route_pk,
+                        r.provider_message_id,
+                    )
                     rcpt_groups.setdefault(key, []).append(r.pk)
             msg_groups.setdefault(tuple(sorted(values.items())), []).append(msg.pk)
             outcome[str(values["status"])].append(msg.pk)
         # Recipients first: their condition reads the message's lease, which
         # the message's own write then releases.
-        for (status, code, enhanced, reply, route_pk), pks in rcpt_groups.items():
+        for (status, code, enhanced, reply, route_pk, provider_id), pks in rcpt_groups.items():
             Recipient.objects.filter(
                 ids_in(pks),
                 message__lease_token=flush.token,
@@ -138,6 +145,7 @@ class ResultWriter:
                 enhanced_code=enhanced,
                 reply=reply,
                 route_id=route_pk,
+                provider_message_id=provider_id,
                 updated_at=now,
             )
         written = 0

@@ -35,6 +35,7 @@ class _Rcpt:
     enhanced_code: str = ""
     reply: str = ""
     route_pk: int | None = None
+    provider_message_id: str = ""
     changed: bool = False
 
 

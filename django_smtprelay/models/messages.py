@@ -301,10 +301,22 @@ class Recipient(models.Model):
     reply = models.TextField(blank=True)
     route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL)
     updated_at = models.DateTimeField(null=True, blank=True)
+    # The id the relay or ESP gave the message when it accepted it for this
+    # recipient (an ESP API's message id, or the id in an SMTP 250 reply), by
+    # which the provider's later events (delivered, bounced, ...) are matched.
+    provider_message_id = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ("pk",)
-        indexes = [models.Index(fields=["address"], name="smtprelay_rcpt_address")]
+        indexes = [
+            models.Index(fields=["address"], name="smtprelay_rcpt_address"),
+            # Partial on PostgreSQL and SQLite: most rows have no provider id.
+            models.Index(
+                fields=["provider_message_id"],
+                name="smtprelay_rcpt_provider_id",
+                condition=~models.Q(provider_message_id=""),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.address

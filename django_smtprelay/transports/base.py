@@ -28,6 +28,8 @@ class RecipientResult:
     address: str
     verdict: Verdict
     reply: Reply
+    # The provider's id for the accepted message (ESP API id, SMTP 250 id), if any.
+    provider_message_id: str = ""
 
 
 @dataclass
