@@ -42,6 +42,18 @@ class Route(models.Model):
 
     name = models.SlugField(max_length=100, unique=True, help_text=_("Unique, used in logs."))
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.SMTP)
+    # The ESP behind the route, by anymail's name for it ("postmark",
+    # "amazon_ses", ...): for an ESP route, the backend that sends; for an SMTP
+    # route through an ESP's SMTP endpoint, whose ids and webhooks report on it.
+    esp = models.CharField(
+        _("ESP"),
+        max_length=40,
+        blank=True,
+        help_text=_(
+            "The email service provider behind this route, if any: its events "
+            "(delivered, bounced, complained) are matched to the messages sent here."
+        ),
+    )
     host = models.CharField(max_length=255)
     port = models.PositiveIntegerField(
         default=587, validators=[MinValueValidator(1), MaxValueValidator(65535)]
