@@ -124,6 +124,15 @@ _spf.redirect TXT "v=spf1 include:spf.relay.test ip4:198.51.100.7 -all"
 brokenredirect TXT "v=spf1 redirect=_spf.nowhere.test"
 
 syntax TXT "v=spf1 include:spf.relay.test ip4:300.1.2.3 foo -all"
+
+; SPF macros (RFC 7208 section 7): one evaluated as receivers do, and three
+; that receivers refuse as a syntax error (an unknown letter, an unclosed
+; macro, a count of 0 labels).
+macro TXT "v=spf1 exists:%{{ir}}.%{{l1r-}}._spf.%{{d}} -all"
+3.2.0.192.strong._spf.macro A 127.0.0.2
+badmacro TXT "v=spf1 exists:%{{x}}._spf.badmacro.test include:spf.relay.test -all"
+openmacro TXT "v=spf1 include:%{{d._spf.openmacro.test include:spf.relay.test -all"
+zeromacro TXT "v=spf1 include:spf.relay.test exists:%{{d0}}._spf.zeromacro.test -all"
 loop TXT "v=spf1 include:loop2.test -all"
 loop2 TXT "v=spf1 include:loop.test -all"
 big TXT {_txt(big)}

@@ -271,3 +271,11 @@ def test_only_routes_whose_sender_rule_takes_the_domain_are_checked(dns, make_ro
     make_route("news-only", sending_ips="198.51.100.7", sender_domains="news.example.org")
     report = check_domain("clean.test")
     assert [r.route for r in report.routes] == ["any"]
+
+
+def test_an_spf_record_with_a_bad_macro_is_a_syntax_error_not_a_pass(dns, routes):
+    report = check_domain("badmacro.test")
+    finding = next(f for f in report.findings if f.code == "spf.syntax")
+    assert "unknown macro letter 'x'" in finding.found
+    assert by_route(report)["relay"].spf == "permerror"
+    assert report.verdict == "failing"
