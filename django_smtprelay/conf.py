@@ -68,6 +68,14 @@ DEFAULTS: dict[str, Any] = {
     # in all. Past either, the check ends with a "check.incomplete" finding.
     "DOMAIN_CHECK_MAX_QUERIES": 500,
     "DOMAIN_CHECK_TIMEOUT": 60.0,
+    # The MTA-STS policy fetch (https://mta-sts.<domain>/.well-known/mta-sts.txt):
+    # seconds for the whole exchange, and the largest policy read.
+    "MTA_STS_TIMEOUT": 10.0,
+    "MTA_STS_MAX_BYTES": 65536,
+    # For tests only: the HTTPS port of the policy host, and a CA file to trust
+    # instead of the system's (which also lets the policy host be a loopback address).
+    "MTA_STS_PORT": 443,
+    "MTA_STS_CA_FILE": "",
     # Route health (django_smtprelay.health). Circuit breakers, rate limits and
     # health scores share state through this cache. LocMemCache is per process:
     # fine for one worker; with several workers use Redis (or another shared cache).
@@ -255,6 +263,31 @@ class AppSettings:
     def domain_check_timeout(self) -> float:
         """Seconds one domain's check may take in all, every lookup included."""
         return float(_number("DOMAIN_CHECK_TIMEOUT", minimum=0.01))
+
+    @property
+    def mta_sts_timeout(self) -> float:
+        """Seconds the MTA-STS policy fetch may take, connection to last byte."""
+        return float(_number("MTA_STS_TIMEOUT", minimum=0.01))
+
+    @property
+    def mta_sts_max_bytes(self) -> int:
+        """The largest MTA-STS policy read; a larger one is reported, not read."""
+        return int(_number("MTA_STS_MAX_BYTES", minimum=1))
+
+    @property
+    def mta_sts_port(self) -> int:
+        """The policy host's HTTPS port: 443 except in tests."""
+        port = get_config()["MTA_STS_PORT"]
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise ImproperlyConfigured(
+                f"SMTPRELAY['MTA_STS_PORT'] must be a port number (1-65535), got {port!r}."
+            )
+        return port
+
+    @property
+    def mta_sts_ca_file(self) -> str:
+        """A CA file trusted for the policy host instead of the system's (tests only)."""
+        return str(get_config()["MTA_STS_CA_FILE"] or "")
 
     @property
     def cache_alias(self) -> str:

@@ -219,7 +219,10 @@ def test_subdomain_policy_via_organizational_domain(dns, routes):
 def test_bimi_with_enforcing_dmarc_is_fine(dns, routes):
     report = check_domain("clean.test")
     assert report.records["bimi"] == ["v=BIMI1; l=https://clean.test/logo.svg"]
-    assert report.records["mta_sts"] == ["v=STSv1; id=20240101"]
+    assert report.records["mta_sts"] == [
+        "v=STSv1; id=20240101",
+        "policy: mode=enforce; max_age=86400; mx=mx.clean.test",
+    ]
     assert report.records["tls_rpt"] == ["v=TLSRPTv1; rua=mailto:tls@clean.test"]
 
 
