@@ -12,17 +12,22 @@ the history of messages or attempts:
   ones, one probe of ``smtprelay_msg_open``;
 * attempts and messages: sums of the hourly statistics
   (:mod:`django_smtprelay.models.stats`), which grow by the hour and the
-  route, not by the message.
+  route, not by the message. The all-time sums (the metrics' counters) keep
+  the sealed hours' part in the cache for an hour, so a scrape reads the last
+  two hours' rows, not years of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, Min, Q, Sum
 
 from .delivery.stats import hour_of
+from .health import store
 from .models import DeliveryAttempt, DeliveryStat, Message, MessageStat
 from .models.stats import LATENCY_COLUMNS
 
@@ -96,31 +101,74 @@ class AttemptFigures:
     buckets: tuple[int, ...]  # per LATENCY_BOUNDS, the last one open
 
 
-def attempt_figures(since: datetime | None = None) -> list[AttemptFigures]:
-    """Attempts by route and outcome since the start of ``since``'s hour (all
-    of them with None), in route and outcome order. One grouped query."""
-    rows = DeliveryStat.objects.all()
-    if since is not None:
-        rows = rows.filter(hour__gte=hour_of(since))
+def _attempt_sums(where: Q) -> dict[tuple[str, str], tuple[float, ...]]:
+    """(route, outcome) -> (count, seconds, *buckets) over the hourly rows ``where``."""
     rows = (
-        rows.order_by()
+        DeliveryStat.objects.filter(where)
+        .order_by()
         .values("route_name", "outcome")
         .annotate(
             n=Sum("count"), seconds=Sum("duration_total"), **{c: Sum(c) for c in LATENCY_COLUMNS}
         )
-        .order_by("route_name", "outcome")
     )
-    return [
-        AttemptFigures(
-            r["route_name"],
-            r["outcome"],
+    return {
+        (r["route_name"], r["outcome"]): (
             r["n"],
             r["seconds"] or 0.0,
-            tuple(r[c] or 0 for c in LATENCY_COLUMNS),
+            *(r[c] or 0 for c in LATENCY_COLUMNS),
         )
         for r in rows
         if r["n"]
+    }
+
+
+def _figures(sums: dict[tuple[str, str], tuple[float, ...]]) -> list[AttemptFigures]:
+    return [
+        AttemptFigures(route, outcome, int(n), seconds, tuple(int(b) for b in buckets))
+        for (route, outcome), (n, seconds, *buckets) in sorted(sums.items())
     ]
+
+
+def attempt_figures(since: datetime) -> list[AttemptFigures]:
+    """Attempts by route and outcome since the start of ``since``'s hour, in
+    route and outcome order. One grouped query."""
+    return _figures(_attempt_sums(Q(hour__gte=hour_of(since))))
+
+
+# Hours older than this take no more attempts: the worker writes an attempt's
+# statistics within a flush of it (a third of a lease at most), so a sum over
+# them can be kept for an hour instead of read again at every scrape.
+SEALED_AFTER = timedelta(hours=2)
+
+
+def _all_time(
+    name: str, now: datetime, read: Callable[[Q], dict[Any, tuple[float, ...]]]
+) -> dict[Any, tuple[float, ...]]:
+    """``read`` over every hour: the sealed hours' sums from the cache (read
+    from the database once an hour), the recent hours' from the database.
+
+    The result only grows: a late write to a sealed hour (a worker that stalled
+    for hours) is counted when the next hour's sums are read, never lost."""
+    boundary = hour_of(now - SEALED_AFTER)
+    cache = store.get_cache()
+    key = f"smtprelay:totals:{name}:{boundary:%Y%m%d%H}"
+    sealed = cache.get(key)
+    if sealed is None:
+        sealed = read(Q(hour__lt=boundary))
+        cache.set(key, sealed, timeout=SEALED_AFTER.total_seconds())
+    totals = dict(sealed)
+    for k, recent in read(Q(hour__gte=boundary)).items():
+        old = totals.get(k)
+        totals[k] = (
+            recent if old is None else tuple(a + b for a, b in zip(old, recent, strict=True))
+        )
+    return totals
+
+
+def attempt_totals(now: datetime) -> list[AttemptFigures]:
+    """Every attempt ever counted, by route and outcome (the metrics' counters):
+    two small queries, and once an hour a sum over the older hours."""
+    return _figures(_all_time("attempts", now, _attempt_sums))
 
 
 @dataclass
@@ -156,13 +204,12 @@ def route_activity(since: datetime) -> dict[str, RouteActivity]:
     return result
 
 
-def message_totals(since: datetime | None = None) -> dict[str, int]:
-    """Messages sent, deferred (the first time) and failed since the start of
-    ``since``'s hour (all of them with None); zeros included."""
-    rows = MessageStat.objects.all()
-    if since is not None:
-        rows = rows.filter(hour__gte=hour_of(since))
-    sums = dict(
-        rows.order_by().values_list("status").annotate(n=Sum("count")).values_list("status", "n")
-    )
-    return {str(s): sums.get(s) or 0 for s in COUNTED_STATES}
+def _message_sums(where: Q) -> dict[str, tuple[float, ...]]:
+    rows = MessageStat.objects.filter(where).order_by().values_list("status")
+    return {status: (n,) for status, n in rows.annotate(n=Sum("count")).values_list("status", "n")}
+
+
+def message_totals(now: datetime) -> dict[str, int]:
+    """Every message counted sent, deferred (the first time) or failed; zeros included."""
+    totals = _all_time("messages", now, _message_sums)
+    return {str(s): int(totals.get(s, (0,))[0]) for s in COUNTED_STATES}

@@ -23,7 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from .figures import attempt_figures, message_totals, queue_ages, queue_counts
+from .figures import attempt_totals, message_totals, queue_ages, queue_counts
 from .health.overview import route_overview
 from .models.health import RouteHealth
 from .models.stats import LATENCY_BOUNDS
@@ -40,7 +40,7 @@ class SMTPRelayCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = self._now or timezone.now()
         yield from self._queue(now)
-        yield from self._deliveries()
+        yield from self._deliveries(now)
         yield from self._routes(now)
 
     def _queue(self, now: datetime) -> Iterator[Metric]:
@@ -67,7 +67,7 @@ class SMTPRelayCollector(Collector):
             value=ages.oldest_deferred.total_seconds() if ages.oldest_deferred else 0,
         )
 
-    def _deliveries(self) -> Iterator[Metric]:
+    def _deliveries(self, now: datetime) -> Iterator[Metric]:
         attempts = CounterMetricFamily(
             "smtprelay_attempts",
             "Delivery attempts (one message over one route) by route and outcome: "
@@ -76,7 +76,7 @@ class SMTPRelayCollector(Collector):
             labels=["route", "outcome"],
         )
         per_route: dict[str, tuple[list[int], float]] = {}
-        for fig in attempt_figures():
+        for fig in attempt_totals(now):
             attempts.add_metric([fig.route, fig.outcome], fig.count)
             buckets, seconds = per_route.get(fig.route, ([0] * len(_BOUNDS), 0.0))
             per_route[fig.route] = (
@@ -103,7 +103,7 @@ class SMTPRelayCollector(Collector):
             "counted.",
             labels=["status"],
         )
-        for status, count in message_totals().items():
+        for status, count in message_totals(now).items():
             messages.add_metric([status], count)
         yield messages
 
