@@ -135,9 +135,9 @@ def attempt_figures(since: datetime) -> list[AttemptFigures]:
     return _figures(_attempt_sums(Q(hour__gte=hour_of(since))))
 
 
-# Hours older than this take no more attempts: the worker writes an attempt's
-# statistics within a flush of it (a third of a lease at most), so a sum over
-# them can be kept for an hour instead of read again at every scrape.
+# Hours older than this rarely take more attempts (the worker writes an
+# attempt's statistics within a flush of it, a third of a lease at most), so a
+# sum over them can be kept for an hour instead of read at every scrape.
 SEALED_AFTER = timedelta(hours=2)
 
 
