@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from datetime import timedelta
 
 import pytest
@@ -118,3 +120,11 @@ def test_no_enabled_route_makes_it_unhealthy(client, make_route, settings):
 def test_without_routes_the_sites_email_settings_are_the_route(client):
     # tests.settings: EMAIL_HOST is the route while no Route row is enabled.
     assert check(client) == (200, "OK")
+
+
+def test_without_django_health_check_the_import_says_what_to_install(monkeypatch):
+    for name in [m for m in sys.modules if m.split(".")[0] == "health_check"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delitem(sys.modules, "django_smtprelay.contrib.health_check")
+    with pytest.raises(ImportError, match=r'pip install "django-health-check>=4"'):
+        importlib.import_module("django_smtprelay.contrib.health_check")
