@@ -20,11 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from django_smtprelay.admin.dashboard import build_dashboard
 from django_smtprelay.delivery import DeliveryEngine
-from django_smtprelay.delivery.stats import FlushStats, write_stats
+from django_smtprelay.delivery.stats import FlushStats, hour_of, write_stats
 from django_smtprelay.health import RouteHealthService
 from django_smtprelay.health.overview import route_overview
 from django_smtprelay.metrics import exposition
 from django_smtprelay.models import DeliveryAttempt, Message, RouteHealth
+from tests.health.conftest import LOCMEM, REDIS, require_redis, use_health_cache
 from tests.stats.test_dashboard import seed_history
 from tests.test_admin import staff_with
 
@@ -278,7 +279,17 @@ def delivered_total(now) -> float:
     return 0
 
 
-def test_a_late_write_to_an_old_hour_is_counted_by_the_next_hour_and_never_lost():
+@pytest.fixture(params=["locmem", "redis"])
+def totals_cache(request, settings):
+    """The cache the older hours' sums are kept in: per process, or shared by processes."""
+    if request.param == "redis":
+        require_redis()
+    cache = use_health_cache(settings, LOCMEM if request.param == "locmem" else REDIS)
+    yield cache
+    cache.clear()
+
+
+def test_a_late_write_to_an_old_hour_is_counted_by_the_next_hour_and_never_lost(totals_cache):
     now = timezone.now()
     five_hours_ago = now - timedelta(hours=5)
 
@@ -292,5 +303,8 @@ def test_a_late_write_to_an_old_hour_is_counted_by_the_next_hour_and_never_lost(
     assert delivered_total(now) == 3
     flush(2)  # a worker that stalled for hours writes at last
     assert 3 <= delivered_total(now) <= 5  # the old hours' sum may be kept for the hour
+    # ... in the cache that SMTPRELAY["CACHE_ALIAS"] names, which the workers share.
+    sealed = f"smtprelay:totals:attempts:{hour_of(now - timedelta(hours=2)):%Y%m%d%H}"
+    assert totals_cache.get(sealed)[("r", "delivered")][0] == 3  # count, seconds, buckets
     assert delivered_total(now + timedelta(hours=1)) == 5
     assert delivered_total(now + timedelta(hours=1, minutes=30)) == 5
