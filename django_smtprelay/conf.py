@@ -101,6 +101,13 @@ DEFAULTS: dict[str, Any] = {
     # more than this many days ago are purged (the message rows, their recipients
     # and the statistics stay). None keeps everything for ever.
     "RETENTION_DAYS": 30,
+    # The bearer token that the metrics view (django_smtprelay.urls, "metrics/")
+    # accepts, as "Authorization: Bearer <token>". None: only logged-in staff.
+    # A secret: keep it out of the code (read it from the environment).
+    "METRICS_TOKEN": None,
+    # The health check (django_smtprelay.contrib.health_check) fails when a due
+    # queued message has waited longer than this many seconds.
+    "HEALTH_CHECK_QUEUED_SECONDS": 900,
 }
 
 
@@ -384,6 +391,28 @@ class AppSettings:
         if get_config()["RETENTION_DAYS"] is None:
             return None
         return timedelta(days=_number("RETENTION_DAYS", minimum=1))
+
+    @property
+    def metrics_token(self) -> str | None:
+        """The bearer token the metrics view accepts; None: staff sessions only."""
+        token = get_config()["METRICS_TOKEN"]
+        # The value is a secret: the errors name its type and length, never the value.
+        if token is not None and (not isinstance(token, str) or not token.strip()):
+            raise ImproperlyConfigured(
+                f"SMTPRELAY['METRICS_TOKEN'] must be None or a non-blank string, got "
+                f"a {type(token).__name__}."
+            )
+        if token is not None and token != token.strip():
+            raise ImproperlyConfigured(
+                "SMTPRELAY['METRICS_TOKEN'] starts or ends with white space (a newline read "
+                "from a file?): strip it."
+            )
+        return token
+
+    @property
+    def health_check_queued(self) -> timedelta:
+        """How long a due queued message may wait before the health check fails."""
+        return timedelta(seconds=_number("HEALTH_CHECK_QUEUED_SECONDS", minimum=1))
 
 
 app_settings = AppSettings()

@@ -86,7 +86,11 @@ class ResultWriter:
             held = self._held(flush)
             lost = [m.pk for m in flush.finished if m.pk not in held]
             written = self._write(now, [m for m in flush.finished if m.pk in held], outcome, flush)
-            write_stats(flush.stats, outcome, now)
+            # A message counts once in "deferred": the first time it is (a
+            # deferral event would count a message retried ten times ten times).
+            first = {m.pk for m in flush.finished if not m.was_deferred}
+            counted = {**outcome, "deferred": [pk for pk in outcome["deferred"] if pk in first]}
+            write_stats(flush.stats, counted, now)
             lost_since = len(held) - written  # taken between the check and the write
             if lost or lost_since:
                 self.report.lost_leases += len(lost) + lost_since
