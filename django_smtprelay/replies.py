@@ -438,6 +438,15 @@ def classify_esp_http(status: int, text: str = "") -> Verdict:
             rule="esp_too_large",
         )  # fmt: skip
     if 400 <= status < 500:
+        # The ESP's words say why, as an SMTP relay's would: an unverified
+        # sender is the route's problem (the message may wait for it), a
+        # message refused for its form or content fails once no route is left.
+        smtp = classify(Stage.DOT, 554, text)
+        if smtp.outcome is RF and smtp.rule not in ("message_refused", "protocol_error"):
+            return Verdict(
+                RF, f"{smtp.reason.rsplit(' (', 1)[0]} ({where})",
+                if_last_route=smtp.if_last_route, rule=f"esp_{smtp.rule}",
+            )  # fmt: skip
         return Verdict(
             RF, f"the ESP refused the message ({where})", if_last_route=PE,
             rule="esp_refused",
