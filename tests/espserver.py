@@ -10,6 +10,7 @@ queue its own answers (``server.answer(...)``) or make the server slow
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -225,6 +226,11 @@ class ESPServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # No Nagle delay against the client's delayed ACK.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connections, transaction
-from django.db.models import F
+from django.db.models import Case, CharField, F, Value, When
 
 from .. import signals
 from ..conf import app_settings
@@ -116,30 +116,40 @@ class ResultWriter:
         """Write the messages' and recipients' new state, only where ``flush``'s
         lease still holds the message; return how many messages were written."""
         rcpt_groups: dict[tuple, list[int]] = {}
+        provider_ids: dict[tuple, dict[int, str]] = {}
         msg_groups: dict[tuple, list[int]] = {}
         for msg in msgs:
             values = self._message_state(msg, now)
             for r in msg.rcpts.values():
                 if r.changed:
-                    key = (
-                        r.status,
-                        r.smtp_code,
-                        r.enhanced_code,
-                        r.reply,
-                        r.route_pk,
-                        r.provider_message_id,
-                    )
+                    key = (r.status, r.smtp_code, r.enhanced_code, r.reply, r.route_pk)
                     rcpt_groups.setdefault(key, []).append(r.pk)
+                    provider_ids.setdefault(key, {})[r.pk] = r.provider_message_id
             msg_groups.setdefault(tuple(sorted(values.items())), []).append(msg.pk)
             outcome[str(values["status"])].append(msg.pk)
         # Recipients first: their condition reads the message's lease, which
         # the message's own write then releases.
-        for (status, code, enhanced, reply, route_pk, provider_id), pks in rcpt_groups.items():
-            Recipient.objects.filter(
+        for key, pks in rcpt_groups.items():
+            status, code, enhanced, reply, route_pk = key
+            held = Recipient.objects.filter(
                 ids_in(pks),
                 message__lease_token=flush.token,
                 message__status=Message.Status.SENDING,
-            ).update(
+            )
+            ids = provider_ids[key]
+            distinct = set(ids.values())
+            # An ESP gives each message (or recipient) its own id: one CASE
+            # sets them all, rather than one UPDATE per message
+            # (README, "ESP routes": measured in make bench).
+            provider_id: object = (
+                distinct.pop()
+                if len(distinct) == 1
+                else Case(
+                    *(When(pk=pk, then=Value(pid)) for pk, pid in ids.items()),
+                    output_field=CharField(),
+                )
+            )
+            held.update(
                 status=status,
                 smtp_code=code,
                 enhanced_code=enhanced,

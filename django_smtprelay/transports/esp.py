@@ -17,6 +17,8 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -44,12 +46,17 @@ _REPLY_LIMIT = 500
 class ESPTransport:
     """One route's session with its ESP's API."""
 
-    pipelines_messages = False
+    # The engine's look-ahead: the previous result is recorded, and the next
+    # message parsed, while the ESP works on this one.
+    pipelines_messages = True
 
     def __init__(self, route: RouteSpec) -> None:
         self.route = route
         self.backend: Any = None
         self.is_open = False
+        self.raw_mime = False
+        self._sender: ThreadPoolExecutor | None = None
+        self._ahead: tuple[Envelope, Any] | None = None
         self._secrets: list[str] = []
         # A fault that ends the route for this session (credentials refused,
         # the ESP failing): the next open raises it, so the engine fails the
@@ -91,10 +98,14 @@ class ESPTransport:
                 esp_route_fault(reason, rule="esp_configuration"),
                 Reply(Stage.CONNECT, text=reason, exception=type(exc).__name__),
             ) from None
-        self.backend, self.is_open = backend, True
+        self.backend, self.is_open, self.raw_mime = backend, True, esp.raw_mime
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtprelay-{route.name}")
 
     def close(self) -> None:
         backend, self.backend, self.is_open = self.backend, None, False
+        sender, self._sender, self._ahead = self._sender, None, None
+        if sender is not None:
+            sender.shutdown(wait=True)
         if backend is not None:
             try:
                 backend.close()
@@ -103,20 +114,33 @@ class ESPTransport:
 
     # -- one message -----------------------------------------------------------
 
-    def send(self, envelope: Envelope) -> SendResult:
+    def send(
+        self,
+        envelope: Envelope,
+        following: Envelope | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> SendResult:
+        """Send one message; while its request is out, run ``meanwhile`` (the engine
+        records the previous result) and parse ``following`` (the next message)."""
         from anymail.exceptions import (
             AnymailAPIError,
             AnymailError,
             AnymailRecipientsRefused,
         )
 
-        message = parse_message(envelope.data, envelope.sender, envelope.recipients)
-        if self.backend is not None and getattr(self.backend, "smtprelay_raw_mime", False):
-            message.smtprelay_raw = envelope.data
         try:
-            self.backend.send_messages([message])
+            message = self._message(envelope)
+        except Exception as exc:  # the parser is lenient; this is a bug, not a reply
+            logger.exception("Route %s: a queued message could not be read back", self.route.name)
+            reason = f"the queued message could not be read back ({_name(exc)})"
+            verdict = esp_route_fault(reason, last=Outcome.PERMANENT, rule="esp_unreadable_message")
+            return self._failed(
+                envelope, verdict, Reply(Stage.API, text=reason, exception=_name(exc))
+            )
+        try:
+            cancelled = not self._post(message, following, meanwhile)
         except AnymailRecipientsRefused:
-            pass  # every recipient refused: their statuses say how
+            cancelled = False  # every recipient refused: their statuses say how
         except AnymailAPIError as exc:
             return self._failed(envelope, *self._api_error(exc))
         except (AnymailError, ImproperlyConfigured) as exc:
@@ -126,7 +150,60 @@ class ESPTransport:
             verdict = esp_route_fault(reason, last=last, rule="esp_message_unsupported")
             reply = Reply(Stage.API, text=reason, exception=_name(exc))
             return self._failed(envelope, verdict, reply)
+        if cancelled:
+            reason = "a receiver of anymail's pre_send signal cancelled the send"
+            verdict = esp_route_fault(reason, last=Outcome.PERMANENT, rule="esp_cancelled")
+            return self._failed(envelope, verdict, Reply(Stage.API, text=reason))
         return self._statuses(envelope, message)
+
+    def _message(self, envelope: Envelope) -> Any:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] is envelope:
+            return ahead[1]
+        message = parse_message(envelope.data, envelope.sender, envelope.recipients)
+        if self.raw_mime:
+            message.smtprelay_raw = envelope.data
+        return message
+
+    def _post(
+        self,
+        message: Any,
+        following: Envelope | None,
+        meanwhile: Callable[[], None] | None,
+    ) -> bool:
+        """What anymail's ``send_messages`` does for one message, with the request
+        itself on the sending thread while this one does the engine's work.
+
+        The signals, the payload and the answer's parsing stay on the caller's
+        thread; the backend (its HTTP session) is used by one thread at a time.
+        """
+        from anymail.message import AnymailStatus
+
+        backend = self.backend
+        message.anymail_status = AnymailStatus()
+        if not backend.run_pre_send(message):
+            return False
+        payload = backend.build_message_payload(message, backend.send_defaults)
+        if meanwhile is None and following is None:
+            response = backend.post_to_esp(payload, message)
+        else:
+            request = self._sender.submit(backend.post_to_esp, payload, message)
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+                if following is not None:
+                    try:
+                        self._ahead = (following, self._message(following))
+                    except Exception:
+                        self._ahead = None  # its own send reports it
+            finally:
+                response = request.result()
+        message.anymail_status.esp_response = response
+        statuses = backend.parse_recipient_status(response, payload, message)
+        message.anymail_status.set_recipient_status(statuses)
+        backend.run_post_send(message)
+        backend.raise_for_recipient_status(message.anymail_status, response, payload, message)
+        return True
 
     def _statuses(self, envelope: Envelope, message: Any) -> SendResult:
         status = getattr(message, "anymail_status", None)
@@ -259,8 +336,6 @@ def _raw_mime_backend(backend_class: type) -> type:
             return self.message.smtprelay_raw
 
     class StoredBytesBackend(backend_class):  # type: ignore[misc, valid-type]
-        smtprelay_raw_mime = True
-
         def build_message_payload(self, message: Any, defaults: dict) -> Any:
             if getattr(message, "smtprelay_raw", None) is not None and (
                 getattr(message, "template_id", UNSET) is UNSET

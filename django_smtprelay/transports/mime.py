@@ -16,10 +16,11 @@ a Bcc (so a retry of some recipients reaches only them).
 from __future__ import annotations
 
 import email
-import email.policy
 import re
 from email import encoders
-from email.message import Message
+from email.header import decode_header, make_header
+from email.headerregistry import Address
+from email.message import Message, MIMEPart
 from email.mime.base import MIMEBase
 from email.utils import formataddr, getaddresses
 
@@ -27,6 +28,7 @@ import django
 from django.core.mail import EmailMultiAlternatives
 
 # A Subject whose first line is empty (Django folds a long encoded subject so).
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 _FOLDED_FIRST = re.compile(rb"^subject:[ \t]*\r?\n[ \t]", re.IGNORECASE | re.MULTILINE)
 
 # Headers that become the message's own fields, or that Django writes for the
@@ -50,22 +52,25 @@ _NOT_EXTRA = frozenset(
 
 def parse_message(raw: bytes, sender: str, recipients: list[str]) -> EmailMultiAlternatives:
     """The message in ``raw``, addressed to ``recipients`` (the envelope) from ``sender``."""
-    parsed = email.message_from_bytes(raw, policy=email.policy.default)
-    subject = str(parsed.get("Subject", "") or "")
+    # compat32: the headers are decoded here, only those needed (the modern
+    # policy's header objects cost more than the rest of a send).
+    parsed = email.message_from_bytes(raw)
+    subject = _decoded(parsed.get("Subject", ""))
     if _FOLDED_FIRST.search(raw.partition(b"\r\n\r\n")[0]):
         subject = subject.lstrip()  # the fold after "Subject:" is not part of the subject
     message = EmailMultiAlternatives(subject=subject)
-    message.from_email = str(parsed.get("From", "") or "") or sender
+    from_addresses = _addresses(parsed, "From")
+    message.from_email = ", ".join(from_addresses) or sender
     wanted = {_key(r): r for r in recipients}
     message.to = _addressed(parsed, "To", wanted)
     message.cc = _addressed(parsed, "Cc", wanted)
     message.bcc = list(wanted.values())  # the envelope recipients not in To or Cc
     message.reply_to = _addresses(parsed, "Reply-To")
     message.extra_headers = {
-        name: str(value) for name, value in parsed.items() if name.lower() not in _NOT_EXTRA
+        name: _decoded(value) for name, value in parsed.items() if name.lower() not in _NOT_EXTRA
     }
-    from_addresses = getaddresses([message.from_email])
-    if sender and (not from_addresses or _key(from_addresses[0][1]) != _key(sender)):
+    first_from = getaddresses(from_addresses[:1])
+    if sender and (not first_from or _key(first_from[0][1]) != _key(sender)):
         message.envelope_sender = sender  # anymail's name for it
     _unpack(parsed, message, top=True)
     return message
@@ -75,15 +80,33 @@ def _key(address: str) -> str:
     return address.strip().lower()
 
 
+def _unfolded(value: object) -> str:
+    return _FOLD.sub("", str(value or ""))
+
+
+def _decoded(value: object) -> str:
+    """A header's text: unfolded, its encoded words (RFC 2047) decoded."""
+    text = _unfolded(value)
+    if "=?" not in text:
+        return text
+    return str(make_header(decode_header(text)))
+
+
 def _addresses(parsed: Message, header: str) -> list[str]:
-    """The addresses in ``header``, decoded ("Zoë <zoe@example.com>")."""
+    """The addresses in ``header``, display names decoded ("Zoë <zoe@example.com>")."""
     found = []
-    for value in parsed.get_all(header, []):
-        addresses = getattr(value, "addresses", None)
-        if addresses is None:
-            found.extend(formataddr(p) for p in getaddresses([str(value)]))
-        else:
-            found.extend(str(a) for a in addresses)
+    for name, address in getaddresses([_unfolded(v) for v in parsed.get_all(header, [])]):
+        if not address:
+            continue
+        name = _decoded(name)
+        if not name:
+            found.append(address)
+            continue
+        local, _, domain = address.rpartition("@")
+        try:
+            found.append(str(Address(display_name=name, username=local, domain=domain)))
+        except (ValueError, IndexError):
+            found.append(formataddr((name, address)))
     return found
 
 
@@ -124,7 +147,7 @@ def _unpack(part: Message, message: EmailMultiAlternatives, *, top: bool = False
         else:
             _attach(part, message)
         return
-    children = list(part.iter_parts())
+    children = list(part.get_payload())
     if part.get_content_subtype() == "alternative":
         if children and children[0].get_content_type() == "text/plain":
             message.body = _text(children.pop(0))
@@ -155,16 +178,25 @@ def _attach(part: Message, message: EmailMultiAlternatives) -> None:
         content = part.get_payload(decode=True) or b""
     if part.get("Content-ID") or part.get_content_disposition() == "inline":
         # Inline: anymail reads the Content-ID and disposition from a MIME part.
-        if django.VERSION >= (6, 0):
-            message.attach(part)  # Django 6 takes the parsed part (a MIMEPart) as it is
-            return
-        inline = MIMEBase(part.get_content_maintype(), part.get_content_subtype())
-        data = content.encode() if isinstance(content, str) else content
-        inline.set_payload(data)
-        encoders.encode_base64(inline)
-        for header in ("Content-ID", "Content-Disposition"):
-            if part.get(header):
-                inline[header] = str(part[header])
-        message.attach(inline)
+        message.attach(_inline_part(part, content))
         return
     message.attach(part.get_filename(), content, mimetype)
+
+
+def _inline_part(part: Message, content: bytes | str) -> Message:
+    """A MIME part as Django's attach() takes it: MIMEBase before Django 6, MIMEPart since."""
+    data = content.encode() if isinstance(content, str) else content
+    maintype, subtype = part.get_content_maintype(), part.get_content_subtype()
+    inline: Message
+    if django.VERSION >= (6, 0):
+        inline = MIMEPart()
+        inline.set_content(data, maintype, subtype, cte="base64")
+    else:
+        inline = MIMEBase(maintype, subtype)
+        inline.set_payload(data)
+        encoders.encode_base64(inline)
+    for header in ("Content-ID", "Content-Disposition"):
+        if part.get(header):
+            del inline[header]
+            inline[header] = _unfolded(part[header])
+    return inline
