@@ -217,6 +217,7 @@ class ESPServer:
     def __init__(self, flavour: str) -> None:
         self.flavour = flavour
         self.requests: list[Request] = []
+        self.answers: list[Answer] = []  # what each request was answered, in order
         self.queued: list[Answer | Callable[[Request], Answer]] = []
         self.always: Answer | Callable[[Request], Answer] | None = None
         self.delay = 0.0
@@ -275,7 +276,11 @@ class ESPServer:
             answer = self.queued.pop(0) if self.queued else self.always
         if answer is None:
             answer = SUCCESS[self.flavour]
-        return answer(request) if callable(answer) else answer
+        answered = answer(request) if callable(answer) else answer
+        with self._lock:
+            if self.keep_requests:
+                self.answers.append(answered)
+        return answered
 
     def __enter__(self) -> ESPServer:
         self._thread.start()

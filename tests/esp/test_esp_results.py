@@ -176,3 +176,20 @@ def test_an_unverified_sender_waits_for_the_route_to_be_fixed(esp_server, make_e
     report = DeliveryEngine().run()
     assert report.deferred == 1
     assert "may not send as this sender" in Message.objects.get().last_error
+
+
+def test_each_message_keeps_its_own_esp_id_when_a_flush_writes_many(esp_server, make_esp_route):
+    """Ids differ per message: one flush writes them all (write_provider_ids), each to its row."""
+    server = esp_server("postmark")
+    make_esp_route(server)
+    for n in range(5):
+        _send(f"r{n}a@example.com", f"r{n}b@example.com", subject=f"m{n}")
+    assert DeliveryEngine().run().sent == 5
+    answered = {
+        request.json()["Subject"]: answer.body["MessageID"]
+        for request, answer in zip(server.requests, server.answers, strict=True)
+    }
+    assert len(set(answered.values())) == 5
+    for message in Message.objects.all():
+        per_rcpt = set(message.recipients.values_list("provider_message_id", flat=True))
+        assert per_rcpt == {answered[message.subject]}, "the id the ESP gave this message"
