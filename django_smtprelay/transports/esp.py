@@ -101,6 +101,10 @@ class ESPTransport:
         self.backend, self.is_open, self.raw_mime = backend, True, esp.raw_mime
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtprelay-{route.name}")
 
+    def secrets(self) -> list[str]:
+        """The route's secret option values (known once open): for masking, never for showing."""
+        return list(self._secrets)
+
     def close(self) -> None:
         backend, self.backend, self.is_open = self.backend, None, False
         sender, self._sender, self._ahead = self._sender, None, None

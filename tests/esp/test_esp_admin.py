@@ -172,3 +172,36 @@ def test_an_smtp_route_still_needs_a_host(admin_client):
     )
     assert response.status_code == 200
     assert "host" in response.context["adminform"].form.errors
+
+
+def test_the_route_tools_check_and_send_through_an_esp_route(admin_client, esp_server):
+    server = esp_server("postmark")
+    route = Route.objects.create(
+        name="pm",
+        kind="anymail",
+        esp="postmark",
+        esp_options={"server_token": TOKEN, "api_url": server.url},
+    )
+    base = url(route).replace("change/", "")
+    checked = admin_client.post(base + "test-connection/")
+    assert checked.context["result"].ok, checked.context["result"].summary
+    assert server.requests == [], "checking the options makes no request"
+    sent = admin_client.post(
+        base + "send-test-message/", {"recipient": "me@example.com", "sender": "a@example.com"}
+    )
+    result = sent.context["result"]
+    assert result.ok, result.summary
+    assert len(server.requests) == 1
+    assert server.requests[0].json()["To"] == "me@example.com"
+    assert TOKEN not in sent.content.decode()
+
+
+def test_the_route_tools_say_what_is_missing_on_an_esp_route(admin_client, esp_server):
+    server = esp_server("postmark")
+    route = Route.objects.create(
+        name="pm", kind="anymail", esp="postmark", esp_options={"api_url": server.url}
+    )
+    base = url(route).replace("change/", "")
+    result = admin_client.post(base + "test-connection/").context["result"]
+    assert not result.ok
+    assert "server_token" in result.summary
