@@ -234,6 +234,14 @@ def validate(esp_name: str, options: dict[str, Any]) -> ESP:
     return esp
 
 
+def is_secret(esp_name: str, option: str) -> bool:
+    """Whether ``option`` is kept sealed: the ESP's secrets, and any unknown name that
+    looks like one (a misspelt ``server_tokn`` is still a token)."""
+    esp = available().get(esp_name)
+    known = esp.option(option) if esp else None
+    return known.secret if known else bool(_SECRET.search(option))
+
+
 def endpoint(esp_name: str, options: dict[str, Any]) -> str:
     """Where the ESP's requests go, in words: its endpoint options as set."""
     esp = available().get(esp_name)

@@ -214,8 +214,7 @@ class Route(models.Model):
     @esp_options.setter
     def esp_options(self, options: dict[str, object]) -> None:
         # Sealed to the ESP and endpoint the options give: set kind and esp first.
-        esp = esps.available().get(self.esp)
-        secret = {o.name for o in esp.options if o.secret} if esp else set()
+        secret = {name for name in options if esps.is_secret(self.esp, name)}
         self.esp_settings = {k: v for k, v in options.items() if k not in secret}
         self.esp_secrets = {k: v for k, v in options.items() if k in secret}
 

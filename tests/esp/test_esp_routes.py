@@ -176,3 +176,16 @@ def test_secrets_appear_in_no_repr_log_or_attempt_record(esp_server, make_esp_ro
         assert key not in str(row)
     assert key not in str(list(Message.objects.values()))
     assert "[secret]" in DeliveryAttempt.objects.get().reply
+
+
+@pytest.mark.parametrize(
+    "esp, options",
+    [
+        ("postmrk", {"server_token": "pm-secret-123"}),  # an ESP name misspelt
+        ("postmark", {"server-token": "pm-secret-123"}),  # an option name misspelt
+    ],
+)
+def test_a_secret_is_sealed_even_under_a_misspelt_name(esp, options):
+    route = Route.objects.create(name="r", kind="anymail", esp=esp, esp_options=options)
+    assert "pm-secret-123" not in str(Route.objects.values().get(pk=route.pk))
+    assert route.esp_options == options
