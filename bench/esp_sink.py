@@ -1,6 +1,6 @@
 """A Postmark-like send API on 127.0.0.1, in its own process, for the ESP rows.
 
-    python -m bench.esp_sink        # prints "PORT <n>", then serves until killed
+    python -m bench.esp_sink [DELAY_MS]   # prints "PORT <n>", then serves until killed
 
 ``POST /email`` answers as Postmark does (200, its JSON with a MessageID) and
 counts each recipient; ``GET /tally`` returns the counts and the number of
@@ -15,6 +15,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from collections import Counter
@@ -27,7 +28,8 @@ from bench.sink import Tally
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def serve() -> None:
+def serve(delay: float = 0.0) -> None:
+    """Serve until killed; each answer waits ``delay`` seconds (an ESP's own latency)."""
     counts: Counter[str] = Counter()
     connections = [0]
 
@@ -46,6 +48,8 @@ def serve() -> None:
             data = json.loads(body)
             to = [a.strip() for a in str(data.get("To", "")).split(",") if a.strip()]
             counts.update(to)
+            if delay:
+                time.sleep(delay)
             answer = json.dumps(
                 {
                     "To": data.get("To", ""),
@@ -80,9 +84,10 @@ def serve() -> None:
 class ESPSink:
     """One esp_sink process; use as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_ms: int = 0) -> None:
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
+        self.delay_ms = delay_ms
 
     @property
     def url(self) -> str:
@@ -90,7 +95,7 @@ class ESPSink:
 
     def __enter__(self) -> ESPSink:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.esp_sink"],
+            [sys.executable, "-m", "bench.esp_sink", str(self.delay_ms)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -120,4 +125,4 @@ class ESPSink:
 
 
 if __name__ == "__main__":
-    serve()
+    serve(int(sys.argv[1]) / 1000 if len(sys.argv) > 1 else 0.0)

@@ -125,7 +125,7 @@ class Bench:
     def esp(self, db: Any, n: int) -> dict[str, dict[str, Any]]:
         """anymail's Postmark backend in a loop, then an ESP route draining the same messages."""
         expected = workload.recipients(n)
-        with esp_sink.ESPSink() as api:
+        with esp_sink.ESPSink(self.args.esp_delay) as api:
             env = self.env("smtprelay", db.template("smtprelay"), BENCH_ESP_URL=api.url)
             result = self.step("esp-baseline", env, "--n", str(n))
             tally = api.tally(expected)
@@ -133,7 +133,7 @@ class Bench:
         baseline = {"drain_rate": n / result["seconds"], "sessions": tally.sessions}
         database = db.fresh("smtprelay")
         try:
-            with esp_sink.ESPSink() as api:
+            with esp_sink.ESPSink(self.args.esp_delay) as api:
                 env = self.env("smtprelay", database, BENCH_ESP_URL=api.url)
                 self.step("enqueue", env, "--n", str(n))
                 drained = self.step("esp-drain", env, "--n", str(n))
@@ -445,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-batch", type=int, default=2, help="claim size in the scale test")
     parser.add_argument(
         "--skip-esp", action="store_true", help="leave out the ESP route rows (SQLite)"
+    )
+    parser.add_argument(
+        "--esp-delay", type=int, default=0, metavar="MS", help="the ESP API's latency (default 0)"
     )
     parser.add_argument("--broker", help="Celery broker URL (default: local Redis, else SQLite)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
