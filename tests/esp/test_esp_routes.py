@@ -189,3 +189,36 @@ def test_a_secret_is_sealed_even_under_a_misspelt_name(esp, options):
     route = Route.objects.create(name="r", kind="anymail", esp=esp, esp_options=options)
     assert "pm-secret-123" not in str(Route.objects.values().get(pk=route.pk))
     assert route.esp_options == options
+
+
+def test_an_esp_routes_rate_limit_holds_the_rest_of_the_batch(esp_server, make_esp_route):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    server = esp_server("postmark")
+    make_esp_route(server, max_per_minute=3)
+    for n in range(5):
+        _send(subject=f"m{n}")
+    # Early in a minute, as for SMTP routes: the window has most of a minute left.
+    early = timezone.now().replace(second=5, microsecond=0) + timedelta(minutes=1)
+    report = DeliveryEngine(clock=lambda: early).run()
+    assert report.sent == 3
+    assert len(server.requests) == 3
+    held = Message.objects.filter(status=Message.Status.DEFERRED)
+    assert held.count() == 2
+    assert all(m.attempt_count == 0 and "rate limit" in m.last_error for m in held)
+
+
+def test_equal_priorities_share_traffic_between_an_esp_and_an_smtp_route(
+    esp_server, make_esp_route, smtp_server, make_route
+):
+    esp = esp_server("resend")
+    make_esp_route(esp, priority=10, weight=1)
+    relay = smtp_server()
+    make_route(relay, priority=10, weight=1)
+    for n in range(40):
+        _send(f"user{n}@example.com", subject=f"m{n}")
+    assert DeliveryEngine().run().sent == 40
+    assert len(esp.requests) + len(relay.messages) == 40
+    assert esp.requests and relay.messages, "both routes of the same priority take a share"
