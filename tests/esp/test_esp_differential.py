@@ -84,7 +84,20 @@ def _addressed() -> EmailMessage:
     )
 
 
+def _long_lines() -> EmailMessage:
+    # Lines over 998 characters: Django stores the body quoted-printable.
+    return EmailMessage("Long", ("word " * 400) + "\nend\n", "from@example.com", ["to@example.com"])
+
+
+def _html_alternative_only() -> EmailMessage:
+    m = EmailMultiAlternatives("No text", "", "from@example.com", ["to@example.com"])
+    m.attach_alternative("<p>only HTML</p>", "text/html")
+    return m
+
+
 CORPUS: dict[str, Callable[[], EmailMessage]] = {
+    "long_lines": _long_lines,
+    "html_alternative_only": _html_alternative_only,
     "plain": _plain,
     "alternatives": _alternatives,
     "html_only": _html_only,
