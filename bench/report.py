@@ -106,6 +106,40 @@ def speed_targets(
     return out
 
 
+def esp_table(label: str, n: int, runs: int, summary: dict[str, dict[str, Any]]) -> str:
+    """The ESP rows: anymail's backend in a loop, and an ESP route draining the queue."""
+    head = f"{'':34} {'drain msg/s':>20} {'connections':>12} {'peak MB drain':>14}"
+    lines = [
+        "",
+        f"{label}, ESP API (Postmark-like, 127.0.0.1), N={n:,}, median of {runs} run(s); "
+        "(x) = ratio to anymail's backend of the same run",
+        head,
+        "-" * len(head),
+    ]
+    names = {
+        "esp_baseline": "anymail backend, in a loop",
+        "esp_route": "django-smtprelay, ESP route",
+    }
+    for name, row in summary.items():
+        rate = _rate(row.get("drain_rate")) + _ratio(
+            row.get("drain_ratio", 1.0 if name == "esp_baseline" else None)
+        )
+        lines.append(
+            f"{names[name]:34} {rate:>20} {row.get('sessions', 0):>12.0f} "
+            f"{_mb(row.get('drain_rss_kb')):>14}"
+        )
+    return "\n".join(lines)
+
+
+def esp_target(summary: dict[str, dict[str, Any]]) -> Target:
+    ratio = summary["esp_route"]["drain_ratio"]
+    return Target(
+        "ESP route drain >= 0.9x anymail's own backend in a loop (SQLite)",
+        "PASS" if ratio >= 0.9 else "FAIL",
+        f"{ratio:.2f}x",
+    )
+
+
 def memory_target(peaks: dict[int, int]) -> Target:
     small, large = min(peaks), max(peaks)
     ratio = peaks[large] / peaks[small]

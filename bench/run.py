@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import report, sink, workload  # noqa: E402
+from bench import esp_sink, report, sink, workload  # noqa: E402
 from bench.databases import PostgreSQL, SQLite  # noqa: E402
 
 OTHERS = {"post_office": "post_office", "mailer": "mailer"}  # subject -> import name
@@ -121,6 +121,33 @@ class Bench:
             "enqueue_rss_kb": queued["maxrss_kb"],
             "drain_rss_kb": drained["maxrss_kb"],
         }
+
+    def esp(self, db: Any, n: int) -> dict[str, dict[str, Any]]:
+        """anymail's Postmark backend in a loop, then an ESP route draining the same messages."""
+        expected = workload.recipients(n)
+        with esp_sink.ESPSink(self.args.esp_delay) as api:
+            env = self.env("smtprelay", db.template("smtprelay"), BENCH_ESP_URL=api.url)
+            result = self.step("esp-baseline", env, "--n", str(n))
+            tally = api.tally(expected)
+        self.check("anymail backend", tally, n)
+        baseline = {"drain_rate": n / result["seconds"], "sessions": tally.sessions}
+        database = db.fresh("smtprelay")
+        try:
+            with esp_sink.ESPSink(self.args.esp_delay) as api:
+                env = self.env("smtprelay", database, BENCH_ESP_URL=api.url)
+                self.step("enqueue", env, "--n", str(n))
+                drained = self.step("esp-drain", env, "--n", str(n))
+                tally = api.tally(expected)
+        finally:
+            db.drop(database)
+        self.check("ESP route", tally, n, drained["delivered_in_db"])
+        route = {
+            "drain_rate": n / drained["seconds"],
+            "drain_ratio": (n / drained["seconds"]) / baseline["drain_rate"],
+            "sessions": tally.sessions,
+            "drain_rss_kb": drained["maxrss_kb"],
+        }
+        return {"esp_baseline": baseline, "esp_route": route}
 
     def celery(self, db: Any, n: int) -> dict[str, Any]:
         database = db.fresh("smtprelay")
@@ -375,6 +402,18 @@ def median_rounds(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str
     return summary
 
 
+def median_esp_rounds(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Medians of the ESP rows; the route's ratio is to anymail's backend of the same round."""
+    return {
+        name: {
+            key: statistics.median(r[name][key] for r in rounds)
+            for key in rounds[0][name]
+            if all(r[name].get(key) is not None for r in rounds)
+        }
+        for name in rounds[0]
+    }
+
+
 def pairwise(rounds: list[dict[str, dict[str, Any]]], a: str, b: str, key: str) -> float | None:
     """Median over rounds of ``a[key] / b[key]`` (both from the same round)."""
     if b not in rounds[0]:
@@ -404,6 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-n", type=int, default=40, help="messages in the scale test")
     parser.add_argument("--scale-delay", type=int, default=1, help="relay's DATA reply delay (s)")
     parser.add_argument("--scale-batch", type=int, default=2, help="claim size in the scale test")
+    parser.add_argument(
+        "--skip-esp", action="store_true", help="leave out the ESP route rows (SQLite)"
+    )
+    parser.add_argument(
+        "--esp-delay", type=int, default=0, metavar="MS", help="the ESP API's latency (default 0)"
+    )
     parser.add_argument("--broker", help="Celery broker URL (default: local Redis, else SQLite)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("--json", metavar="OUT", help="write every figure to this JSON file")
@@ -442,13 +487,20 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for subject in ["smtprelay", *bench.others]:
                     bench.step("migrate", bench.env(subject, db.create_template(subject)))
-                rounds = []
+                rounds, esp_rounds = [], []
                 for i in range(args.runs):
                     print(f"{db.label}: run {i + 1} of {args.runs} (N={args.n:,})", file=sys.stderr)
                     rounds.append(bench.one_round(db, args.n))
+                    if kind == "sqlite" and not args.skip_esp:
+                        esp_rounds.append(bench.esp(db, args.n))
                 summary = median_rounds(rounds)
                 output["databases"][kind] = {"rounds": rounds, "summary": summary}
                 print(report.table(db.label, args.n, args.runs, summary, bench.broker))
+                if esp_rounds:
+                    esp_summary = median_esp_rounds(esp_rounds)
+                    output["esp"] = {"rounds": esp_rounds, "summary": esp_summary}
+                    print(report.esp_table(db.label, args.n, args.runs, esp_summary))
+                    targets.append(report.esp_target(esp_summary))
                 if kind == "sqlite":
                     targets += report.speed_targets(
                         summary,

@@ -170,6 +170,38 @@ def scale_worker(args: argparse.Namespace) -> dict[str, Any]:
     return {"started": started, "finished": time.time(), "report": vars(report)}
 
 
+def _esp_options() -> dict[str, str]:
+    return {"server_token": "bench-token", "api_url": os.environ["BENCH_ESP_URL"]}
+
+
+@step
+def esp_baseline(args: argparse.Namespace) -> dict[str, Any]:
+    """anymail's own Postmark backend: the same messages, prebuilt, sent in a loop."""
+    from django.core.mail import EmailMessage, get_connection
+
+    messages = [EmailMessage(*fields) for fields in workload.datatuples(args.n)]
+    backend = get_connection("anymail.backends.postmark.EmailBackend", **_esp_options())
+    started = time.perf_counter()
+    assert backend.send_messages(messages) == len(messages)
+    return {"seconds": time.perf_counter() - started}
+
+
+@step
+def esp_drain(args: argparse.Namespace) -> dict[str, Any]:
+    """Deliver the whole queue through an ESP route (Postmark's API), with one worker."""
+    from django_smtprelay.delivery import DeliveryEngine
+    from django_smtprelay.models import Route
+
+    Route.objects.create(
+        name="postmark", kind="anymail", esp="postmark", esp_options=_esp_options()
+    )
+    connection.ensure_connection()
+    started = time.perf_counter()
+    report = DeliveryEngine().run()
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "report": vars(report), "delivered_in_db": delivered_in_db()}
+
+
 @step
 def count_delivered(args: argparse.Namespace) -> dict[str, Any]:
     return {"delivered_in_db": delivered_in_db()}

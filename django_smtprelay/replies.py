@@ -66,6 +66,7 @@ class Stage(str, enum.Enum):
     RCPT = "rcpt"
     DATA = "data"
     DOT = "dot"  # the reply to the final "." after the message body
+    API = "api"  # an ESP's answer to the API request that sends the message
 
     def __str__(self) -> str:
         return self.value
@@ -423,3 +424,90 @@ def _reply_line_too_long(exc: BaseException) -> bool:
         and exc.smtp_code == 500
         and exc.smtp_error == "Line too long."
     )
+
+
+# -- ESP APIs (django-anymail) -------------------------------------------------
+#
+# An ESP answers the request that sends a message with an HTTP status, and,
+# when it took the request, with a status per recipient (anymail's names).
+# README, "ESP routes": the same table in words.
+
+# fmt: off
+ESP_RECIPIENT_STATUS: dict[str, tuple[Outcome, str]] = {
+    "queued": (Outcome.DELIVERED, "accepted by the ESP (queued)"),
+    "sent": (Outcome.DELIVERED, "accepted by the ESP (sent)"),
+    "scheduled": (Outcome.DELIVERED, "accepted by the ESP (scheduled)"),
+    "deferred": (Outcome.DELIVERED, "accepted by the ESP (deferred: it keeps trying)"),
+    "delivered": (Outcome.DELIVERED, "delivered by the ESP"),
+    "unknown": (Outcome.DELIVERED, "accepted by the ESP (no status for this recipient)"),
+    "rejected": (Outcome.PERMANENT, "the ESP refused this recipient (rejected)"),
+    "invalid": (Outcome.PERMANENT, "the ESP found this recipient's address invalid"),
+    "bounced": (Outcome.PERMANENT, "the ESP reports this recipient bounced"),
+    "complained": (Outcome.PERMANENT, "the recipient complained: the ESP will not send"),
+    "unsubscribed": (Outcome.PERMANENT, "the recipient unsubscribed: the ESP will not send"),
+    "failed": (Outcome.TRANSIENT, "the ESP could not send to this recipient now (failed)"),
+}
+# fmt: on
+
+
+def classify_esp_recipient(status: str | None) -> Verdict:
+    """One recipient's status in an ESP's answer (anymail's name for it)."""
+    outcome, reason = ESP_RECIPIENT_STATUS.get(status or "unknown", ESP_RECIPIENT_STATUS["unknown"])
+    return _esp_verdict(outcome, reason)
+
+
+@lru_cache(maxsize=64)
+def _esp_verdict(outcome: Outcome, reason: str) -> Verdict:
+    return Verdict(outcome, reason, rule=f"esp_{outcome.value}")
+
+
+def classify_esp_http(status: int, text: str = "") -> Verdict:
+    """An ESP's HTTP error status (its answer to the send request)."""
+    where = f"HTTP {status}"
+    if status == 429:
+        return Verdict(
+            RF, f"the ESP's sending limit is reached ({where})", throttle=True,
+            if_last_route=TR, rule="esp_rate_limited",
+        )  # fmt: skip
+    if status >= 500:
+        return Verdict(
+            RF, f"the ESP failed to take the message ({where})", if_last_route=TR,
+            rule="esp_server_error",
+        )  # fmt: skip
+    if status in (401, 403):
+        return Verdict(
+            RF, f"the ESP refused the route's credentials ({where}): check its API key",
+            if_last_route=TR, rule="esp_auth_failed",
+        )  # fmt: skip
+    if status in (404, 405, 408):
+        return Verdict(
+            RF, f"the ESP's API did not answer as expected ({where}): check its API URL",
+            if_last_route=TR, rule="esp_not_found",
+        )  # fmt: skip
+    if status == 413:
+        return Verdict(
+            RF, f"the message is too large for the ESP ({where})", if_last_route=PE,
+            rule="esp_too_large",
+        )  # fmt: skip
+    if 400 <= status < 500:
+        # The ESP's words say why, as an SMTP relay's would: an unverified
+        # sender is the route's problem (the message may wait for it), a
+        # message refused for its form or content fails once no route is left.
+        smtp = classify(Stage.DOT, 554, text)
+        if smtp.outcome is RF and smtp.rule not in ("message_refused", "protocol_error"):
+            return Verdict(
+                RF, f"{smtp.reason.rsplit(' (', 1)[0]} ({where})",
+                if_last_route=smtp.if_last_route, rule=f"esp_{smtp.rule}",
+            )  # fmt: skip
+        return Verdict(
+            RF, f"the ESP refused the message ({where})", if_last_route=PE,
+            rule="esp_refused",
+        )  # fmt: skip
+    return Verdict(
+        Outcome.UNCERTAIN, f"the ESP's answer could not be read ({where})", rule="esp_unreadable"
+    )
+
+
+def esp_route_fault(reason: str, *, last: Outcome = TR, rule: str = "esp_route") -> Verdict:
+    """A route fault of an ESP route before (or without) an answer from the ESP."""
+    return Verdict(RF, reason, if_last_route=last, rule=rule)

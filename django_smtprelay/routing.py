@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from . import sealing
+from . import esps, sealing
 from .conf import app_settings
 from .matching import domain_matches, split_patterns
 from .models import Route
@@ -44,6 +44,11 @@ class RouteSpec:
     max_per_minute: int | None = None
     max_per_hour: int | None = None
     max_connections: int | None = None
+    # An ESP route's ESP (anymail's name) and its options but the secrets, as
+    # (name, value) pairs; the secrets stay sealed until ``esp_options()``.
+    esp: str = ""
+    esp_settings: tuple[tuple[str, object], ...] = field(default=(), repr=False)
+    sealed_esp_secrets: str = field(default="", repr=False)
 
     @classmethod
     def from_route(cls, route: Route) -> RouteSpec:
@@ -69,12 +74,29 @@ class RouteSpec:
             max_per_minute=route.max_per_minute,
             max_per_hour=route.max_per_hour,
             max_connections=route.max_connections,
+            esp=route.esp,
+            esp_settings=tuple(sorted((route.esp_settings or {}).items())),
+            sealed_esp_secrets=route.esp_secrets_ciphertext,
         )
 
     @property
     def destination(self) -> str:
         """Where the password goes (see :mod:`django_smtprelay.sealing`)."""
         return sealing.destination(**{f: getattr(self, f) for f in Route.DESTINATION_FIELDS})
+
+    @property
+    def esp_endpoint(self) -> str:
+        """Where an ESP route's requests go (its endpoint options), in words."""
+        if self.kind != Route.Kind.ANYMAIL:
+            return ""
+        return esps.endpoint(self.esp, dict(self.esp_settings))
+
+    def esp_options(self) -> dict[str, object]:
+        """An ESP route's options with its secrets, opened now (like ``login_password``)."""
+        import json
+
+        secrets = sealing.unseal(self.sealed_esp_secrets, self.destination)
+        return {**dict(self.esp_settings), **(json.loads(secrets) if secrets else {})}
 
     def login_password(self) -> str:
         """The password to log in with, opened now.

@@ -1,9 +1,10 @@
 """Secrets sealed to the destination they were typed for.
 
-A relay password (and, later, an ESP's API key) is only safe to send where
-its owner meant it to go. The destination (kind, host, port, transport
-security, certificate check, plaintext-AUTH flag) is encrypted together with
-the secret; a secret whose destination no longer matches the route's is
+A relay password or an ESP's API key is only safe to send where its owner
+meant it to go. The destination (for an SMTP route: kind, host, port,
+transport security, certificate check, plaintext-AUTH flag; for an ESP
+route: the ESP and its API base URL, endpoint or region) is encrypted
+together with the secret; a secret whose destination no longer matches the route's is
 refused, so a changed host, port or security never receives the stored
 secret until somebody types it again.
 
@@ -29,8 +30,14 @@ def destination(
     security: str,
     verify_certificate: bool,
     allow_plaintext_auth: bool,
+    esp: str = "",
+    esp_endpoint: str = "",
 ) -> str:
     """Where a route's secret goes and how it is protected on the way, in words."""
+    if kind == "anymail":
+        # The request goes to the ESP's API at its base URL (or region): the
+        # SMTP fields play no part, and an SMTP route's words stay as they were.
+        return f"anymail {esp.strip().lower()} at {esp_endpoint or 'its default endpoint'}"
     text = f"{kind} {security}://{host.strip().lower().rstrip('.')}:{port}"
     if not verify_certificate:
         text += " without certificate check"

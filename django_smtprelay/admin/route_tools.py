@@ -69,6 +69,12 @@ class RouteTestMessageForm(forms.Form):
 
 def steps(route: Route, sending: bool) -> str:
     """What a test does on this route, in words."""
+    if route.kind == "anymail":
+        where = route.esp_endpoint or "its default endpoint"
+        done = f"builds the {route.esp} backend with the route's options, for {where}"
+        if sending:
+            return done + ", then sends the message to its API"
+        return done + " (checking that no option is missing or unknown); no request is made"
     done = [f"connects to {route.host}:{route.port}"]
     if route.security == "tls":
         done[0] += " with TLS"

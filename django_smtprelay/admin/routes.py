@@ -1,4 +1,4 @@
-"""Routes in the admin: the password is write-only and never rendered back."""
+"""Routes in the admin: the password and ESP secrets are write-only, never rendered back."""
 
 from __future__ import annotations
 
@@ -14,12 +14,74 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from .. import esps
+from ..exceptions import SMTPRelayError
 from ..models import DeliveryAttempt, Route
 from .base import PlainHelpTextAdmin
 from .route_tools import tool_view
 
 
+def _esp_choices() -> list[tuple[str, str]]:
+    return [("", "---------"), *((e.name, e.label) for e in esps.available().values())]
+
+
+def _esp_reference() -> str:
+    """Each ESP's options, in words, for the help text: from the installed anymail."""
+    lines = []
+    for esp in esps.available().values():
+        names = []
+        for o in esp.options:
+            notes = [n for n, on in (("secret", o.secret), ("required", o.required)) if on]
+            names.append(f"{o.name} ({', '.join(notes)})" if notes else o.name)
+        lines.append(f"{esp.label} ({esp.name}): {', '.join(names)}.")
+    return " ".join(lines)
+
+
+def _parse_lines(text: str, field: str) -> dict[str, object]:
+    """``name = value`` lines into options; a clear error names the line."""
+    import json
+
+    options: dict[str, object] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            raise forms.ValidationError(
+                _("Line %(number)d of %(field)s is not 'name = value': %(line)r.")
+                % {"number": number, "field": field, "line": line.strip()[:60]}
+            )
+        if value in ("true", "false", "null") or value.lstrip("-").isdigit():
+            options[name] = json.loads(value)
+        else:
+            options[name] = value
+    return options
+
+
 class RouteForm(forms.ModelForm):
+    esp = forms.ChoiceField(
+        label=_("ESP"),
+        required=False,
+        choices=_esp_choices,
+        help_text=_(
+            "The email service provider (from the ESPs django-anymail ships). An ESP route "
+            "sends through its API; an SMTP route through its SMTP endpoint says so here, "
+            "so that its events are matched to the messages sent."
+        ),
+    )
+    esp_settings_text = forms.CharField(
+        label=_("ESP options"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off"}),
+    )
+    esp_secrets_text = forms.CharField(
+        label=_("ESP secrets"),
+        required=False,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 2, "autocomplete": "off"}),
+    )
+    clear_esp_secrets = forms.BooleanField(label=_("Remove the stored ESP secrets"), required=False)
     password = forms.CharField(
         label=_("Password"),
         required=False,
@@ -51,6 +113,25 @@ class RouteForm(forms.ModelForm):
         # the admin's fieldsets choose what is shown.
         fields = "__all__"  # noqa: DJ007
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        route = self.instance
+        self.fields["esp_settings_text"].initial = "\n".join(
+            f"{k} = {str(v).lower() if isinstance(v, bool) else v}"
+            for k, v in sorted((route.esp_settings or {}).items())
+        )
+        self.fields["esp_settings_text"].help_text = _(
+            "For an ESP route: its options, one 'name = value' a line (the API base URL, "
+            "sender domain, message stream, region...). The site's global ANYMAIL settings "
+            "are never used for a route. Each ESP's options: %(reference)s"
+        ) % {"reference": _esp_reference()}
+        stored = ", ".join(route.esp_secret_names) if route.pk else ""
+        self.fields["esp_secrets_text"].help_text = _(
+            "API keys and tokens, one 'name = value' a line. Stored encrypted and never "
+            "shown; leave blank to keep the stored ones (%(stored)s). A change of ESP or "
+            "API URL asks for them again."
+        ) % {"stored": stored or _("none stored")}
+
     def clean_dkim_private_key(self) -> str:
         pem = self.cleaned_data.get("dkim_private_key") or ""
         if pem:
@@ -67,9 +148,114 @@ class RouteForm(forms.ModelForm):
                 ) from exc
         return pem
 
+    def clean_esp_settings_text(self) -> dict[str, object]:
+        return _parse_lines(self.cleaned_data.get("esp_settings_text") or "", _("ESP options"))
+
+    def clean_esp_secrets_text(self) -> dict[str, object]:
+        return _parse_lines(self.cleaned_data.get("esp_secrets_text") or "", _("ESP secrets"))
+
+    def _clean_esp(self, cleaned: dict[str, Any]) -> None:
+        """The ESP options against what the ESP takes; secrets kept only where they were typed."""
+        settings_, typed = cleaned.get("esp_settings_text"), cleaned.get("esp_secrets_text")
+        if settings_ is None or typed is None:
+            return  # a line could not be read: its error is shown already
+        esp = esps.available().get(cleaned.get("esp") or "")
+        if cleaned.get("kind") != Route.Kind.ANYMAIL:
+            if settings_ or typed:
+                self.add_error("esp_settings_text", _("Only ESP routes take ESP options."))
+            return
+        if esp is None:
+            self.add_error("esp", _("Choose the ESP this route sends through."))
+            return
+        secret = {o.name for o in esp.options if o.secret}
+        for name in sorted(set(settings_) & secret):
+            self.add_error(
+                "esp_settings_text",
+                _("%(name)s is a secret: type it in ESP secrets, where it is never shown back.")
+                % {"name": name},
+            )
+        for name in sorted(set(typed) - secret):
+            self.add_error(
+                "esp_secrets_text",
+                _("%(name)s is not a secret of %(esp)s (its secrets: %(secrets)s).")
+                % {"name": name, "esp": esp.label, "secrets": ", ".join(sorted(secret)) or "-"},
+            )
+        kept = self._kept_secrets(cleaned, esp, settings_, typed)
+        if kept is None:
+            return
+        options = {**settings_, **kept, **typed}
+        unknown = sorted(set(settings_) - {o.name for o in esp.options})
+        if unknown:
+            self.add_error(
+                "esp_settings_text",
+                _("%(esp)s takes no option %(names)s; it takes: %(known)s.")
+                % {
+                    "esp": esp.label,
+                    "names": ", ".join(unknown),
+                    "known": ", ".join(o.name for o in esp.options if not o.secret),
+                },
+            )
+        for option in esp.options:
+            if option.required and options.get(option.name) in (None, ""):
+                if option.secret:
+                    self.add_error(
+                        "esp_secrets_text",
+                        _("%(esp)s needs %(name)s: type '%(name)s = ...' here.")
+                        % {"esp": esp.label, "name": option.name},
+                    )
+                else:
+                    self.add_error(
+                        "esp_settings_text",
+                        _("%(esp)s needs %(name)s: add '%(name)s = ...' to the ESP options.")
+                        % {"esp": esp.label, "name": option.name},
+                    )
+        if self.has_error("esp_settings_text") or self.has_error("esp_secrets_text"):
+            return
+        # On the instance now, sealed to the ESP and endpoint it will have, so
+        # the model's own validation reads the options as they will be saved.
+        route = self.instance
+        route.kind, route.esp, route.esp_settings = Route.Kind.ANYMAIL, esp.name, settings_
+        route.esp_secrets = {**kept, **typed}
+
+    def _kept_secrets(
+        self, cleaned: dict[str, Any], esp: esps.ESP, settings_: dict, typed: dict
+    ) -> dict[str, object] | None:
+        """The stored secrets that stay (None: they cannot, and the error says why)."""
+        route = self.instance
+        if not route.pk or not route.esp_secrets_ciphertext or cleaned.get("clear_esp_secrets"):
+            return {}
+        before = route.destination
+        new_destination = Route(
+            kind=cleaned.get("kind"), esp=esp.name, esp_settings=settings_
+        ).destination
+        if before != new_destination:
+            if not typed:
+                self.add_error(
+                    "esp_secrets_text",
+                    _(
+                        "The ESP or its API endpoint changed (now %(destination)s): type the "
+                        "secrets again, or remove them with \u201cRemove the stored ESP "
+                        "secrets\u201d."
+                    )
+                    % {"destination": new_destination},
+                )
+                return None
+            return {}  # typed again: the old ones are not carried over
+        try:
+            return route.esp_secrets
+        except SMTPRelayError as exc:
+            self.add_error("esp_secrets_text", str(exc))
+            return None
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        changed = [name for name in Route.DESTINATION_FIELDS if name in self.changed_data]
+        self._clean_esp(cleaned)
+        # An SMTP password is sealed to the SMTP fields; the ESP plays no part in it.
+        changed = [
+            name
+            for name in Route.DESTINATION_FIELDS
+            if name in self.changed_data and name not in ("esp", "esp_endpoint")
+        ]
         # A blank box keeps the stored password, which must not follow a
         # destination (or transport security) it was not typed for.
         if (
@@ -100,6 +286,8 @@ class RouteForm(forms.ModelForm):
             route.dkim_private_key = ""
         elif self.cleaned_data.get("dkim_private_key"):
             route.dkim_private_key = self.cleaned_data["dkim_private_key"]
+        if route.kind != Route.Kind.ANYMAIL:  # (an ESP route's options are set by clean)
+            route.esp_settings, route.esp_secrets_ciphertext = {}, ""
         if commit:
             route.save()
         return route
@@ -111,6 +299,7 @@ class RouteAdmin(PlainHelpTextAdmin):
     list_display = (
         "name",
         "kind",
+        "esp",
         "host",
         "port",
         "security",
@@ -126,9 +315,13 @@ class RouteAdmin(PlainHelpTextAdmin):
     actions = ("enable_routes", "disable_routes")
     change_form_template = "admin/django_smtprelay/route/change_form.html"
     fieldsets = (
-        (None, {"fields": ("name", "kind", "enabled", "priority")}),
+        (None, {"fields": ("name", "kind", "esp", "enabled", "priority")}),
         (
-            _("Server"),
+            _("ESP API (for ESP routes)"),
+            {"fields": ("esp_settings_text", "esp_secrets_text", "clear_esp_secrets")},
+        ),
+        (
+            _("Server (for SMTP routes)"),
             {"fields": ("host", "port", "security", "verify_certificate", "timeout")},
         ),
         (
@@ -205,9 +398,9 @@ class RouteAdmin(PlainHelpTextAdmin):
     def message_test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return tool_view(self, request, object_id, "message")
 
-    @admin.display(boolean=True, description=_("password"))
+    @admin.display(boolean=True, description=_("secret"))
     def password_set(self, obj: Route) -> bool:
-        return obj.has_password
+        return obj.has_password or bool(obj.esp_secrets_ciphertext)
 
     @admin.display(description=_("last 24 h"))
     def health_24h(self, obj: Any) -> str:

@@ -7,7 +7,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from .. import crypto, sealing
+from .. import crypto, esps, sealing
+from ..exceptions import SMTPRelayError
 from ..matching import validate_domain_patterns
 from ..validators import (
     IPNetwork,
@@ -19,10 +20,12 @@ from ..validators import (
 
 
 class Route(models.Model):
-    """One way out: an SMTP smarthost (later: an ESP API, or direct MX)."""
+    """One way out: an SMTP smarthost, or an ESP's API through django-anymail."""
 
-    #: What a stored password is sealed to: where it is sent and how it is
-    #: protected on the way (see :mod:`django_smtprelay.sealing`).
+    #: What a stored secret is sealed to: where it is sent and how it is
+    #: protected on the way (see :mod:`django_smtprelay.sealing`). An ESP
+    #: route's secrets are sealed to its ESP and API endpoint (``esp_endpoint``:
+    #: the API base URL, endpoint or region options).
     DESTINATION_FIELDS = (
         "kind",
         "host",
@@ -30,10 +33,13 @@ class Route(models.Model):
         "security",
         "verify_certificate",
         "allow_plaintext_auth",
+        "esp",
+        "esp_endpoint",
     )
 
     class Kind(models.TextChoices):
         SMTP = "smtp", _("SMTP relay")
+        ANYMAIL = "anymail", _("ESP API (django-anymail)")
 
     class Security(models.TextChoices):
         NONE = "none", _("None (plaintext)")
@@ -54,7 +60,14 @@ class Route(models.Model):
             "(delivered, bounced, complained) are matched to the messages sent here."
         ),
     )
-    host = models.CharField(max_length=255)
+    # The ESP route's options (anymail's names: "api_url", "message_stream",
+    # ...) but its secrets, which are in ``esp_secrets_ciphertext``; see the
+    # ``esp_options`` property.
+    esp_settings = models.JSONField(_("ESP options"), default=dict, blank=True, editable=False)
+    # Fernet token of the secret options as JSON, sealed to the ESP and its
+    # endpoint. Never shown back in the admin.
+    esp_secrets_ciphertext = models.TextField(blank=True, editable=False)
+    host = models.CharField(max_length=255, blank=True, help_text=_("For SMTP routes."))
     port = models.PositiveIntegerField(
         default=587, validators=[MinValueValidator(1), MaxValueValidator(65535)]
     )
@@ -171,11 +184,63 @@ class Route(models.Model):
         return self.name
 
     def __repr__(self) -> str:
-        # Never include the password, even encrypted.
+        # Never include the password or an API key, even encrypted.
+        if self.kind == self.Kind.ANYMAIL:
+            return (
+                f"<Route {self.name!r} anymail {self.esp} at "
+                f"{self.esp_endpoint or 'default endpoint'} priority={self.priority}>"
+            )
         return (
             f"<Route {self.name!r} {self.security}://{self.host}:{self.port} "
             f"user={'set' if self.username else 'none'} priority={self.priority}>"
         )
+
+    @property
+    def esp_endpoint(self) -> str:
+        """Where an ESP route's requests go (its endpoint options), in words."""
+        if self.kind != self.Kind.ANYMAIL:
+            return ""
+        return esps.endpoint(self.esp, self.esp_settings or {})
+
+    @property
+    def esp_options(self) -> dict[str, object]:
+        """The ESP route's options, secrets opened now.
+
+        Raises ``SecretDestinationError`` when the stored secrets were typed for
+        another ESP or endpoint than the route has now.
+        """
+        return {**(self.esp_settings or {}), **self.esp_secrets}
+
+    @esp_options.setter
+    def esp_options(self, options: dict[str, object]) -> None:
+        # Sealed to the ESP and endpoint the options give: set kind and esp first.
+        secret = {name for name in options if esps.is_secret(self.esp, name)}
+        self.esp_settings = {k: v for k, v in options.items() if k not in secret}
+        self.esp_secrets = {k: v for k, v in options.items() if k in secret}
+
+    @property
+    def esp_secrets(self) -> dict[str, str]:
+        """The ESP route's secret options (API keys, tokens), opened now."""
+        import json
+
+        text = sealing.unseal(self.esp_secrets_ciphertext, self.destination)
+        return json.loads(text) if text else {}
+
+    @esp_secrets.setter
+    def esp_secrets(self, secrets: dict[str, str]) -> None:
+        import json
+
+        cleaned = {k: v for k, v in secrets.items() if v not in (None, "")}
+        text = json.dumps(cleaned, sort_keys=True) if cleaned else ""
+        self.esp_secrets_ciphertext = sealing.seal(text, self.destination)
+
+    @property
+    def esp_secret_names(self) -> list[str]:
+        """Which secret options are stored (the names only: readable without the key)."""
+        try:
+            return sorted(self.esp_secrets)
+        except SMTPRelayError:
+            return []
 
     @property
     def destination(self) -> str:
@@ -216,6 +281,26 @@ class Route(models.Model):
 
     def clean(self) -> None:
         super().clean()
+        if self.kind == self.Kind.SMTP and not self.host:
+            raise ValidationError({"host": _("An SMTP route needs the relay's host name.")})
+        if self.kind == self.Kind.ANYMAIL and not self.esp:
+            raise ValidationError({"esp": _("Choose the ESP this route sends through.")})
+        if self.esp and self.esp not in esps.available():
+            raise ValidationError(
+                {
+                    "esp": _("%(esp)s is not an ESP django-anymail ships (it has: %(names)s).")
+                    % {"esp": self.esp, "names": ", ".join(esps.available())}
+                }
+            )
+        if self.kind == self.Kind.ANYMAIL:
+            try:
+                options = self.esp_options
+            except SMTPRelayError as exc:
+                raise ValidationError({"esp": str(exc)}) from exc
+            try:
+                esps.validate(self.esp, options)
+            except esps.ESPOptionsError as exc:
+                raise ValidationError({"esp": str(exc)}) from exc
         if self.dkim_domain and not self.dkim_selector:
             raise ValidationError(
                 {

@@ -1,4 +1,4 @@
-"""Transports carry a message over one route: ``smtp`` now; ``anymail`` and ``mx`` next."""
+"""Transports carry a message over one route: ``smtp`` and ``anymail`` now; ``mx`` next."""
 
 from __future__ import annotations
 
@@ -15,4 +15,8 @@ def get_transport(route: RouteSpec) -> Transport:
 
     if route.kind == "smtp":
         return SMTPTransport(route)
+    if route.kind == "anymail":
+        from .esp import ESPTransport
+
+        return ESPTransport(route)
     raise ValueError(f"Route {route.name!r} has kind {route.kind!r}, which has no transport.")

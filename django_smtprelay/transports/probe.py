@@ -137,6 +137,8 @@ def send_test_message(route: RouteSpec, sender: str, recipient: str, data: bytes
 
 
 def _run(route: RouteSpec, envelope: Envelope | None) -> ProbeResult:
+    if route.kind == "anymail":
+        return _run_esp(route, envelope)
     if route.kind != "smtp":
         return ProbeResult(False, f"route {route.name!r} is not an SMTP route ({route.kind})")
     dialogue = Dialogue(_secrets(route))
@@ -174,6 +176,36 @@ def _exchange(
         return _result(dialogue, started, True, summary, reply=result.reply, tls=tls)
     verdict = result.verdict
     return _result(dialogue, started, False, "", verdict.outcome, verdict.reason, result.reply, tls)
+
+
+def _run_esp(route: RouteSpec, envelope: Envelope | None) -> ProbeResult:
+    """An ESP route: build its backend (no request), and send the message if there is one."""
+    from .esp import ESPTransport
+
+    transport = ESPTransport(route)
+    dialogue = Dialogue()
+    started = time.monotonic()
+    where = route.esp_endpoint or "its default endpoint"
+    try:
+        try:
+            transport.open()
+        except TransportError as exc:
+            verdict = exc.verdict
+            return _result(dialogue, started, False, "", verdict.outcome, verdict.reason, exc.reply)
+        dialogue = Dialogue(transport.secrets())
+        dialogue.note(f"built the {route.esp} backend with the route's options, for {where}")
+        if envelope is None:
+            return _result(dialogue, started, True, "the route's options are complete; no request")
+        dialogue.note(f"sending the message to the {route.esp} API")
+        result = transport.send(envelope)
+        dialogue.note(f"answer: {result.reply}")
+        if result.outcome == Outcome.DELIVERED:
+            summary = f"the ESP accepted the message for {envelope.recipients[0]}"
+            return _result(dialogue, started, True, summary, reply=result.reply)
+        verdict = result.verdict
+        return _result(dialogue, started, False, "", verdict.outcome, verdict.reason, result.reply)
+    finally:
+        transport.close()
 
 
 def _secrets(route: RouteSpec) -> list[str]:

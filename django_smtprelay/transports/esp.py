@@ -1,0 +1,350 @@
+"""An ESP's HTTP API as a route, through the backend django-anymail ships for it.
+
+Each transport builds its own backend instance with the route's own options
+(anymail's HTTP session is not thread-safe, and a session per route keeps
+one route's credentials out of another's requests). Every option is passed
+explicitly, so nothing comes from the site's global ``ANYMAIL`` settings.
+
+The queued bytes are parsed back into the ``EmailMultiAlternatives`` the site
+sent (:mod:`.mime`); an ESP that takes MIME (Amazon SES) gets the stored
+bytes as they are. Each recipient's status in the ESP's answer becomes its
+outcome, with the ESP's message id; errors become outcomes as in
+:mod:`django_smtprelay.replies` (README, "ESP routes").
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .. import esps
+from ..exceptions import SMTPRelayError
+from ..replies import (
+    Outcome,
+    Stage,
+    Verdict,
+    classify_esp_http,
+    classify_esp_recipient,
+    esp_route_fault,
+)
+from ..routing import RouteSpec
+from .base import Envelope, RecipientResult, Reply, SendResult, TransportError
+from .mime import parse_message
+
+logger = logging.getLogger("django_smtprelay.delivery")
+
+# The most of an ESP's answer kept in an attempt record.
+_REPLY_LIMIT = 500
+
+
+class ESPTransport:
+    """One route's session with its ESP's API."""
+
+    # The engine's look-ahead: the previous result is recorded, and the next
+    # message parsed, while the ESP works on this one.
+    pipelines_messages = True
+
+    def __init__(self, route: RouteSpec) -> None:
+        self.route = route
+        self.backend: Any = None
+        self.is_open = False
+        self.raw_mime = False
+        self._sender: ThreadPoolExecutor | None = None
+        self._ahead: tuple[Envelope, Any] | None = None
+        self._secrets: list[str] = []
+        # A fault that ends the route for this session (credentials refused,
+        # the ESP failing): the next open raises it, so the engine fails the
+        # rest of the group over at once rather than trying each message.
+        self._fault: TransportError | None = None
+
+    def __repr__(self) -> str:
+        return f"<ESPTransport {self.route.name!r} {self.route.esp}>"
+
+    # -- the session -----------------------------------------------------------
+
+    def open(self) -> None:
+        if self._fault is not None:
+            raise self._fault
+        route = self.route
+        try:
+            esp = esps.get(route.esp)
+            options = route.esp_options()
+            self._secrets = [
+                str(options[o.name]) for o in esp.options if o.secret and options.get(o.name)
+            ]
+            esps.validate(route.esp, options)
+            backend_class = esp.backend_class()
+            kwargs = esps.backend_kwargs(esp, options, timeout=route.timeout)
+            from anymail.backends.base_requests import AnymailRequestsBackend
+
+            if issubclass(backend_class, AnymailRequestsBackend):
+                kwargs["timeout"] = route.timeout
+            if esp.raw_mime:
+                backend_class = _raw_mime_backend(backend_class)
+            backend = backend_class(**kwargs)
+            # The site's ANYMAIL["SEND_DEFAULTS"] are for its own anymail
+            # backend: a route sends the message as the site sent it.
+            backend.send_defaults = {}
+            backend.open()
+        except (SMTPRelayError, ImproperlyConfigured) as exc:
+            reason = self._scrub(f"the route's ESP options cannot be used: {exc}")
+            raise TransportError(
+                esp_route_fault(reason, rule="esp_configuration"),
+                Reply(Stage.CONNECT, text=reason, exception=type(exc).__name__),
+            ) from None
+        self.backend, self.is_open, self.raw_mime = backend, True, esp.raw_mime
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtprelay-{route.name}")
+
+    def secrets(self) -> list[str]:
+        """The route's secret option values (known once open): for masking, never for showing."""
+        return list(self._secrets)
+
+    def close(self) -> None:
+        backend, self.backend, self.is_open = self.backend, None, False
+        sender, self._sender, self._ahead = self._sender, None, None
+        if sender is not None:
+            sender.shutdown(wait=True)
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception:
+                logger.warning("Route %s: closing its ESP session failed", self.route.name)
+
+    # -- one message -----------------------------------------------------------
+
+    def send(
+        self,
+        envelope: Envelope,
+        following: Envelope | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> SendResult:
+        """Send one message; while its request is out, run ``meanwhile`` (the engine
+        records the previous result) and parse ``following`` (the next message)."""
+        from anymail.exceptions import (
+            AnymailAPIError,
+            AnymailError,
+            AnymailRecipientsRefused,
+        )
+
+        try:
+            message = self._message(envelope)
+        except Exception as exc:  # the parser is lenient; this is a bug, not a reply
+            logger.exception("Route %s: a queued message could not be read back", self.route.name)
+            reason = f"the queued message could not be read back ({_name(exc)})"
+            verdict = esp_route_fault(reason, last=Outcome.PERMANENT, rule="esp_unreadable_message")
+            return self._failed(
+                envelope, verdict, Reply(Stage.API, text=reason, exception=_name(exc))
+            )
+        try:
+            cancelled = not self._post(message, following, meanwhile)
+        except AnymailRecipientsRefused:
+            cancelled = False  # every recipient refused: their statuses say how
+        except AnymailAPIError as exc:
+            return self._failed(envelope, *self._api_error(exc))
+        except (AnymailError, ImproperlyConfigured) as exc:
+            # Refused before any request: the message cannot go this way.
+            reason = self._scrub(f"the ESP cannot carry this message: {exc}")
+            last = Outcome.TRANSIENT if isinstance(exc, ImproperlyConfigured) else Outcome.PERMANENT
+            verdict = esp_route_fault(reason, last=last, rule="esp_message_unsupported")
+            reply = Reply(Stage.API, text=reason, exception=_name(exc))
+            return self._failed(envelope, verdict, reply)
+        if cancelled:
+            reason = "a receiver of anymail's pre_send signal cancelled the send"
+            verdict = esp_route_fault(reason, last=Outcome.PERMANENT, rule="esp_cancelled")
+            return self._failed(envelope, verdict, Reply(Stage.API, text=reason))
+        return self._statuses(envelope, message)
+
+    def _message(self, envelope: Envelope) -> Any:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] is envelope:
+            return ahead[1]
+        message = parse_message(envelope.data, envelope.sender, envelope.recipients)
+        if self.raw_mime:
+            message.smtprelay_raw = envelope.data
+        return message
+
+    def _post(
+        self,
+        message: Any,
+        following: Envelope | None,
+        meanwhile: Callable[[], None] | None,
+    ) -> bool:
+        """What anymail's ``send_messages`` does for one message, with the request
+        itself on the sending thread while this one does the engine's work.
+
+        The signals, the payload and the answer's parsing stay on the caller's
+        thread; the backend (its HTTP session) is used by one thread at a time.
+        """
+        from anymail.message import AnymailStatus
+
+        backend = self.backend
+        message.anymail_status = AnymailStatus()
+        if not backend.run_pre_send(message):
+            return False
+        payload = backend.build_message_payload(message, backend.send_defaults)
+        if meanwhile is None and following is None:
+            response = backend.post_to_esp(payload, message)
+        else:
+            request = self._sender.submit(backend.post_to_esp, payload, message)
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+                if following is not None:
+                    try:
+                        self._ahead = (following, self._message(following))
+                    except Exception:
+                        self._ahead = None  # its own send reports it
+            finally:
+                response = request.result()
+        message.anymail_status.esp_response = response
+        statuses = backend.parse_recipient_status(response, payload, message)
+        message.anymail_status.set_recipient_status(statuses)
+        backend.run_post_send(message)
+        backend.raise_for_recipient_status(message.anymail_status, response, payload, message)
+        return True
+
+    def _statuses(self, envelope: Envelope, message: Any) -> SendResult:
+        status = getattr(message, "anymail_status", None)
+        by_address = {
+            address.lower(): rs for address, rs in (getattr(status, "recipients", {}) or {}).items()
+        }
+        results = []
+        for address in envelope.recipients:
+            rs = by_address.get(address.lower())
+            name = getattr(rs, "status", None)
+            verdict = classify_esp_recipient(name)
+            reply = Reply(Stage.API, text=f"{name or 'unknown'}: {verdict.reason}")
+            provider_id = str(getattr(rs, "message_id", "") or "")
+            results.append(RecipientResult(address, verdict, reply, provider_id))
+        accepted = next((r for r in results if r.verdict.outcome is Outcome.DELIVERED), None)
+        overall = accepted or results[0]
+        return SendResult(overall.verdict, overall.reply, results)
+
+    def _failed(self, envelope: Envelope, verdict: Verdict, reply: Reply) -> SendResult:
+        if verdict.outcome is Outcome.ROUTE_FAULT and verdict.rule in _ENDS_SESSION:
+            self._fault = TransportError(verdict, reply)
+            self.close()
+        return SendResult(
+            verdict, reply, [RecipientResult(a, verdict, reply) for a in envelope.recipients]
+        )
+
+    def _api_error(self, exc: Exception) -> tuple[Verdict, Reply]:
+        """An error from the ESP's API: by its HTTP status, or how the request failed."""
+        status, text = _http_status(exc)
+        if status is not None:
+            verdict = classify_esp_http(status, text)
+            text = self._scrub(text)[:_REPLY_LIMIT]
+            return verdict, Reply(Stage.API, code=status, text=f"{verdict.reason}: {text}")
+        cause = exc.__cause__ or exc.__context__
+        detail = f"{_name(cause or exc)}: {self._scrub(str(cause or ''))[:200]}".rstrip(": ")
+        if _before_request(cause):
+            verdict = Verdict(
+                Outcome.ROUTE_FAULT,
+                f"could not reach the ESP's API ({detail})",
+                session_over=True,
+                if_last_route=Outcome.TRANSIENT,
+                rule="esp_unreachable",
+            )
+            return verdict, Reply(Stage.CONNECT, text=verdict.reason, exception=_name(cause))
+        # Sent, but no answer that says what became of it: the ESP may have it.
+        verdict = Verdict(
+            Outcome.UNCERTAIN,
+            f"no usable answer after the request was sent ({detail})",
+            session_over=True,
+            rule="esp_no_answer",
+        )
+        return verdict, Reply(Stage.API, text=verdict.reason, exception=_name(cause or exc))
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the route's secrets (an ESP may quote the key it refused)."""
+        for secret in self._secrets:
+            if len(secret) >= 4:
+                text = text.replace(secret, "[secret]")
+        return text
+
+
+# Route faults after which the route is done for this session.
+_ENDS_SESSION = frozenset({"esp_auth_failed", "esp_server_error", "esp_not_found"})
+
+
+def _name(exc: BaseException | None) -> str:
+    return type(exc).__name__ if exc is not None else ""
+
+
+def _http_status(exc: Exception) -> tuple[int | None, str]:
+    """The HTTP status and body text of an ESP's error answer, if there was one."""
+    status = getattr(exc, "status_code", None)
+    response = getattr(exc, "response", None)
+    if status is not None and response is not None and hasattr(response, "text"):
+        return int(status), str(response.text or getattr(response, "reason", "") or "")
+    if isinstance(response, dict):  # boto3's parsed error answer (Amazon SES)
+        meta = response.get("ResponseMetadata") or {}
+        error = response.get("Error") or {}
+        if meta.get("HTTPStatusCode"):
+            text = " ".join(str(error.get(k, "")) for k in ("Code", "Message")).strip()
+            return int(meta["HTTPStatusCode"]), text
+    if status is not None:
+        return int(status), ""
+    return None, ""
+
+
+def _before_request(cause: BaseException | None) -> bool:
+    """True when the request never reached the ESP (no connection made)."""
+    if cause is None:
+        return False
+    import requests
+
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(cause, requests.exceptions.ConnectionError):
+        reason = cause.args[0] if cause.args else None
+        inner = getattr(reason, "reason", reason)
+        return type(inner).__name__ in ("NewConnectionError", "NameResolutionError") or isinstance(
+            inner, ConnectionRefusedError
+        )
+    try:
+        from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+    except ImportError:
+        return False
+    return isinstance(cause, (ConnectTimeoutError, EndpointConnectionError)) and not isinstance(
+        cause, _boto_read_errors()
+    )
+
+
+def _boto_read_errors() -> tuple[type, ...]:
+    from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+
+    return (ReadTimeoutError, ConnectionClosedError)
+
+
+def _raw_mime_backend(backend_class: type) -> type:
+    """``backend_class`` (Amazon SES) sending a queued message's stored bytes as they are."""
+    from anymail.backends.amazon_ses import AmazonSESV2SendEmailPayload
+    from anymail.utils import UNSET
+
+    class StoredBytesPayload(AmazonSESV2SendEmailPayload):
+        def init_payload(self) -> None:
+            super(AmazonSESV2SendEmailPayload, self).init_payload()
+            self.all_recipients = []
+            self.mime_message = email.message_from_bytes(
+                self.message.smtprelay_raw, policy=email.policy.compat32
+            )
+
+        def generate_raw_message(self) -> bytes:
+            return self.message.smtprelay_raw
+
+    class StoredBytesBackend(backend_class):  # type: ignore[misc, valid-type]
+        def build_message_payload(self, message: Any, defaults: dict) -> Any:
+            if getattr(message, "smtprelay_raw", None) is not None and (
+                getattr(message, "template_id", UNSET) is UNSET
+            ):
+                return StoredBytesPayload(message, defaults, self)
+            return super().build_message_payload(message, defaults)
+
+    return StoredBytesBackend

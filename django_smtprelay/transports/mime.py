@@ -1,0 +1,202 @@
+"""A queued message's bytes back into the ``EmailMultiAlternatives`` the site sent.
+
+The queue keeps RFC 5322 bytes (``MessageContent.raw``); an ESP's API takes
+the message's parts (subject, text, HTML, attachments, inline images,
+headers). This undoes ``EmailMessage.message()``: the body is the first part
+of a ``multipart/mixed`` or ``multipart/related`` that is not an attachment,
+a ``multipart/alternative``'s first ``text/plain`` part is the body and the
+rest are its alternatives, and every other part is an attachment, inline
+with its Content-ID where it has one.
+
+The envelope decides who receives it: the To and Cc addresses that are
+envelope recipients stay where they were, every other envelope recipient is
+a Bcc (so a retry of some recipients reaches only them).
+"""
+
+from __future__ import annotations
+
+import email
+import re
+from email import encoders
+from email.header import decode_header, make_header
+from email.headerregistry import Address
+from email.message import Message, MIMEPart
+from email.mime.base import MIMEBase
+from email.utils import formataddr, getaddresses
+
+import django
+from django.core.mail import EmailMultiAlternatives
+
+# A Subject whose first line is empty (Django folds a long encoded subject so).
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_FOLDED_FIRST = re.compile(rb"^subject:[ \t]*\r?\n[ \t]", re.IGNORECASE | re.MULTILINE)
+
+# Headers that become the message's own fields, or that Django writes for the
+# MIME structure; Date is the ESP's to set when it sends.
+_NOT_EXTRA = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "reply-to",
+        "subject",
+        "date",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "content-disposition",
+    }
+)
+
+
+def parse_message(raw: bytes, sender: str, recipients: list[str]) -> EmailMultiAlternatives:
+    """The message in ``raw``, addressed to ``recipients`` (the envelope) from ``sender``."""
+    # compat32: the headers are decoded here, only those needed (the modern
+    # policy's header objects cost more than the rest of a send).
+    parsed = email.message_from_bytes(raw)
+    subject = _decoded(parsed.get("Subject", ""))
+    if _FOLDED_FIRST.search(raw.partition(b"\r\n\r\n")[0]):
+        subject = subject.lstrip()  # the fold after "Subject:" is not part of the subject
+    message = EmailMultiAlternatives(subject=subject)
+    from_addresses = _addresses(parsed, "From")
+    message.from_email = ", ".join(from_addresses) or sender
+    wanted = {_key(r): r for r in recipients}
+    message.to = _addressed(parsed, "To", wanted)
+    message.cc = _addressed(parsed, "Cc", wanted)
+    message.bcc = list(wanted.values())  # the envelope recipients not in To or Cc
+    message.reply_to = _addresses(parsed, "Reply-To")
+    message.extra_headers = {
+        name: _decoded(value) for name, value in parsed.items() if name.lower() not in _NOT_EXTRA
+    }
+    first_from = getaddresses(from_addresses[:1])
+    if sender and (not first_from or _key(first_from[0][1]) != _key(sender)):
+        message.envelope_sender = sender  # anymail's name for it
+    _unpack(parsed, message, top=True)
+    return message
+
+
+def _key(address: str) -> str:
+    return address.strip().lower()
+
+
+def _unfolded(value: object) -> str:
+    return _FOLD.sub("", str(value or ""))
+
+
+def _decoded(value: object) -> str:
+    """A header's text: unfolded, its encoded words (RFC 2047) decoded."""
+    text = _unfolded(value)
+    if "=?" not in text:
+        return text
+    return str(make_header(decode_header(text)))
+
+
+def _addresses(parsed: Message, header: str) -> list[str]:
+    """The addresses in ``header``, display names decoded ("Zoë <zoe@example.com>")."""
+    found = []
+    for name, address in getaddresses([_unfolded(v) for v in parsed.get_all(header, [])]):
+        if not address:
+            continue
+        name = _decoded(name)
+        if not name:
+            found.append(address)
+            continue
+        local, _, domain = address.rpartition("@")
+        try:
+            found.append(str(Address(display_name=name, username=local, domain=domain)))
+        except (ValueError, IndexError):
+            found.append(formataddr((name, address)))
+    return found
+
+
+def _addressed(parsed: Message, header: str, wanted: dict[str, str]) -> list[str]:
+    """The addresses in ``header`` that are envelope recipients (taken from ``wanted``)."""
+    found = []
+    for formatted in _addresses(parsed, header):
+        address = getaddresses([formatted])[0][1]
+        if _key(address) in wanted:
+            wanted.pop(_key(address))
+            found.append(formatted)
+    return found
+
+
+def _text(part: Message) -> str:
+    payload = part.get_payload(decode=True) or b""
+    text = payload.decode(part.get_content_charset() or "utf-8", "replace")
+    if str(part.get("Content-Transfer-Encoding", "")).lower() != "base64":
+        # The queue stores lines ending in CRLF, as SMTP sends them.
+        text = text.replace("\r\n", "\n")
+    return text
+
+
+def _is_attachment(part: Message) -> bool:
+    return bool(
+        part.get_content_disposition() is not None
+        or part.get("Content-ID")
+        or part.get_filename()
+        or part.get_content_maintype() != "text"
+    )
+
+
+def _unpack(part: Message, message: EmailMultiAlternatives, *, top: bool = False) -> None:
+    if not part.is_multipart():
+        if top or not _is_attachment(part):
+            message.body = _text(part)
+            message.content_subtype = part.get_content_subtype()
+        else:
+            _attach(part, message)
+        return
+    children = list(part.get_payload())
+    if part.get_content_subtype() == "alternative":
+        if children and children[0].get_content_type() == "text/plain":
+            message.body = _text(children.pop(0))
+        for child in children:
+            message.attach_alternative(_text(child), child.get_content_type())
+        return
+    # mixed, related (or another subtype): the body first, then attachments.
+    if children and (children[0].is_multipart() or not _is_attachment(children[0])):
+        _unpack(children.pop(0), message)
+    if part.get_content_subtype() != "mixed":
+        message.mixed_subtype = part.get_content_subtype()
+    for child in children:
+        _attach(child, message)
+
+
+def _attach(part: Message, message: EmailMultiAlternatives) -> None:
+    mimetype = part.get_content_type()
+    if part.is_multipart() and mimetype != "message/rfc822":
+        # A nested structure as an attachment: its bytes, as they are.
+        message.attach(part.get_filename(), part.as_bytes(), mimetype)
+        return
+    if mimetype == "message/rfc822":
+        inner = part.get_payload()
+        content: bytes | str = inner[0].as_bytes() if isinstance(inner, list) else str(inner)
+    elif part.get_content_maintype() == "text":
+        content = _text(part)
+    else:
+        content = part.get_payload(decode=True) or b""
+    if part.get("Content-ID") or part.get_content_disposition() == "inline":
+        # Inline: anymail reads the Content-ID and disposition from a MIME part.
+        message.attach(_inline_part(part, content))
+        return
+    message.attach(part.get_filename(), content, mimetype)
+
+
+def _inline_part(part: Message, content: bytes | str) -> Message:
+    """A MIME part as Django's attach() takes it: MIMEBase before Django 6, MIMEPart since."""
+    data = content.encode() if isinstance(content, str) else content
+    maintype, subtype = part.get_content_maintype(), part.get_content_subtype()
+    inline: Message
+    if django.VERSION >= (6, 0):
+        inline = MIMEPart()
+        inline.set_content(data, maintype, subtype, cte="base64")
+    else:
+        inline = MIMEBase(maintype, subtype)
+        inline.set_payload(data)
+        encoders.encode_base64(inline)
+    for header in ("Content-ID", "Content-Disposition"):
+        if part.get(header):
+            del inline[header]
+            inline[header] = _unfolded(part[header])
+    return inline
