@@ -17,7 +17,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..models import Recipient, Route
+from ..models import Message, Recipient, Route, SenderDomain
 
 # How many of the latest recipients the offered domains and codes come from.
 SAMPLE = 1000
@@ -101,6 +101,25 @@ class MessageRecipientDomainFilter(RecipientDomainFilter):
         return queryset.filter(
             Exists(Recipient.objects.filter(message=OuterRef("pk"), address__iendswith=at))
         )
+
+
+class SenderDomainFilter(admin.SimpleListFilter):
+    """Messages from one sender domain: the checked domains and the latest messages' are offered."""
+
+    title = _("sender domain")
+    parameter_name = "sender_domain"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        recent = Message.objects.order_by("-pk").values_list("sender_domain", flat=True)[:SAMPLE]
+        domains = set(SenderDomain.objects.values_list("domain", flat=True)) | set(recent)
+        domains.discard("")
+        choices = sorted(domains)[:30]
+        if self.value() and self.value() not in choices:
+            choices.append(self.value())
+        return [(d, d) for d in choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(sender_domain=self.value()) if self.value() else queryset
 
 
 class SmtpCodeFilter(admin.SimpleListFilter):

@@ -248,6 +248,14 @@ class Message(models.Model):
                 fields=["status", "priority", "next_attempt_at"], name="smtprelay_msg_due"
             ),
             models.Index(fields=["lease_token"], name="smtprelay_msg_lease"),
+            # What waits, by age: the dashboard's oldest queued and deferred,
+            # and the list filtered by those states, newest first. Partial, so
+            # it holds the backlog only and a sent message costs it nothing.
+            models.Index(
+                fields=["status", "created_at"],
+                name="smtprelay_msg_waiting",
+                condition=models.Q(status__in=("queued", "deferred")),
+            ),
         ]
         permissions = [
             ("view_message_body", _("Can view message bodies (preview and .eml download)")),
@@ -310,6 +318,9 @@ class Recipient(models.Model):
         ordering = ("pk",)
         indexes = [
             models.Index(fields=["address"], name="smtprelay_rcpt_address"),
+            # The recipient list's time filters (last hour, day, week): a
+            # range of it, not a scan of every recipient.
+            models.Index(fields=["updated_at"], name="smtprelay_rcpt_updated"),
             # Partial on PostgreSQL and SQLite: most rows have no provider id.
             models.Index(
                 fields=["provider_message_id"],
