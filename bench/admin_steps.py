@@ -323,9 +323,8 @@ def pages(args: argparse.Namespace) -> dict[str, Any]:
     # The newest sent message with its bytes stored: three recipients, five attempts.
     shown = Message.objects.filter(status="sent", content__isnull=False).order_by("-pk").first()
     route = Route.objects.order_by("pk").first()
-    today = timezone.localdate()
     results = {}
-    for name, url, params in page_list(shown.pk, route.pk, today):
+    for name, url, params in page_list(shown.pk, route.pk):
         times, queries = [], []
         for i in range(args.repeat + 1):
             with CaptureQueriesContext(connection) as captured:
@@ -345,10 +344,11 @@ def pages(args: argparse.Namespace) -> dict[str, Any]:
     return {"pages": results}
 
 
-def page_list(message_pk: int, route_pk: int, today: Any) -> list[tuple[str, str, dict]]:
+def page_list(message_pk: int, route_pk: int) -> list[tuple[str, str, dict]]:
     """(name, URL, query parameters) of every measured page."""
     admin = "/admin/django_smtprelay/"
     messages, recipients = admin + "message/", admin + "recipient/"
+    attempts = admin + "deliveryattempt/"
     return [
         ("dashboard", admin, {}),
         ("messages", messages, {}),
@@ -365,6 +365,19 @@ def page_list(message_pk: int, route_pk: int, today: Any) -> list[tuple[str, str
         ("recipients: last 24 hours", recipients, {"updated": "24h"}),
         ("recipients: last 7 days", recipients, {"updated": "7d"}),
         ("recipients: failed", recipients, {"status": "failed"}),
+        ("attempts", attempts, {}),
+        (
+            "attempts: a top error's link",
+            attempts,
+            {
+                # What the dashboard's top errors link to.
+                "route_name__exact": ROUTES[0],
+                "outcome__exact": "permanent",
+                "started_at__gte": (timezone.now() - timedelta(hours=24)).isoformat(),
+                "smtp_code": "550",
+                "enhanced_code": "5.1.1",
+            },
+        ),
     ]
 
 

@@ -88,6 +88,8 @@ def pages(route_pk: int, message_pk: int) -> list[tuple[str, dict]]:
         (recipients, {"updated": "24h"}),
         (recipients, {"updated": "7d"}),
         (recipients, {"status": "failed"}),
+        (ADMIN + "deliveryattempt/", {}),
+        (ADMIN + "deliveryattempt/", {"route_name__exact": "primary", "stage__exact": "rcpt"}),
     ]
 
 

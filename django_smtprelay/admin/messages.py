@@ -25,6 +25,8 @@ from ..models.messages import MessageQuerySet
 from . import message_actions
 from .base import PlainHelpTextAdmin, PlainHelpTextTabularInline
 from .filters import (
+    AttemptRouteFilter,
+    AttemptStageFilter,
     MessageAgeFilter,
     MessageRecipientDomainFilter,
     MessageRouteFilter,
@@ -289,9 +291,15 @@ class DeliveryAttemptAdmin(PlainHelpTextAdmin):
         "reply",
         "duration",
     )
-    list_filter = ("outcome", "route_name", "stage")
+    # Route names and stages are offered without a DISTINCT over every attempt.
+    list_filter = ("outcome", AttemptRouteFilter, AttemptStageFilter)
     search_fields = ("reply", "message__subject", "recipients")
     list_select_related = ("message",)
+    # Newest first along the primary key (ids follow the time attempts are
+    # written), not a sort of every attempt by started_at, which has no index
+    # (one more per attempt written); the column still sorts on a click.
+    ordering = ("-pk",)
+    paginator = HistoryPaginator
     show_full_result_count = False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
