@@ -360,6 +360,13 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ("-started_at", "-pk")
+        indexes = [
+            # The dashboard's top errors link to a route's attempts with one
+            # outcome since a time: a range of it, not a scan of every attempt.
+            models.Index(
+                fields=["route_name", "outcome", "started_at"], name="smtprelay_attempt_kind"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.route_name}: {self.outcome} {self.smtp_code or ''}".strip()
