@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         help="messages of the small and the large history (default 10000,1000000)",
     )
     parser.add_argument("--admin-repeat", type=int, default=5, help="requests per page a round")
-    parser.add_argument("--admin-rounds", type=int, default=2, help="rounds over both sizes")
+    parser.add_argument("--admin-rounds", type=int, default=3, help="rounds over both sizes")
     parser.add_argument("--broker", help="Celery broker URL (default: local Redis, else SQLite)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("--json", metavar="OUT", help="write every figure to this JSON file")
