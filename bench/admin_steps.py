@@ -150,8 +150,10 @@ def _drop_indexes(tables: tuple[str, ...]) -> list[str]:
     return [definition for _name, definition in rows]
 
 
-# Message i (1..n) is created at now - span * (n - i) / n: ids grow with time,
-# as they do on a real site. h is a fixed pseudo-random number per message.
+# The history's messages are created evenly over the 30 days, ids growing with
+# time as on a real site; the backlog's over the last 50 minutes (what waits is
+# recent), so the last hour holds a full page of rows at every size and each
+# page compares like with like. h is a fixed pseudo-random number per message.
 FILL = {
     "message": """
     INSERT INTO django_smtprelay_message (
@@ -179,7 +181,10 @@ FILL = {
                  WHEN h < 30 THEN 'failed' WHEN h < 35 THEN 'cancelled' ELSE 'sent' END AS st
         FROM (
             SELECT i, (i::bigint * 2654435761) %% 1000 AS h,
-                %(now)s - %(span)s * ((%(n)s - i)::float / %(n)s) AS c
+                CASE WHEN i > %(n)s - %(backlog)s
+                     THEN %(now)s - interval '50 minutes' * ((%(n)s - i)::float / %(backlog)s)
+                     ELSE %(now)s - interval '50 minutes' - %(span)s
+                          * ((%(n)s - %(backlog)s - i)::float / (%(n)s - %(backlog)s)) END AS c
             FROM generate_series(1, %(n)s) AS i
         ) AS base
     ) AS m
@@ -372,10 +377,10 @@ def page_list(message_pk: int, route_pk: int) -> list[tuple[str, str, dict]]:
             {
                 # What the dashboard's top errors link to.
                 "route_name__exact": ROUTES[0],
-                "outcome__exact": "permanent",
+                "outcome__exact": "transient",
                 "started_at__gte": (timezone.now() - timedelta(hours=24)).isoformat(),
-                "smtp_code": "550",
-                "enhanced_code": "5.1.1",
+                "smtp_code": "451",
+                "enhanced_code": "4.7.1",
             },
         ),
     ]
