@@ -4,11 +4,13 @@ Django's paginator counts every row the list's filters match (``COUNT(*)``),
 which reads the whole table when the queue holds millions of messages. Here the
 count stops at ``CAP`` rows (the list then reads "1000+"), and the unfiltered
 list on PostgreSQL takes the planner's estimate of the table's size instead
-("about 1,000,000"): a page costs the same with ten thousand rows as with a
+("about 1000000"): a page costs the same with ten thousand rows as with a
 million. Pages past the cap are reached by narrowing the filters.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.core.paginator import Paginator
 from django.db import connections
@@ -23,7 +25,7 @@ class HistoryPaginator(Paginator):
 
     cap = CAP
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.capped = False
         self.estimated = False
