@@ -48,7 +48,7 @@ class PostgreSQL:
     label = "PostgreSQL"
 
     def __init__(self, workdir: Path) -> None:
-        self.prefix = f"smtprelay_bench_{os.getpid()}"
+        self.prefix = os.environ.get("BENCH_PG_PREFIX") or f"smtprelay_bench_{os.getpid()}"
         self.created: list[str] = []
 
     @staticmethod
@@ -74,6 +74,12 @@ class PostgreSQL:
     def fresh(self, subject: str) -> str:
         name = f"{self.prefix}_{subject}_{uuid.uuid4().hex[:8]}"
         self._create(name, template=f"{self.prefix}_{subject}_template")
+        return f"postgres:{name}"
+
+    def fresh_empty(self, label: str) -> str:
+        """A new, empty database (the caller migrates it)."""
+        name = f"{self.prefix}_{label}"
+        self._create(name)
         return f"postgres:{name}"
 
     def drop(self, url: str) -> None:

@@ -10,6 +10,8 @@
 - ``BENCH_BATCH_SIZE``: ``SMTPRELAY["BATCH_SIZE"]`` (claim size; the app's default if unset).
 - ``BENCH_PUBLISH``: ``1`` makes the backend publish Celery tasks on commit.
 - ``BENCH_WORKDIR``: where lock files go.
+- ``BENCH_ADMIN``: ``1`` adds Django's admin (and what it needs) for the
+  admin-at-scale pages (``bench/admin_steps.py``).
 """
 
 import os
@@ -30,8 +32,37 @@ INSTALLED_APPS += {
     "mailer": ["mailer"],
 }[SUBJECT]
 
+ADMIN = os.environ.get("BENCH_ADMIN") == "1"
+if ADMIN:
+    INSTALLED_APPS = [
+        "django.contrib.admin",
+        "django.contrib.sessions",
+        "django.contrib.messages",
+        *INSTALLED_APPS,
+    ]
+    MIDDLEWARE = [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+    ]
+    ROOT_URLCONF = "bench.urls"
+    ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+    # Sessions in signed cookies: a page view reads no session row, so the
+    # query counts are the pages' own.
+    SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+
 # post_office renders subjects and bodies as templates.
 TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
+if ADMIN:
+    TEMPLATES[0]["OPTIONS"] = {
+        "context_processors": [
+            "django.template.context_processors.request",
+            "django.contrib.auth.context_processors.auth",
+            "django.contrib.messages.context_processors.messages",
+        ]
+    }
 
 _database = os.environ.get("BENCH_DATABASE", f"sqlite:{WORKDIR}/bench.sqlite3")
 _engine, _, _name = _database.partition(":")

@@ -17,7 +17,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..models import Recipient, Route
+from ..models import DeliveryAttempt, Message, Recipient, Route
+from ..replies import Stage
 
 # How many of the latest recipients the offered domains and codes come from.
 SAMPLE = 1000
@@ -103,6 +104,23 @@ class MessageRecipientDomainFilter(RecipientDomainFilter):
         )
 
 
+class SenderDomainFilter(admin.SimpleListFilter):
+    """Messages from one sender domain; the latest messages' domains are offered."""
+
+    title = _("sender domain")
+    parameter_name = "sender_domain"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        recent = Message.objects.order_by("-pk").values_list("sender_domain", flat=True)
+        choices = sorted(set(recent[:SAMPLE]) - {""})[:30]
+        if self.value() and self.value() not in choices:
+            choices.append(self.value())
+        return [(d, d) for d in choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(sender_domain=self.value()) if self.value() else queryset
+
+
 class SmtpCodeFilter(admin.SimpleListFilter):
     """A reply class (4xx, 5xx) or one code; the latest rows' codes are offered."""
 
@@ -170,3 +188,36 @@ class MessageAgeFilter(admin.SimpleListFilter):
             if older
             else queryset.filter(created_at__gte=since)
         )
+
+
+class AttemptRouteFilter(admin.SimpleListFilter):
+    """Attempts over one route, by name: the routes, and those of the latest attempts, are offered.
+
+    Its parameter is the one the dashboard's error links use.
+    """
+
+    title = _("route")
+    parameter_name = "route_name__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        recent = DeliveryAttempt.objects.order_by("-pk").values_list("route_name", flat=True)
+        names = set(Route.objects.values_list("name", flat=True)) | set(recent[:SAMPLE])
+        if self.value():
+            names.add(self.value())
+        return [(name, name) for name in sorted(names)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(route_name=self.value()) if self.value() else queryset
+
+
+class AttemptStageFilter(admin.SimpleListFilter):
+    """The SMTP stage an attempt ended at (the stages are known: nothing is read to list them)."""
+
+    title = _("stage")
+    parameter_name = "stage__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(stage.value, stage.value) for stage in Stage]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(stage=self.value()) if self.value() else queryset

@@ -25,6 +25,7 @@ from .filters import (
     RecipientTimeFilter,
     SmtpCodeFilter,
 )
+from .paginator import HistoryPaginator
 from .queue_badges import short_time, state_badge
 
 # Wrapped at spaces, long words broken only when they must, never squeezed to a
@@ -56,7 +57,8 @@ class RecipientAdmin(PlainHelpTextAdmin):
     search_help_text = _("An address, or @domain for every recipient at a domain.")
     list_select_related = ("message", "route")
     list_per_page = 100
-    show_full_result_count = False  # COUNT(*) over every recipient is slow
+    paginator = HistoryPaginator  # counts stop at a cap (paginator.py)
+    show_full_result_count = False
     ordering = ("-pk",)  # the latest first, along the primary key (no sort of the table)
     fields = (
         "address",

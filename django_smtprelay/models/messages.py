@@ -248,8 +248,9 @@ class Message(models.Model):
                 fields=["status", "priority", "next_attempt_at"], name="smtprelay_msg_due"
             ),
             models.Index(fields=["lease_token"], name="smtprelay_msg_lease"),
-            # The open messages only, by age: the oldest deferred message is one
-            # probe, and the queue's counts a range, however long the history.
+            # The open messages only, by age: the dashboard's oldest deferred is
+            # one probe, the queue's counts and the list filtered by an open state
+            # a range, however long the history; a sent message costs it nothing.
             # (The index on created_at alone would be walked from the oldest sent
             # message on: PostgreSQL picks it for MIN(created_at) ... WHERE status.)
             models.Index(
@@ -319,6 +320,9 @@ class Recipient(models.Model):
         ordering = ("pk",)
         indexes = [
             models.Index(fields=["address"], name="smtprelay_rcpt_address"),
+            # The recipient list's time filters (last hour, day, week): a
+            # range of it, not a scan of every recipient.
+            models.Index(fields=["updated_at"], name="smtprelay_rcpt_updated"),
             # Partial on PostgreSQL and SQLite: most rows have no provider id.
             models.Index(
                 fields=["provider_message_id"],
@@ -358,6 +362,13 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ("-started_at", "-pk")
+        indexes = [
+            # The dashboard's top errors link to a route's attempts with one
+            # outcome since a time: a range of it, not a scan of every attempt.
+            models.Index(
+                fields=["route_name", "outcome", "started_at"], name="smtprelay_attempt_kind"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.route_name}: {self.outcome} {self.smtp_code or ''}".strip()
