@@ -30,6 +30,11 @@ INSTALLED_APPS += {
     "mailer": ["mailer"],
 }[SUBJECT]
 
+# The webhook step posts through Django's test client (bench/webhooks.py).
+ALLOWED_HOSTS = ["testserver"]
+if SUBJECT == "smtprelay":
+    ROOT_URLCONF = "bench.urls"
+
 # post_office renders subjects and bodies as templates.
 TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
 

@@ -110,44 +110,64 @@ def apply(event: Event, *, route_pk: int | None = None) -> str:
         mta_response=event.mta_response[:2000],
         summary=event.summary or {},
     )
-    with transaction.atomic():
+    if event.kind not in FAILING and not _suppresses(event, row.hard):
+        # Most events (delivered, opened, ...) are one insert in one transaction.
         try:
             with transaction.atomic():
                 row.save(force_insert=True)
         except IntegrityError:
             return DUPLICATE  # the same event posted again
+        return APPLIED
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                row.save(force_insert=True)
+        except IntegrityError:
+            return DUPLICATE
         if event.kind in FAILING:
             _fail(recipient, event, at)
         _suppress(recipient.address, event, row.hard)
     return APPLIED
 
 
-def find_recipient(event: Event) -> Recipient | None:
+def find_recipient(event: Event) -> Candidate | None:
     """The recipient an event is about: by our id, the provider's id, or the Message-ID."""
-    fields = ("pk", "address", "status", "message_id")
     address = event.recipient.strip().lower()
+    # Tuples, unordered: the ORM's cheapest read, for a query run on every event.
+    rows = Recipient.objects.order_by()
     ours = parse_smtprelay_id((event.metadata or {}).get(METADATA_KEY))
     if ours is not None:
         message_pk, recipient_pk = ours
-        qs = Recipient.objects.filter(message_id=message_pk).only(*fields)
+        rows = rows.filter(message_id=message_pk)
         if recipient_pk is not None:
-            return qs.filter(pk=recipient_pk).first()
-        return _pick(list(qs[:500]), address)
+            rows = rows.filter(pk=recipient_pk)
+            address = ""  # our own id names the row
+        return _pick(_candidates(rows), address)
     if not event.message_id:
         return None
     ids = _id_forms(event.message_id)
-    scope = Recipient.objects.only(*fields)
     if event.esp:
-        scope = scope.filter(route__esp=event.esp)
-    found = _pick(list(scope.filter(provider_message_id__in=ids)[:500]), address)
+        rows = rows.filter(route__esp=event.esp)
+    found = _pick(_candidates(rows.filter(provider_message_id__in=ids)), address)
     if found is None and "@" in event.message_id:
         # ESPs that keep the message's own Message-ID report by it (Mailgun,
         # SendGrid's smtp-id, Brevo), as does mail sent through their SMTP.
-        found = _pick(list(scope.filter(message__message_id__in=ids)[:500]), address)
+        found = _pick(_candidates(rows.filter(message__message_id__in=ids)), address)
     return found
 
 
-def _pick(candidates: list[Recipient], address: str) -> Recipient | None:
+@dataclass
+class Candidate:
+    pk: int
+    address: str
+    message_id: int
+
+
+def _candidates(rows: Any) -> list[Candidate]:
+    return [Candidate(*row) for row in rows.values_list("pk", "address", "message_id")[:500]]
+
+
+def _pick(candidates: list[Candidate], address: str) -> Candidate | None:
     """The candidate for ``address``; with no address, the only candidate."""
     if address:
         for candidate in candidates:
@@ -184,7 +204,7 @@ def dedupe_key(event: Event) -> str:
 _CODE = re.compile(r"\b([245]\d\d)\b")
 
 
-def _fail(recipient: Recipient, event: Event, at: datetime) -> None:
+def _fail(recipient: Candidate, event: Event, at: datetime) -> None:
     """The recipient failed, even if the relay had accepted it ("delivered")."""
     text = event.mta_response or event.description or event.kind
     code_match = _CODE.search(text)
@@ -212,14 +232,19 @@ def _enhanced(text: str) -> str:
     return match.group(1) if match else ""
 
 
-def _suppress(address: str, event: Event, hard: bool) -> None:
-    source = None
+def _suppresses(event: Event, hard: bool) -> str | None:
+    """The suppression source ``event`` adds, if the settings say it adds one."""
     if event.kind == Kind.BOUNCED and hard and app_settings.suppress_on_hard_bounce:
-        source = Suppression.Source.BOUNCE
-    elif event.kind == Kind.COMPLAINED and app_settings.suppress_on_complaint:
-        source = Suppression.Source.COMPLAINT
-    elif event.kind == Kind.UNSUBSCRIBED and app_settings.suppress_on_unsubscribe:
-        source = Suppression.Source.UNSUBSCRIBE
+        return Suppression.Source.BOUNCE
+    if event.kind == Kind.COMPLAINED and app_settings.suppress_on_complaint:
+        return Suppression.Source.COMPLAINT
+    if event.kind == Kind.UNSUBSCRIBED and app_settings.suppress_on_unsubscribe:
+        return Suppression.Source.UNSUBSCRIBE
+    return None
+
+
+def _suppress(address: str, event: Event, hard: bool) -> None:
+    source = _suppresses(event, hard)
     if source is None:
         return
     detail = event.mta_response or event.description

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from anymail.exceptions import AnymailWebhookValidationFailure
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -40,8 +41,12 @@ def inbound_webhook(request: HttpRequest, route: str) -> HttpResponse:
     return _serve(request, route, "inbound")
 
 
+_FIELDS = ("pk", "name", "esp", "webhook_secret_ciphertext", "webhook_signing_key_ciphertext")
+
+
 def _serve(request: HttpRequest, name: str, which: str) -> HttpResponse:
-    route = Route.objects.filter(name=name).first()
+    # Only what the webhook needs, unordered: this runs for every event an ESP posts.
+    route = Route.objects.filter(name=name).only(*_FIELDS).order_by().first()
     esp = ESPS.get(route.esp) if route is not None else None
     if route is None or esp is None or (which == "inbound" and not esp.inbound):
         raise Http404("No such webhook.")
@@ -57,7 +62,11 @@ def _serve(request: HttpRequest, name: str, which: str) -> HttpResponse:
     view.setup(request)
     token = current_route.set(route)
     try:
-        return view.dispatch(request)
+        # One transaction per post: a batch of events (SendGrid posts up to
+        # a thousand) costs one commit, and a post that fails half-way leaves
+        # nothing behind; the ESP posts it again, and each event applies once.
+        with transaction.atomic():
+            return view.dispatch(request)
     except AnymailWebhookValidationFailure as exc:
         return _refuse(request, route, which, str(exc))
     finally:
