@@ -15,11 +15,12 @@ from datetime import datetime
 from typing import Any
 
 from django.core.cache import caches
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from ..conf import app_settings
 from ..models import Message, Recipient, RecipientEvent, Suppression
+from . import store
 from .ids import METADATA_KEY, parse_smtprelay_id
 
 logger = logging.getLogger("django_smtprelay.tracking")
@@ -96,37 +97,30 @@ def apply(event: Event, *, route_pk: int | None = None) -> str:
         count_unmatched(event, route_pk)
         return UNMATCHED
     at = event.at or timezone.now()
-    hard = event.kind in FAILING and event.hard is not False
-    row = RecipientEvent(
-        recipient_id=recipient.pk,
-        kind=event.kind,
-        at=at,
-        esp=event.esp,
-        source=event.source,
-        event_id=event.event_id[:255],
-        dedupe_key=dedupe_key(event),
-        hard=hard and event.kind == Kind.BOUNCED,
-        description=event.description[:2000],
-        mta_response=event.mta_response[:2000],
-        summary=event.summary or {},
-    )
-    if event.kind not in FAILING and not _suppresses(event, row.hard):
-        # Most events (delivered, opened, ...) are one insert in one transaction.
-        try:
-            with transaction.atomic():
-                row.save(force_insert=True)
-        except IntegrityError:
-            return DUPLICATE  # the same event posted again
-        return APPLIED
+    hard = event.kind in FAILING and event.hard is not False and event.kind == Kind.BOUNCED
+    values = {
+        "recipient": recipient.pk,
+        "kind": event.kind,
+        "at": at,
+        "received_at": timezone.now(),
+        "esp": event.esp[:40],
+        "source": event.source,
+        "event_id": event.event_id[:255],
+        "dedupe_key": dedupe_key(event),
+        "hard": hard,
+        "description": event.description[:2000],
+        "mta_response": event.mta_response[:2000],
+        "summary": event.summary or {},
+    }
+    if event.kind not in FAILING and not _suppresses(event, hard):
+        # Most events (delivered, opened, ...): one statement.
+        return APPLIED if store.insert_event(values) else DUPLICATE
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                row.save(force_insert=True)
-        except IntegrityError:
-            return DUPLICATE
+        if not store.insert_event(values):
+            return DUPLICATE  # the same event posted again
         if event.kind in FAILING:
             _fail(recipient, event, at)
-        _suppress(recipient.address, event, row.hard)
+        _suppress(recipient.address, event, hard)
     return APPLIED
 
 
@@ -148,7 +142,7 @@ def find_recipient(event: Event) -> Candidate | None:
     ids = _id_forms(event.message_id)
     if event.esp:
         rows = rows.filter(route__esp=event.esp)
-    found = _pick(_candidates(rows.filter(provider_message_id__in=ids)), address)
+    found = _pick([Candidate(*row) for row in store.by_provider_id(ids, event.esp)], address)
     if found is None and "@" in event.message_id:
         # ESPs that keep the message's own Message-ID report by it (Mailgun,
         # SendGrid's smtp-id, Brevo), as does mail sent through their SMTP.

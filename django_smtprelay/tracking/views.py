@@ -21,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ..exceptions import SMTPRelayError
 from ..models import Route
+from . import store
 from .esps import ESP, ESPS
 
 logger = logging.getLogger("django_smtprelay.tracking")
@@ -41,12 +42,8 @@ def inbound_webhook(request: HttpRequest, route: str) -> HttpResponse:
     return _serve(request, route, "inbound")
 
 
-_FIELDS = ("pk", "name", "esp", "webhook_secret_ciphertext", "webhook_signing_key_ciphertext")
-
-
 def _serve(request: HttpRequest, name: str, which: str) -> HttpResponse:
-    # Only what the webhook needs, unordered: this runs for every event an ESP posts.
-    route = Route.objects.filter(name=name).only(*_FIELDS).order_by().first()
+    route = store.webhook_route(name)
     esp = ESPS.get(route.esp) if route is not None else None
     if route is None or esp is None or (which == "inbound" and not esp.inbound):
         raise Http404("No such webhook.")
