@@ -127,12 +127,10 @@ def apply(event: Event, *, route_pk: int | None = None) -> str:
 def find_recipient(event: Event) -> Candidate | None:
     """The recipient an event is about: by our id, the provider's id, or the Message-ID."""
     address = event.recipient.strip().lower()
-    # Tuples, unordered: the ORM's cheapest read, for a query run on every event.
-    rows = Recipient.objects.order_by()
     ours = parse_smtprelay_id((event.metadata or {}).get(METADATA_KEY))
     if ours is not None:
         message_pk, recipient_pk = ours
-        rows = rows.filter(message_id=message_pk)
+        rows = Recipient.objects.order_by().filter(message_id=message_pk)
         if recipient_pk is not None:
             rows = rows.filter(pk=recipient_pk)
             address = ""  # our own id names the row
@@ -140,13 +138,14 @@ def find_recipient(event: Event) -> Candidate | None:
     if not event.message_id:
         return None
     ids = _id_forms(event.message_id)
-    if event.esp:
-        rows = rows.filter(route__esp=event.esp)
     found = _pick([Candidate(*row) for row in store.by_provider_id(ids, event.esp)], address)
     if found is None and "@" in event.message_id:
         # ESPs that keep the message's own Message-ID report by it (Mailgun,
         # SendGrid's smtp-id, Brevo), as does mail sent through their SMTP.
-        found = _pick(_candidates(rows.filter(message__message_id__in=ids)), address)
+        rows = Recipient.objects.order_by().filter(message__message_id__in=ids)
+        if event.esp:
+            rows = rows.filter(route__esp=event.esp)
+        found = _pick(_candidates(rows), address)
     return found
 
 
