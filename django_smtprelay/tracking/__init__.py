@@ -8,6 +8,20 @@ record them on the recipients. The sending side tags each message with our
 own id (:mod:`.ids`) where an ESP echoes it back.
 """
 
-from .ids import HEADER, METADATA_KEY, esp_metadata, parse_smtprelay_id, smtprelay_id
+from .ids import (
+    HEADER,
+    METADATA_KEY,
+    esp_metadata,
+    parse_smtprelay_id,
+    smtp_tracking_headers,
+    smtprelay_id,
+)
 
-__all__ = ["HEADER", "METADATA_KEY", "esp_metadata", "parse_smtprelay_id", "smtprelay_id"]
+__all__ = [
+    "HEADER",
+    "METADATA_KEY",
+    "esp_metadata",
+    "parse_smtprelay_id",
+    "smtp_tracking_headers",
+    "smtprelay_id",
+]

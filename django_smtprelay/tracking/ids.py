@@ -9,6 +9,7 @@ the provider's message id.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 
@@ -50,3 +51,26 @@ def esp_metadata(
     """
     merge = {address: {METADATA_KEY: smtprelay_id(message_pk, pk)} for pk, address in recipients}
     return {METADATA_KEY: smtprelay_id(message_pk)}, merge
+
+
+def smtp_tracking_headers(esp: str, message_pk: int) -> dict[str, str]:
+    """Headers that make an ESP's SMTP endpoint echo our id in its webhook events.
+
+    For mail sent to an ESP over SMTP (no anymail metadata there): each ESP
+    reads its own header into the event's metadata. Every ESP also gets
+    ``X-SMTPRelay-ID``, which returned bounces (DSNs) carry back.
+    """
+    ours = smtprelay_id(message_pk)
+    metadata = json.dumps({METADATA_KEY: ours}, separators=(",", ":"))
+    headers = {HEADER: ours}
+    extra = {
+        "amazon_ses": {"X-Metadata": metadata},  # event publishing returns the headers
+        "postmark": {f"X-PM-Metadata-{METADATA_KEY}": ours},
+        "mailgun": {"X-Mailgun-Variables": metadata},
+        "sendgrid": {
+            "X-SMTPAPI": json.dumps({"unique_args": {METADATA_KEY: ours}}, separators=(",", ":"))
+        },
+        "brevo": {"X-Mailin-custom": metadata},
+        "mailjet": {"X-MJ-EventPayload": metadata},
+    }.get(esp, {})
+    return {**headers, **extra}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from anymail.webhooks.postmark import PostmarkTrackingWebhookView
@@ -46,3 +47,22 @@ def test_our_ids_round_trip():
         "a@x.example": {"smtprelay_id": "smtprelay-9.1"},
         "b@x.example": {"smtprelay_id": "smtprelay-9.2"},
     }
+
+
+def test_the_smtp_headers_bring_our_id_back_in_an_ses_event(client, esp_route, accepted):
+    """SES event publishing returns the message's headers; anymail reads X-Metadata from them."""
+    from django_smtprelay.tracking import smtp_tracking_headers
+    from tests.tracking.conftest import post
+
+    route = esp_route("amazon_ses")
+    message = accepted(route, ["ann@example.net"])  # no provider id kept
+    headers = smtp_tracking_headers("amazon_ses", message.pk)
+    assert headers["X-SMTPRelay-ID"] == f"smtprelay-{message.pk}"
+    body, content_type, sns_headers = payloads.ses_bounce("ses-id-unknown", ["ann@example.net"])
+    envelope = json.loads(body)
+    ses_event = json.loads(envelope["Message"])
+    ses_event["mail"]["headers"] += [{"name": k, "value": v} for k, v in headers.items()]
+    envelope["Message"] = json.dumps(ses_event)
+    response = post(client, route, (json.dumps(envelope).encode(), content_type, sns_headers))
+    assert response.status_code == 200
+    assert message.recipients.get().status == Recipient.Status.FAILED
