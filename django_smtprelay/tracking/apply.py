@@ -12,6 +12,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.core.cache import caches
@@ -97,7 +98,9 @@ def apply(event: Event, *, route_pk: int | None = None) -> str:
         count_unmatched(event, route_pk)
         return UNMATCHED
     at = event.at or timezone.now()
-    hard = event.kind in FAILING and event.hard is not False and event.kind == Kind.BOUNCED
+    if timezone.is_naive(at):  # an ESP's timestamp without a zone is UTC
+        at = timezone.make_aware(at, dt_timezone.utc)
+    hard = event.kind == Kind.BOUNCED and event.hard is not False
     values = {
         "recipient": recipient.pk,
         "kind": event.kind,

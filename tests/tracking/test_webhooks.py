@@ -357,3 +357,18 @@ def test_sendgrid_bad_credentials_are_refused(client, esp_route, accepted):
     )
     assert post(client, route, payload, credentials="hooks:guess").status_code == 401
     assert post(client, route, payload, credentials=None).status_code == 401
+
+
+def test_an_event_without_a_time_zone_is_taken_as_utc(esp_route, accepted):
+    from datetime import datetime
+
+    from django_smtprelay.tracking.apply import APPLIED, Event, apply
+
+    route = esp_route("postmark")
+    accepted(route, ["ann@example.net"], provider_id=PM_ID)
+    naive = datetime(2026, 11, 30, 10, 0, 0)
+    event = Event(
+        kind="opened", esp="postmark", recipient="ann@example.net", message_id=PM_ID, at=naive
+    )
+    assert apply(event) == APPLIED
+    assert RecipientEvent.objects.get().at.isoformat() == "2026-11-30T10:00:00+00:00"
