@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext as _
 
 from ..exceptions import SMTPRelayError
 from ..models import Route
@@ -65,11 +67,15 @@ def webhook_panel(request: HttpRequest, route: Route) -> WebhookPanel | None:
         has_secret = has_key = False
         problem = str(exc)
     needs_key = bool(esp.signing_kwarg)
+    if not problem and esp.key == "amazon_ses" and importlib.util.find_spec("boto3") is None:
+        problem = _(
+            'anymail\'s Amazon SES webhooks need boto3: pip install "django-anymail[amazon-ses]"'
+        )
     if not problem:
         if needs_key and not has_key:
-            problem = "no signing key is stored: every post is refused"
+            problem = _("no signing key is stored: every post is refused")
         elif not needs_key and not has_secret:
-            problem = "no webhook credentials are stored: every post is refused"
+            problem = _("no webhook credentials are stored: every post is refused")
     return WebhookPanel(
         esp=esp.label,
         setup=esp.setup,
