@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import apply as applying
-from . import dsn
-from .esps import BY_ANYMAIL_NAME
-from .views import current_route
+from .context import current_route
 
 
 def _context(esp_name: str) -> tuple[str, int | None]:
+    from .esps import BY_ANYMAIL_NAME
+
     route = current_route.get()
     if route is not None:
         return route.esp, route.pk
@@ -22,11 +21,15 @@ def _context(esp_name: str) -> tuple[str, int | None]:
 
 
 def on_tracking(sender: Any, event: Any, esp_name: str = "", **kwargs: Any) -> None:
+    from . import apply as applying  # imported on first use: start-up stays light
+
     esp, route_pk = _context(esp_name)
     applying.apply(applying.from_anymail(event, esp), route_pk=route_pk)
 
 
 def on_inbound(sender: Any, event: Any, esp_name: str = "", **kwargs: Any) -> None:
+    from . import dsn
+
     message = getattr(event, "message", None)
     if message is None:
         return

@@ -11,7 +11,6 @@ credentials only after one).
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
 from typing import Any
 
 from anymail.exceptions import AnymailWebhookValidationFailure
@@ -22,12 +21,10 @@ from django.views.decorators.csrf import csrf_exempt
 from ..exceptions import SMTPRelayError
 from ..models import Route
 from . import store
+from .context import current_route
 from .esps import ESP, ESPS
 
 logger = logging.getLogger("django_smtprelay.tracking")
-
-#: The route whose webhook is being served, for the signal receivers.
-current_route: ContextVar[Route | None] = ContextVar("smtprelay_webhook_route", default=None)
 
 
 @csrf_exempt
