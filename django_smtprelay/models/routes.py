@@ -18,6 +18,11 @@ from ..validators import (
 )
 
 
+def webhook_destination(name: str, esp: str) -> str:
+    """What a route's webhook credentials are sealed to: its webhook URL (name) and ESP."""
+    return f"webhook {name} for {esp or 'no ESP'}"
+
+
 class Route(models.Model):
     """One way out: an SMTP smarthost (later: an ESP API, or direct MX)."""
 
@@ -225,7 +230,7 @@ class Route(models.Model):
 
         Renaming the route (its URL) or changing its ESP asks for them again.
         """
-        return f"webhook {self.name} for {self.esp or 'no ESP'}"
+        return webhook_destination(self.name, self.esp)
 
     @property
     def webhook_secret(self) -> str:

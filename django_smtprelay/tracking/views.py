@@ -19,7 +19,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from ..exceptions import SMTPRelayError
-from ..models import Route
 from . import store
 from .context import current_route
 from .esps import ESP, ESPS
@@ -67,7 +66,7 @@ def _serve(request: HttpRequest, name: str, which: str) -> HttpResponse:
         current_route.reset(token)
 
 
-def _credentials(route: Route, esp: ESP, which: str) -> dict[str, Any] | None:
+def _credentials(route: store.WebhookRoute, esp: ESP, which: str) -> dict[str, Any] | None:
     """anymail's view keywords for the route's own secrets (None: the route has none)."""
     basic = route.webhook_secret
     signing = route.webhook_signing_key
@@ -83,7 +82,9 @@ def _credentials(route: Route, esp: ESP, which: str) -> dict[str, Any] | None:
     return kwargs
 
 
-def _refuse(request: HttpRequest, route: Route, which: str, reason: str) -> HttpResponse:
+def _refuse(
+    request: HttpRequest, route: store.WebhookRoute, which: str, reason: str
+) -> HttpResponse:
     logger.warning(
         "Refused a %s webhook post to route %s (%s) from %s: %s",
         which,

@@ -372,3 +372,18 @@ def test_an_event_without_a_time_zone_is_taken_as_utc(esp_route, accepted):
     )
     assert apply(event) == APPLIED
     assert RecipientEvent.objects.get().at.isoformat() == "2026-11-30T10:00:00+00:00"
+
+
+def test_two_copies_racing_past_the_read_are_one_event(esp_route, accepted, monkeypatch):
+    """The read that spares a retry its write can be passed by a concurrent copy:
+    the insert-or-ignore settles it, with no error and one row."""
+    from django_smtprelay.tracking import store
+    from django_smtprelay.tracking.apply import APPLIED, DUPLICATE, Event, apply
+
+    route = esp_route("postmark")
+    accepted(route, ["ann@example.net"], provider_id=PM_ID)
+    event = Event(kind="clicked", esp="postmark", recipient="ann@example.net", message_id=PM_ID)
+    monkeypatch.setattr(store, "_seen_sql", lambda alias: "SELECT 1 WHERE 1 = 0 AND %s = ''")
+    assert apply(event) == APPLIED
+    assert apply(event) == DUPLICATE
+    assert RecipientEvent.objects.count() == 1
