@@ -73,6 +73,14 @@ DEFAULTS: dict[str, Any] = {
     # in all. Past either, the check ends with a "check.incomplete" finding.
     "DOMAIN_CHECK_MAX_QUERIES": 500,
     "DOMAIN_CHECK_TIMEOUT": 60.0,
+    # The MTA-STS policy fetch (https://mta-sts.<domain>/.well-known/mta-sts.txt):
+    # seconds for the whole exchange, and the largest policy read.
+    "MTA_STS_TIMEOUT": 10.0,
+    "MTA_STS_MAX_BYTES": 65536,
+    # For tests only: the HTTPS port of the policy host, and a CA file to trust
+    # instead of the system's (which also lets the policy host be a loopback address).
+    "MTA_STS_PORT": 443,
+    "MTA_STS_CA_FILE": "",
     # Route health (django_smtprelay.health). Circuit breakers, rate limits and
     # health scores share state through this cache. LocMemCache is per process:
     # fine for one worker; with several workers use Redis (or another shared cache).
@@ -98,6 +106,13 @@ DEFAULTS: dict[str, Any] = {
     # more than this many days ago are purged (the message rows, their recipients
     # and the statistics stay). None keeps everything for ever.
     "RETENTION_DAYS": 30,
+    # The bearer token that the metrics view (django_smtprelay.urls, "metrics/")
+    # accepts, as "Authorization: Bearer <token>". None: only logged-in staff.
+    # A secret: keep it out of the code (read it from the environment).
+    "METRICS_TOKEN": None,
+    # The health check (django_smtprelay.contrib.health_check) fails when a due
+    # queued message has waited longer than this many seconds.
+    "HEALTH_CHECK_QUEUED_SECONDS": 900,
 }
 
 
@@ -277,6 +292,31 @@ class AppSettings:
         return float(_number("DOMAIN_CHECK_TIMEOUT", minimum=0.01))
 
     @property
+    def mta_sts_timeout(self) -> float:
+        """Seconds the MTA-STS policy fetch may take, connection to last byte."""
+        return float(_number("MTA_STS_TIMEOUT", minimum=0.01))
+
+    @property
+    def mta_sts_max_bytes(self) -> int:
+        """The largest MTA-STS policy read; a larger one is reported, not read."""
+        return int(_number("MTA_STS_MAX_BYTES", minimum=1))
+
+    @property
+    def mta_sts_port(self) -> int:
+        """The policy host's HTTPS port: 443 except in tests."""
+        port = get_config()["MTA_STS_PORT"]
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise ImproperlyConfigured(
+                f"SMTPRELAY['MTA_STS_PORT'] must be a port number (1-65535), got {port!r}."
+            )
+        return port
+
+    @property
+    def mta_sts_ca_file(self) -> str:
+        """A CA file trusted for the policy host instead of the system's (tests only)."""
+        return str(get_config()["MTA_STS_CA_FILE"] or "")
+
+    @property
     def cache_alias(self) -> str:
         """Cache (an alias of CACHES) that route health state is shared through."""
         alias = get_config()["CACHE_ALIAS"]
@@ -371,6 +411,28 @@ class AppSettings:
         if get_config()["RETENTION_DAYS"] is None:
             return None
         return timedelta(days=_number("RETENTION_DAYS", minimum=1))
+
+    @property
+    def metrics_token(self) -> str | None:
+        """The bearer token the metrics view accepts; None: staff sessions only."""
+        token = get_config()["METRICS_TOKEN"]
+        # The value is a secret: the errors name its type and length, never the value.
+        if token is not None and (not isinstance(token, str) or not token.strip()):
+            raise ImproperlyConfigured(
+                f"SMTPRELAY['METRICS_TOKEN'] must be None or a non-blank string, got "
+                f"a {type(token).__name__}."
+            )
+        if token is not None and token != token.strip():
+            raise ImproperlyConfigured(
+                "SMTPRELAY['METRICS_TOKEN'] starts or ends with white space (a newline read "
+                "from a file?): strip it."
+            )
+        return token
+
+    @property
+    def health_check_queued(self) -> timedelta:
+        """How long a due queued message may wait before the health check fails."""
+        return timedelta(seconds=_number("HEALTH_CHECK_QUEUED_SECONDS", minimum=1))
 
 
 app_settings = AppSettings()

@@ -7,9 +7,12 @@ does the same for a connection that gave no reply.
 How a reply is read:
 
 1. The enhanced code is taken from the start of the text (``#5.1.0``, one code
-   per line of a multi-line reply) unless the caller passes it. Where it
-   disagrees with the basic code on the class, it wins: ``550 4.2.2`` is
-   temporary and ``450 5.1.1`` is permanent. That class is "the class" below.
+   per line of a multi-line reply) unless the caller passes it. The *basic*
+   code says whether to retry (RFC 3463 section 2: the class is what the
+   basic code says; MTAs such as Postfix rewrite the enhanced code's first
+   digit to match it): ``550 4.2.2`` is a permanent reply and ``450 5.1.1`` a
+   temporary one; the enhanced code still tells what happened. That class is
+   "the class" below.
 2. No reply at all is a route fault, or ``uncertain`` after the final dot. 2xx
    and 3xx are accepted. A code outside 200-599 is a broken relay, and
    ``uncertain`` after the final dot (the relay may have taken the message).
@@ -18,10 +21,14 @@ How a reply is read:
 
    - what the text says about the *sending* side wins over the code: a
      content-domain listing (Spamhaus DBL, URIBL) is about the message; a
-     blocklist or the sending IP's reputation, and SPF/DKIM/DMARC/PTR
-     failures, are about the route, so another route may succeed;
+     5xx rate limit ("connection frequency limited", "too many messages")
+     throttles the route and retries later; a blocklist, the sending IP's
+     reputation, a refused sending host or network, SPF/DKIM/DMARC/PTR
+     failures and relaying denied are about the route: another route may
+     succeed, and the recipient fails (for a 5xx) only when none is left;
+   - an ESP refusing the route's account (not authorized, sender not
+     verified, sending paused) is a route fault that never fails a recipient;
    - relay-side limits, AUTH failures, 421, and any refusal before MAIL;
-   - relaying denied and senders the relay account may not use;
    - split the transaction for "too many recipients", then the recipient's
      address (x.1.1, x.1.10, ...) and mailbox (x.2.1), which win over 500-504;
    - 500-504 after the final dot concern the message: it fails once no other
@@ -192,31 +199,74 @@ RF, TR, PE = Outcome.ROUTE_FAULT, Outcome.TRANSIENT, Outcome.PERMANENT
 RULES: tuple[Rule, ...] = (
     Rule("content_domain_listed", _CONTENT, "a domain in the message is on a blocklist",
          classes="5", text=_re(r"\b(?:DBL|SURBL|URIBL)\b")),
+    # Some large receivers send their rate limits as 5xx: the route slows
+    # down and the message is retried later (another route may take it now).
+    Rule("rate_limited", RF, "the receiver limits how fast this route may send", throttle=True,
+         codes=range(500, 600),
+         text=_re(r"rate[- ]?limit|frequency limit|too frequent|throttl|unusual sending activity",
+                  r"too many (?:messages|mails|e-?mails|connections|sessions|concurrent)",
+                  r"(?:sending|send|message|submission|connection) ?(?:rate|quota|limit) ?"
+                  r"(?:exceeded|reached)",
+                  r"(?:daily|hourly) (?:user )?(?:sending |message )?(?:quota|limit)",
+                  r"maximum credits|credits exceeded")),
     Rule("ip_reputation", RF, "the sending IP is blocklisted or has a poor reputation",
          last_by_class=True, enhanced=_re(r"5\.7\.6(?:0[6-9]|[1-4]\d)$"),
          text=_re(r"spamhaus|barracuda|spamcop|\bsorbs\b|\bRBL\b|\bDNSBLs?\b",
                   r"listed (?:at|on|in|by)\b|blocked using|block ?list|black ?list",
                   r"poor reputation|\bIP reputation|reputation of (?:the |your )?sending IP",
                   r"unusual rate of unsolicited mail originating from your IP",
-                  r"banned sending IP|IP not in (?:whitelist|allowlist)",
+                  r"banned sending IP|banned sender|IP not in (?:whitelist|allowlist)",
                   r"IP you're using to send mail is not authorized",
                   r"(?:from|of) (?:this|your|the sending) IP\b",
                   r"messages from \[?[\d.:a-f]+\]? (?:will be )?"
                   r"(?:temporarily|permanently) deferred")),
+    # A block of the sending host or network, in the receiver's own words.
+    Rule("sending_host_refused", RF, "the receiver refuses the sending host or network",
+         last_by_class=True,
+         text=_re(r"client host (?:\[[^\]]*\] )?(?:rejected|blocked|refused)|client blocked",
+                  r"cannot find your (?:reverse )?host ?name|helo command rejected",
+                  r"(?:host|client|sender|sending|your|source) (?:IP|network|host)(?: address)?"
+                  r"\b(?:[^.;\n]|\.\d){0,40}?\b(?:not (?:allowed|permitted|accepted)|blocked|"
+                  r"refused|rejected|banned|denied)",
+                  r"connections? (?:will )?not (?:be )?accepted from",
+                  r"your access to (?:this mail system|submit messages)",
+                  r"block\w*\W[^\n]{0,80}?https?://\S*(?:ipcheck|dnsbl|lookup|query|reputation)",
+                  r"https?://\S*[?&]ip=[\d.:a-f]{3,}")),
     Rule("sender_authentication", RF, "SPF, DKIM, DMARC or reverse DNS failed for this route",
          last_by_class=True, enhanced=_re(r"[45]\.7\.2[0-6]$"),
-         text=_re(r"\b(?:SPF|DKIM|DMARC)\b|\bPTR record|reverse DNS|sender is unauthenticated")),
+         text=_re(r"\b(?:SPF|DKIM|DMARC|PTR)\b|reverse DNS|sender is unauthenticated")),
+    Rule("relay_denied", RF, "the relay will not relay for us", last_by_class=True,
+         text=_re(r"relay(?:ing)?(?: access)? (?:is )?(?:denied|not permitted|not allowed|"
+                  r"prohibited)|(?:not permitted|unable) to relay|do not relay|not a gateway",
+                  r"relaying (?:mail )?to \S+ (?:is )?not allowed")),
+    # An ESP's endpoint refusing what the route's account may do: the route
+    # must be fixed, the recipient is not at fault.
+    Rule("account_refused", RF, "the relay account may not send (permissions or account state)",
+         stages=_ANY - {Stage.RCPT},
+         text=_re(r"not authori[sz]ed to (?:perform|send from|use)",
+                  r"(?:your|sending) (?:\w+ )?account\b[^.\n]{0,30}?\b(?:paused|suspended|disabled|"
+                  r"deactivated|terminated|blocked|under review|on probation|not (?:yet )?"
+                  r"(?:active|activated|enabled|approved|verified))",
+                  r"(?:paused|suspended|disabled) for (?:this|your) account",
+                  r"account (?:is |has been )?(?:paused|suspended|deactivated|terminated|"
+                  r"under review|pending approval)",
+                  r"sending (?:is |has been )?(?:paused|suspended|disabled)",
+                  r"outgoing (?:mail |email )?blocked|pending approval",
+                  r"(?:not|un)verified (?:sender|domain|identity)|not verified for (?:this|your) "
+                  r"account",
+                  r"domain (?:\S+ )?is not allowed to send",
+                  r"configuration set (?:\S+ )?does not exist",
+                  r"permission denied|do(?:es)? not have permission")),
     Rule("route_limit", RF, "the relay's sending limit is reached", codes=range(400, 500),
          throttle=True,
          text=_re(r"throttl|sending rate|relay limit|(?:daily|hourly) (?:message |sending )?"
-                  r"(?:quota|limit)|message quota|maximum credits|credits exceeded")),
+                  r"(?:quota|limit)|message quota|maximum credits|credits exceeded",
+                  r"received this hour|too frequent connects",
+                  r"(?:per (?:second|minute|hour)|rate) limit exceeded")),
     Rule("auth_failed", RF, "the relay refused our credentials", codes=(530, 534, 535, 538)),
     Rule("auth_or_tls_unavailable", RF, "the relay cannot do AUTH or TLS now", codes=(454,)),
     Rule("service_closing", TR, "the server is closing the session", codes=(421,)),
     Rule("session_refused", RF, "the relay refused the session", stages=_SESSION),
-    Rule("relay_denied", RF, "the relay will not relay for us",
-         text=_re(r"relay(?:ing)?(?: access)? (?:is )?(?:denied|not permitted|not allowed|"
-                  r"prohibited)|(?:not permitted|unable) to relay|do not relay")),
     Rule("sender_not_allowed", RF, "the relay account may not send as this sender",
          stages=_MESSAGE,
          text=_re(r"not verified|identities failed|sender identity|sender signature",
@@ -228,7 +278,8 @@ RULES: tuple[Rule, ...] = (
                   r"multiple destination domains per transaction")),
     Rule("recipient_address", _BY_CLASS, "the recipient's address is not valid",
          stages=frozenset({Stage.RCPT, Stage.DOT}),
-         enhanced=_re(r"[45]\.1\.(?:1|2|3|6|10)$")),
+         enhanced=_re(r"[45]\.1\.(?:1|2|3|6|10)$"),
+         text=_re(r"bad (?:recipient |destination )?address syntax")),
     Rule("mailbox_unavailable", _BY_CLASS, "the recipient's mailbox is disabled or not taking mail",
          stages=frozenset({Stage.RCPT, Stage.DOT}), enhanced=_re(r"[45]\.2\.1$")),
     # After the final dot, a syntax error concerns the message itself (a line
@@ -290,7 +341,8 @@ def classify(
                 Outcome.UNCERTAIN, f"unreadable reply to the final dot ({code})", session_over=True
             )
         return Verdict(RF, f"unreadable reply at {stage} ({code})", if_last_route=TR)
-    klass = enhanced[0] if enhanced[:1] in ("4", "5") else str(code)[0]
+    # The basic code decides whether to retry (RFC 3463 section 2).
+    klass = str(code)[0]
     rule = next(r for r in RULES if r.matches(stage, code, klass, enhanced, text or ""))
     by_class = TR if klass == "4" else PE
     outcome = {_CONTENT: content_rejection, _BY_CLASS: by_class}.get(rule.outcome, rule.outcome)

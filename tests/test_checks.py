@@ -33,3 +33,14 @@ def test_bad_encryption_keys_are_an_error(settings):
 def test_derived_key_is_reported_as_info(settings):
     settings.SMTPRELAY = {}
     assert "smtprelay.I001" in ids()
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("tok-en-secret\n", "white space"), ("   ", "non-blank"), (b"tok-en-secret", "bytes")],
+)
+def test_a_bad_metrics_token_is_an_error_that_does_not_show_it(settings, value, says):
+    settings.SMTPRELAY = {"METRICS_TOKEN": value}
+    messages = [m for m in run_checks() if m.id == "smtprelay.E001"]
+    assert messages and says in messages[0].msg and "METRICS_TOKEN" in messages[0].msg
+    assert "tok-en-secret" not in messages[0].msg + messages[0].hint

@@ -24,293 +24,7 @@ from django_smtprelay.replies import (
     parse_enhanced,
 )
 
-D, T, P, RF, U = (
-    Outcome.DELIVERED,
-    Outcome.TRANSIENT,
-    Outcome.PERMANENT,
-    Outcome.ROUTE_FAULT,
-    Outcome.UNCERTAIN,
-)
-FLAGS = ("throttle", "split", "session_over", "same_route", "capped")
-
-
-def r(provider, stage, code, text, outcome, last=None, **flags):
-    """One row: ``last`` is the outcome when no other route is left."""
-    assert set(flags) <= set(FLAGS), flags
-    enhanced = parse_enhanced(text)[0] or "none"
-    return pytest.param(
-        stage, code, text, outcome, last, flags, id=f"{provider}-{stage}-{code}-{enhanced}"
-    )
-
-
-# fmt: off
-REPLIES = [
-    # Gmail / Google Workspace
-    r("gmail", Stage.DOT, 250, "2.0.0 OK  1700000000 a1si123456 - gsmtp", D),
-    r("gmail", Stage.RCPT, 550,
-      "5.1.1 The email account that you tried to reach does not exist. Please try\n"
-      "5.1.1 double-checking the recipient's email address for typos or\n"
-      "5.1.1 unnecessary spaces. Learn more at\n"
-      "5.1.1  https://support.google.com/mail/?p=NoSuchUser a1si123456 - gsmtp", P),
-    r("gmail", Stage.RCPT, 550,
-      "5.2.1 The email account that you tried to reach is disabled. Learn more at\n"
-      "5.2.1  https://support.google.com/mail/?p=DisabledUser a1si123456 - gsmtp", P),
-    r("gmail", Stage.RCPT, 550, "#5.1.0 Address rejected.", P),
-    r("gmail", Stage.RCPT, 452,
-      "4.2.2 The email account that you tried to reach is over quota. Please direct\n"
-      "4.2.2 the recipient to\n"
-      "4.2.2  https://support.google.com/mail/?p=OverQuotaTemp a1si123456 - gsmtp",
-      T, capped=True),
-    r("gmail", Stage.RCPT, 552,
-      "5.2.2 The recipient's inbox is out of storage space. Please direct the\n"
-      "5.2.2 recipient to\n"
-      "5.2.2  https://support.google.com/mail/?p=OverQuotaPerm a1si123456 - gsmtp",
-      T, capped=True),
-    r("gmail", Stage.DOT, 552,
-      "5.2.3 Your message exceeded Google's message size limits. Please visit\n"
-      "5.2.3  https://support.google.com/mail/?p=MaxSizeError to view our size\n"
-      "5.2.3 guidelines. a1si123456 - gsmtp", RF, P),
-    r("gmail", Stage.RCPT, 452,
-      "4.5.3 Your message has too many recipients. For more information regarding\n"
-      "4.5.3 Google's sending limits, visit\n"
-      "4.5.3  https://support.google.com/mail/?p=TooManyRecipientsError - gsmtp",
-      T, split=True),
-    r("gmail", Stage.RCPT, 452,
-      "4.5.3 Domain policy size per transaction exceeded, please try this recipient "
-      "in a separate transaction.", T, split=True),
-    r("gmail", Stage.RCPT, 451,
-      "4.3.0 Multiple destination domains per transaction is unsupported. Please try again.",
-      T, split=True),
-    r("gmail", Stage.MAIL, 421,
-      "4.7.0 [203.0.113.5      15] Our system has detected an unusual rate of\n"
-      "4.7.0 unsolicited mail originating from your IP address. To protect our\n"
-      "4.7.0 users from spam, mail sent from your IP address has been temporarily\n"
-      "4.7.0 rate limited. Please visit\n"
-      "4.7.0  https://support.google.com/mail/?p=UnsolicitedRateLimitError to\n"
-      "4.7.0 review our Bulk Email Senders Guidelines. a1si123456 - gsmtp",
-      RF, T, throttle=True, session_over=True),
-    r("gmail", Stage.RCPT, 550,
-      "5.7.1 [203.0.113.5      15] Our system has detected an unusual rate of\n"
-      "5.7.1 unsolicited mail originating from your IP address. To protect our\n"
-      "5.7.1 users from spam, mail sent from your IP address has been blocked.\n"
-      "5.7.1 Please visit\n"
-      "5.7.1  https://support.google.com/mail/?p=UnsolicitedIPError to review our\n"
-      "5.7.1 Bulk Email Senders Guidelines. a1si123456 - gsmtp", RF, P),
-    r("gmail", Stage.RCPT, 550,
-      "5.7.1 [203.0.113.5] The IP you're using to send mail is not authorized to\n"
-      "5.7.1 send email directly to our servers. Please use the SMTP relay at your\n"
-      "5.7.1 service provider instead. Learn more at\n"
-      "5.7.1  https://support.google.com/mail/?p=NotAuthorizedError - gsmtp", RF, P),
-    r("gmail", Stage.GREETING, 421,
-      "4.7.0 IP not in whitelist for RCPT domain, closing connection.",
-      RF, T, throttle=True, session_over=True),
-    r("gmail", Stage.GREETING, 421, "4.7.0 Try again later, closing connection.",
-      T, throttle=True, session_over=True),
-    r("gmail", Stage.DOT, 421, "4.3.0 Temporary System Problem.  Try again later (10).",
-      T, throttle=True, session_over=True),
-    r("gmail", Stage.RCPT, 450,
-      "4.2.1 The user you are trying to contact is receiving mail too quickly.\n"
-      "4.2.1 Please resend your message at a later time. If the user is able to\n"
-      "4.2.1 receive mail at that time, your message will be delivered.", T),
-    r("gmail-relay", Stage.RCPT, 450,
-      "4.2.1 Peak SMTP relay limit exceeded for customer. For more information on\n"
-      "4.2.1 SMTP relay sending limits please contact your administrator.",
-      RF, T, throttle=True),
-    r("gmail", Stage.AUTH, 535,
-      "5.7.8 Username and Password not accepted. Learn more at\n"
-      "5.7.8  https://support.google.com/mail/?p=BadCredentials a1si123456 - gsmtp", RF),
-    r("gmail", Stage.AUTH, 534,
-      "5.7.9 Application-specific password required. Learn more at\n"
-      "5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor - gsmtp", RF),
-    r("gmail", Stage.AUTH, 454,
-      "4.7.0 Cannot authenticate due to temporary system problem. Try again later.", RF),
-    r("gmail", Stage.MAIL, 530,
-      "5.7.0 Authentication Required. Learn more at\n"
-      "5.7.0  https://support.google.com/mail/?p=WantAuthError a1si123456 - gsmtp", RF),
-    r("gmail", Stage.DOT, 550,
-      "5.7.26 This mail has been blocked because the sender is unauthenticated.\n"
-      "5.7.26 Gmail requires all senders to authenticate with either SPF or DKIM.",
-      RF, P),
-    r("gmail", Stage.DOT, 550,
-      "5.7.25 [203.0.113.5] The IP address sending this message does not have a\n"
-      "5.7.25 PTR record setup, or the corresponding forward DNS entry does not\n"
-      "5.7.25 point to the sending IP. As a policy, Gmail does not accept messages\n"
-      "5.7.25 from IPs with missing PTR records.", RF, P),
-    r("gmail", Stage.DOT, 552,
-      "5.7.0 This message was blocked because its content presents a potential\n"
-      "5.7.0 security issue. Please visit\n"
-      "5.7.0  https://support.google.com/mail/?p=BlockedMessage to review our\n"
-      "5.7.0 message content and attachment content guidelines.", P),
-    r("gmail", Stage.DOT, 550,
-      "5.7.1 [203.0.113.5] Our system has detected that this message is\n"
-      "5.7.1 likely unsolicited mail. To reduce the amount of spam sent to Gmail,\n"
-      "5.7.1 this message has been blocked.", P),
-    # Outlook.com / Microsoft 365 / Exchange
-    r("outlook", Stage.RCPT, 550,
-      "5.5.0 Requested action not taken: mailbox unavailable (S2017062302). "
-      "[DM6NAM12FT056.eop-nam12.prod.protection.outlook.com]", P),
-    r("m365", Stage.RCPT, 550,
-      "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup", P),
-    r("outlook", Stage.MAIL, 550,
-      "5.7.1 Unfortunately, messages from [203.0.113.5] weren't sent. Please contact your "
-      "Internet service provider since part of their network is on our block list (S3140). "
-      "You can also refer your provider to "
-      "http://mail.live.com/mail/troubleshooting.aspx#errors. "
-      "[DM6NAM12FT056.eop-nam12.prod.protection.outlook.com]", RF, P),
-    r("m365", Stage.MAIL, 550,
-      "5.7.606 Access denied, banned sending IP [203.0.113.5]. To request removal from this "
-      "list please visit https://sender.office.com/ and follow the directions.", RF, P),
-    r("outlook", Stage.DOT, 451,
-      "4.7.650 The mail server [203.0.113.5] has been temporarily rate limited due to IP "
-      "reputation. For e-mail delivery information, see https://postmaster.live.com (S775)",
-      RF, T),
-    r("outlook", Stage.MAIL, 451,
-      "4.7.500 Server busy. Please try again later from [203.0.113.5]. (S77714)", T),
-    r("m365", Stage.AUTH, 535, "5.7.3 Authentication unsuccessful [BN6PR1201CA0001.namprd12]",
-      RF),
-    r("m365", Stage.AUTH, 535,
-      "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the "
-      "Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.", RF),
-    r("m365", Stage.DOT, 550,
-      "5.7.60 SMTP; Client does not have permissions to send as this sender", RF),
-    r("exchange", Stage.RCPT, 550, "5.7.54 SMTP; Unable to relay recipient in non-accepted domain",
-      RF),
-    r("m365", Stage.RCPT, 550, "5.7.64 TenantAttribution; Relay Access Denied", RF),
-    r("exchange", Stage.DOT, 552, "5.3.4 Message size exceeds fixed maximum message size", RF, P),
-    r("m365", Stage.MAIL, 550,
-      "5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.", RF, P),
-    # Yahoo / AOL
-    r("yahoo", Stage.MAIL, 421,
-      "4.7.0 [TSS04] Messages from 203.0.113.5 temporarily deferred due to unexpected volume "
-      "or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes",
-      RF, T, throttle=True, session_over=True),
-    r("yahoo", Stage.MAIL, 553,
-      "5.7.2 [TSS09] All messages from 203.0.113.5 will be permanently deferred; Retrying "
-      "will NOT succeed. See https://postmaster.yahooinc.com/error-codes", RF, P),
-    r("yahoo", Stage.RCPT, 554,
-      "delivery error: dd This user doesn't have a yahoo.com account (someone@yahoo.com) [0] "
-      "- mta1234.mail.gq1.yahoo.com", P),
-    r("yahoo", Stage.RCPT, 552, "1 Requested mail action aborted, mailbox not found", P),
-    r("yahoo", Stage.DOT, 554,
-      "5.7.9 Message not accepted for policy reasons.  See "
-      "https://help.yahoo.com/kb/postmaster/SLN7253.html", P),
-    r("yahoo", Stage.DOT, 550,
-      "5.7.9 This mail has been blocked because the sender is unauthenticated. Yahoo requires "
-      "all senders to authenticate with either SPF or DKIM.", RF, P),
-    # Apple iCloud
-    r("icloud", Stage.RCPT, 550, "5.1.1 <someone@icloud.com>: user does not exist", P),
-    r("icloud", Stage.DOT, 550,
-      "5.7.1 [CS01] Message rejected due to local policy. Please visit "
-      "https://support.apple.com/en-us/HT204137", P),
-    r("icloud", Stage.DOT, 550,
-      "5.7.1 Your email was rejected due to having a domain present in the Spamhaus DBL -- "
-      "see https://www.spamhaus.org/dbl/", P),
-    r("icloud", Stage.DOT, 550, "5.7.1 Your message was rejected due to example.com DMARC policy.",
-      RF, P),
-    r("icloud", Stage.RCPT, 421,
-      "4.7.1 Messages to someone@icloud.com deferred due to excessive volume. Try again later "
-      "- https://support.apple.com/en-us/HT204137", T, throttle=True, session_over=True),
-    r("icloud", Stage.RCPT, 451, "4.7.1 Service unavailable - try again later", T,
-      same_route=True),
-    # Postfix
-    r("postfix", Stage.RCPT, 550,
-      "5.1.1 <nobody@example.com>: Recipient address rejected: User unknown in local "
-      "recipient table", P),
-    r("postfix", Stage.RCPT, 554, "5.7.1 <someone@example.org>: Relay access denied", RF),
-    r("postfix", Stage.RCPT, 450,
-      "4.2.0 <someone@example.org>: Recipient address rejected: Greylisted, see "
-      "http://postgrey.schweikert.ch/help/example.org.html", T, same_route=True),
-    r("postfix", Stage.RCPT, 554,
-      "5.7.1 Service unavailable; Client host [203.0.113.5] blocked using zen.spamhaus.org; "
-      "https://www.spamhaus.org/query/ip/203.0.113.5", RF, P),
-    r("postfix", Stage.RCPT, 450,
-      "4.7.1 Service unavailable; Client host [203.0.113.5] blocked using zen.spamhaus.org; "
-      "https://www.spamhaus.org/query/ip/203.0.113.5", RF, T),
-    r("postfix", Stage.DOT, 552, "5.3.4 Message size exceeds fixed limit", RF, P),
-    r("postfix", Stage.MAIL, 452, "4.3.1 Insufficient system storage", T),
-    r("postfix", Stage.RCPT, 450,
-      "4.1.1 <someone@example.org>: Recipient address rejected: unverified address: host "
-      "mx.example.org[198.51.100.7] said: 550 5.1.1 User unknown (in reply to RCPT TO "
-      "command)", T),
-    r("postfix", Stage.MAIL, 553,
-      "5.7.1 <noreply@example.com>: Sender address rejected: not owned by user smtpuser", RF),
-    r("postfix", Stage.RCPT, 501, "5.1.3 Bad recipient address syntax", P),
-    r("postfix", Stage.MAIL, 503, "5.5.1 Error: nested MAIL command", RF),
-    r("postfix", Stage.EHLO, 502, "5.5.2 Error: command not recognized", RF),
-    r("postfix", Stage.RCPT, 452, "4.5.3 Error: too many recipients", T, split=True),
-    r("postfix", Stage.STARTTLS, 454, "4.7.0 TLS not available due to local problem", RF),
-    r("postfix", Stage.AUTH, 535, "5.7.8 Error: authentication failed: authentication failure",
-      RF),
-    r("postfix", Stage.MAIL, 530, "5.7.0 Must issue a STARTTLS command first", RF),
-    r("postfix", Stage.RCPT, 556,
-      "5.1.10 <someone@example.org>: Recipient address rejected: Domain example.org does "
-      "not accept mail (nullMX)", P),
-    r("postfix", Stage.GREETING, 554, "5.3.2 mx.example.org ESMTP not accepting messages", RF),
-    # Exim
-    r("exim", Stage.RCPT, 550, "Unrouteable address", P),
-    r("exim", Stage.RCPT, 550, "relay not permitted", RF),
-    r("exim", Stage.DOT, 552, "Message size exceeds maximum permitted", RF, P),
-    r("exim", Stage.RCPT, 451, "Temporary local problem - please try later", T),
-    r("exim", Stage.RCPT, 451, "4.7.1 Please try again later", T, same_route=True),
-    r("exim", Stage.EHLO, 554, "SMTP synchronization error", RF),
-    r("exim", Stage.DOT, 550, "Rejected: message looks like spam", P),
-    # Sendmail
-    r("sendmail", Stage.RCPT, 550, "5.1.1 <nobody@example.com>... User unknown", P),
-    r("sendmail", Stage.RCPT, 550,
-      "5.7.1 <someone@example.org>... Relaying denied. Proper authentication required.", RF),
-    r("sendmail", Stage.MAIL, 553,
-      "5.1.8 <noreply@nonexistent.invalid>... Domain of sender address "
-      "noreply@nonexistent.invalid does not exist", RF),
-    r("sendmail", Stage.RCPT, 452, "4.5.3 Too many recipients", T, split=True),
-    r("sendmail", Stage.DOT, 552, "5.2.3 Message exceeds maximum fixed size (10485760)", RF, P),
-    # Amazon SES
-    r("ses", Stage.DOT, 250, "Ok 0100018c8d2a1b2c-3d4e5f60-7182-93a4-b5c6-d7e8f9a0b1c2-000000", D),
-    r("ses", Stage.AUTH, 535, "Authentication Credentials Invalid", RF),
-    r("ses", Stage.MAIL, 454, "Throttling failure: Maximum sending rate exceeded.", RF,
-      throttle=True),
-    r("ses", Stage.MAIL, 454, "Throttling failure: Daily message quota exceeded.", RF,
-      throttle=True),
-    r("ses", Stage.DOT, 554,
-      "Message rejected: Email address is not verified. The following identities failed the "
-      "check in region US-EAST-1: noreply@example.com", RF),
-    r("ses", Stage.DOT, 451, "Temporary service failure", T),
-    # SendGrid
-    r("sendgrid", Stage.MAIL, 550, "Unauthenticated senders not allowed", RF),
-    r("sendgrid", Stage.DOT, 550,
-      "The from address does not match a verified Sender Identity. Mail cannot be sent until "
-      "this error is resolved. Visit https://sendgrid.com/docs/for-sender/sender-identity/ "
-      "to see the Sender Identity requirements", RF),
-    r("sendgrid", Stage.MAIL, 451, "Authentication failed: Maximum credits exceeded", RF,
-      throttle=True),
-    r("sendgrid", Stage.AUTH, 535, "Authentication failed: Bad username / password", RF),
-    # Mailgun
-    r("mailgun", Stage.RCPT, 550, "5.7.1 Relaying denied", RF),
-    r("mailgun", Stage.RCPT, 554,
-      "Sandbox subdomains are for test purposes only. Please add your own domain or add the "
-      "address to authorized recipients in Account Settings.", RF),
-    # Postmark
-    r("postmark", Stage.DOT, 550,
-      "The 'From' address you supplied (noreply@example.com) is not a Sender Signature on "
-      "your account. Please add and confirm this address in order to be able to use it in "
-      "the 'From' field of your messages.", RF),
-    # Blocklists and network operators
-    r("barracuda", Stage.GREETING, 554,
-      "Service unavailable; Client host [203.0.113.5] blocked using Barracuda Reputation; "
-      "http://www.barracudanetworks.com/reputation/?r=1&ip=203.0.113.5", RF, P),
-    r("spamcop", Stage.RCPT, 550,
-      "5.7.1 Rejected - see https://www.spamcop.net/bl.shtml?203.0.113.5", RF, P),
-    r("comcast", Stage.GREETING, 554,
-      "resimta-po-01v.sys.comcast.net comcast 203.0.113.5 found on one or more DNSBLs, see "
-      "http://postmaster.comcast.net/smtp-error-codes.php#BL000001", RF, P),
-    r("att", Stage.MAIL, 550,
-      "5.7.1 Connections not accepted from servers without a valid sender domain.flph829 "
-      "Fix reverse DNS for 203.0.113.5", RF, P),
-    r("rackspace", Stage.RCPT, 450, "4.7.1 Client host 203.0.113.5 has no PTR record (G1F)",
-      RF, T),
-    r("rackspace", Stage.GREETING, 421, "Too many concurrent connections from this client (G2)",
-      T, throttle=True, session_over=True),
-]
-# fmt: on
+from .reply_corpus import FLAGS, REPLIES, RF, SOURCES, D, P, T, U
 
 
 @pytest.mark.parametrize(("stage", "code", "text", "outcome", "last", "flags"), REPLIES)
@@ -369,23 +83,34 @@ def test_parse_enhanced(text, enhanced, rest):
     assert parse_enhanced(text) == (enhanced, rest)
 
 
+def test_the_corpus_is_large_and_every_reply_names_its_source():
+    assert len(REPLIES) >= 150
+    providers = {param.id.rsplit("-", 3)[0] for param in REPLIES}
+    assert providers <= set(SOURCES)
+    assert all(SOURCES.values())
+
+
+# RFC 3463 section 2: the basic code says whether to retry; the enhanced code
+# says what happened. Mismatched replies are rare but real (a proxy rewriting
+# one code and not the other).
 @pytest.mark.parametrize(
-    ("code", "text", "outcome"),
+    ("code", "text", "outcome", "last"),
     [
-        (550, "4.2.2 mailbox full, try later", T),
-        (450, "5.1.1 user unknown", P),
-        (
-            554,
-            "4.7.1 Service unavailable; Client host [203.0.113.5] blocked using zen.spamhaus.org",
-            RF,
-        ),
+        (550, "4.2.2 mailbox full, try later", T, T),  # mailbox full is retried, capped
+        (450, "5.1.1 user unknown", T, T),
+        (550, "4.1.1 user unknown", P, P),
+        (451, "5.7.1 Service unavailable - try again later", T, T),
+        (554, "4.7.1 Client host [203.0.113.5] blocked using zen.spamhaus.org", RF, P),
+        (450, "5.7.1 Client host [203.0.113.5] blocked using zen.spamhaus.org", RF, T),
+        (452, "5.2.2 over quota", T, T),
     ],
 )
-def test_enhanced_class_wins_over_basic_code(code, text, outcome):
+def test_the_basic_code_decides_whether_to_retry(code, text, outcome, last):
     verdict = classify(Stage.RCPT, code, text)
-    assert verdict.outcome is outcome
-    if outcome is RF:
-        assert verdict.final_outcome(other_route_left=False) is T
+    assert verdict.outcome is outcome, verdict.reason
+    assert verdict.final_outcome(other_route_left=False) is last
+    # The enhanced code is still the one reported.
+    assert text.split()[0] in verdict.reason
 
 
 def test_explicit_enhanced_argument_is_used_when_text_has_none():
@@ -612,9 +337,12 @@ def test_a_syntax_refusal_before_the_dot_stays_a_protocol_error(stage):
     assert verdict.final_outcome(other_route_left=False) is T
 
 
-def test_a_temporary_enhanced_code_after_the_dot_stays_transient_on_the_last_route():
-    verdict = classify(Stage.DOT, 500, "4.3.0 Line too long, try later")
+def test_a_temporary_basic_code_after_the_dot_stays_transient_on_the_last_route():
+    verdict = classify(Stage.DOT, 451, "5.5.2 Line too long, try later")
     assert verdict.final_outcome(other_route_left=False) is T
+    # A 5xx syntax refusal with a 4.x.x code is still a 5xx: fails once no route is left.
+    last = classify(Stage.DOT, 500, "4.3.0 Line too long").final_outcome(other_route_left=False)
+    assert last is P
 
 
 def test_an_unreadable_reply_to_the_final_dot_is_uncertain():
@@ -641,3 +369,93 @@ def test_a_read_timeout_reported_as_a_disconnect_says_it_timed_out():
         exc = _raised(lambda: conn.connect(*server.getsockname()))
     assert isinstance(exc, smtplib.SMTPServerDisconnected)
     assert classify_exception(Stage.GREETING, exc).reason == "timed out at greeting"
+
+
+# The families, whatever the code and stage: each phrase as receivers write it.
+
+HOST_REFUSALS = [
+    "Client host rejected: cannot find your reverse hostname, [203.0.113.5]",
+    "<unknown[203.0.113.5]>: Client host rejected: Access denied",
+    "Your host network is not allowed to send mail here",
+    "Sending IP 203.0.113.5 is blocked by local policy",
+    "Blocked - see https://ipcheck.proofpoint.com/?ip=203.0.113.5",
+    "Mail from 203.0.113.5 refused, see https://example.net/lookup?ip=203.0.113.5",
+    "Connections will not be accepted from 203.0.113.5",
+    "Relaying mail to example.org is not allowed",
+    "Your access to this mail system has been rejected",
+]
+
+
+@pytest.mark.parametrize("text", HOST_REFUSALS)
+@pytest.mark.parametrize("stage", [Stage.MAIL, Stage.RCPT, Stage.DOT])
+@pytest.mark.parametrize("prefix", ["550 ", "554 ", "553 5.7.1 ", "550 5.7.1 ", "450 4.7.1 "])
+def test_a_refused_sending_host_is_a_route_fault_failing_only_on_the_last_route(
+    text, stage, prefix
+):
+    code, _, enhanced = prefix.partition(" ")
+    verdict = classify(stage, int(code), f"{enhanced}{text}")
+    assert verdict.outcome is RF, verdict.reason
+    assert verdict.final_outcome(other_route_left=True) is RF
+    assert verdict.final_outcome(other_route_left=False) is (P if code[0] == "5" else T)
+
+
+ACCOUNT_REFUSALS = [
+    "Access denied: User arn:aws:iam::123456789012:user/x is not authorized to perform "
+    "`ses:SendRawEmail'",
+    "Message rejected: Sending paused for this account.",
+    "You are not authorized to send from that email address",
+    "Your account has been suspended, contact support",
+    "Sender not verified for this account",
+    "Domain example.com is not allowed to send: Free accounts are for test purposes only",
+    "Your SMTP account is not yet activated",
+    "Email Outgoing Blocked.",
+]
+
+
+@pytest.mark.parametrize("text", ACCOUNT_REFUSALS)
+@pytest.mark.parametrize("stage", [Stage.AUTH, Stage.MAIL, Stage.DATA, Stage.DOT])
+@pytest.mark.parametrize("code", [550, 553, 554, 502])
+def test_an_esp_refusing_the_account_never_fails_a_recipient(text, stage, code):
+    verdict = classify(stage, code, text)
+    assert verdict.outcome is RF, verdict.reason
+    assert verdict.final_outcome(other_route_left=False) is T
+    assert not verdict.throttle
+
+
+def test_an_account_phrase_at_rcpt_is_about_the_recipient():
+    # "This account has been disabled" to RCPT is the recipient's mailbox.
+    assert classify(Stage.RCPT, 550, "5.2.1 This account has been disabled").outcome is P
+
+
+RATE_LIMITS = [
+    "Connection frequency limited",
+    "Ip frequency limited",
+    "Too many messages from your IP, try again later",
+    "Too many connections from 203.0.113.5",
+    "5.4.5 Daily user sending limit exceeded",
+    "Message rate limit exceeded",
+    "Submission quota exceeded",
+    "Unusual sending activity detected. Please try after sometime",
+]
+
+
+@pytest.mark.parametrize("text", RATE_LIMITS)
+@pytest.mark.parametrize("stage", [Stage.GREETING, Stage.MAIL, Stage.RCPT, Stage.DOT])
+@pytest.mark.parametrize("code", [550, 554])
+def test_a_5xx_rate_limit_throttles_the_route_and_is_retried(text, stage, code):
+    verdict = classify(stage, code, text)
+    assert (verdict.outcome, verdict.throttle, verdict.rule) == (RF, True, "rate_limited")
+    assert verdict.final_outcome(other_route_left=False) is T
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "5.2.2 Mailbox quota exceeded",
+        "5.3.4 Message size limit exceeded",
+        "5.7.1 Our system has detected an unusual rate of unsolicited mail originating from "
+        "your IP address. mail sent from your IP address has been blocked.",
+    ],
+)
+def test_what_is_not_a_rate_limit(text):
+    assert classify(Stage.DOT, 552, text).rule != "rate_limited"

@@ -45,6 +45,17 @@ class TLSCerts:
     wrong_key_file: Path
     wrong_host_cert_file: Path
     wrong_host_key_file: Path
+    ca_key_file: Path | None = None
+
+    def issue(self, names: Sequence[str], stem: str) -> tuple[Path, Path]:
+        """(certificate, key) for ``names``, signed by the test CA, written as ``stem``."""
+        if self.ca_key_file is None:
+            raise ValueError("these certificates were made without the CA's key")
+        ca_key = serialization.load_pem_private_key(self.ca_key_file.read_bytes(), None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        ca_name = x509.load_pem_x509_certificate(self.ca_file.read_bytes()).subject
+        key = _key()
+        return _write_pair(self.directory, stem, _leaf(names, ca_name, ca_key, key), key)
 
     def pair(self, which: str = "good") -> tuple[Path, Path]:
         """(certificate, key) for ``which`` in ``CERT_CHOICES``."""
@@ -167,7 +178,7 @@ def make_tls_certs(directory: Path) -> TLSCerts:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    ca_file, _ = _write_pair(directory, "ca", ca_cert, ca_key)
+    ca_file, ca_key_file = _write_pair(directory, "ca", ca_cert, ca_key)
 
     key = _key()
     cert_file, key_file = _write_pair(
@@ -192,6 +203,7 @@ def make_tls_certs(directory: Path) -> TLSCerts:
         wrong_key_file=wrong_key_file,
         wrong_host_cert_file=wrong_host_cert_file,
         wrong_host_key_file=wrong_host_key_file,
+        ca_key_file=ca_key_file,
     )
 
 

@@ -1,8 +1,9 @@
 """The dashboard on the app's admin index: the queue, the last day and month, routes, errors.
 
-Every figure comes from a bounded read: one grouped count over the status
-index and two MIN queries for the queue, and the hourly statistics (see
-:mod:`django_smtprelay.models.stats`) for the rest. Nothing here scans the
+Every figure comes from a bounded read: the queue's from
+:mod:`django_smtprelay.figures` (which the metrics view and the health check
+share), the rest from the hourly statistics (see
+:mod:`django_smtprelay.models.stats`). Nothing here scans the
 messages or the attempts, so the page costs the same with ten messages or
 millions, and its number of queries does not grow with the history.
 """
@@ -15,17 +16,17 @@ from datetime import timezone as dt_timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery, Sum
+from django.db.models import F, Max, Min, OuterRef, Subquery, Sum
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..conf import app_settings
 from ..delivery.stats import hour_of
+from ..figures import OPEN_STATES, queue_ages, queue_counts, route_activity
 from ..health import RouteHealthService
 from ..models import (
     DeliveryAttempt,
-    DeliveryStat,
     ErrorStat,
     Message,
     MessageStat,
@@ -33,13 +34,11 @@ from ..models import (
     RouteHealth,
     SenderDomain,
 )
-from ..models.stats import LATENCY_BOUNDS, LATENCY_COLUMNS
+from ..models.stats import LATENCY_BOUNDS
 from ..routing import DJANGO_SETTINGS_ROUTE
 from .charts import Slot, bar_chart
 
 TOP_ERRORS = 10
-# Attempts that reached the recipients' server through the route.
-_SUCCESS = (DeliveryAttempt.Outcome.DELIVERED, DeliveryAttempt.Outcome.PARTIAL)
 _BUCKET_LABELS = [f"< {b:g} s" for b in LATENCY_BOUNDS] + [f"≥ {LATENCY_BOUNDS[-1]:g} s"]
 
 
@@ -94,28 +93,17 @@ def build_dashboard(now: datetime | None = None) -> Dashboard:
     return dash
 
 
-_OPEN = (Message.Status.QUEUED, Message.Status.SENDING, Message.Status.DEFERRED)
-
-
 def _queue(dash: Dashboard) -> None:
-    # Only the open states are counted in the table, a range of the (status,
-    # priority, next_attempt_at) index: the finished ones, which grow without
-    # bound, come from the last 24 hours' statistics (read by _charts).
-    counts = dict(
-        Message.objects.filter(status__in=_OPEN)
-        .order_by()
-        .values_list("status")
-        .annotate(n=Count("pk"))
-        .values_list("status", "n")
-    )
-    dash.queue = [(s.value, s.label, counts.get(s.value, 0)) for s in _OPEN] + [
+    # Only the open states are counted in the table (a range of a partial
+    # index): the finished ones, which grow without bound, come from the last
+    # 24 hours' statistics (read by _charts).
+    counts = queue_counts()
+    dash.queue = [(s.value, s.label, counts[s.value]) for s in OPEN_STATES] + [
         (s.value, _("%(state)s (24 h)") % {"state": s.label}, dash.totals_24h.get(s.value, 0))
         for s in (Message.Status.SENT, Message.Status.FAILED)
     ]
-    for status, attr in (("queued", "oldest_queued"), ("deferred", "oldest_deferred")):
-        if counts.get(status):
-            oldest = Message.objects.filter(status=status).aggregate(t=Min("created_at"))["t"]
-            setattr(dash, attr, dash.now - oldest if oldest else None)
+    ages = queue_ages(dash.now, counts)
+    dash.oldest_queued, dash.oldest_deferred = ages.oldest_queued, ages.oldest_deferred
 
 
 def _charts(dash: Dashboard) -> None:
@@ -176,7 +164,8 @@ def _routes(dash: Dashboard) -> None:
         for h in RouteHealth.objects.filter(route_name__in=[r["name"] for r in routes])
     }
     service = RouteHealthService()
-    recent = _last_hour(dash.now)
+    # Since the start of the previous hour: the hourly rows' resolution.
+    recent = route_activity(dash.now - timedelta(hours=1))
     for r in routes:
         row = RouteRow(name=r["name"], enabled=r["enabled"], priority=r["priority"])
         if r["pk"]:
@@ -187,11 +176,11 @@ def _routes(dash: Dashboard) -> None:
         row.circuit_reason = state.reason
         if h := health.get(row.name):
             row.score, row.score_reason = h.score, h.score_reason
-        if stats := recent.get(row.name):
-            row.attempts = stats["n"]
-            row.success_rate = stats["ok"] / stats["n"]
-            row.mean_latency = stats["seconds"] / stats["n"]
-            row.median_latency = _median_bucket([stats[c] for c in LATENCY_COLUMNS], stats["n"])
+        if act := recent.get(row.name):
+            row.attempts = act.attempts
+            row.success_rate = act.success_rate
+            row.mean_latency = act.mean_latency
+            row.median_latency = _median_bucket(act.buckets or [], act.attempts)
         if r.get("error_seen"):
             row.last_error = {
                 "text": r["error_text"],
@@ -203,23 +192,6 @@ def _routes(dash: Dashboard) -> None:
 
 
 _ERROR_FIELDS = ("error_text", "error_code", "error_enhanced", "error_seen")
-
-
-def _last_hour(now: datetime) -> dict[str, dict[str, Any]]:
-    """Per route: attempts, successes, seconds and latency buckets since the
-    start of the previous hour (the hourly rows' resolution)."""
-    rows = (
-        DeliveryStat.objects.filter(hour__gte=hour_of(now - timedelta(hours=1)))
-        .order_by()
-        .values("route_name")
-        .annotate(
-            n=Sum("count"),
-            ok=Sum("count", filter=Q(outcome__in=_SUCCESS), default=0),
-            seconds=Sum("duration_total"),
-            **{c: Sum(c) for c in LATENCY_COLUMNS},
-        )
-    )
-    return {r["route_name"]: r for r in rows if r["n"]}
 
 
 def _median_bucket(buckets: list[int], total: int) -> str:

@@ -82,6 +82,12 @@ class _Msg:
     possible_duplicate: bool = False
     # Settled without an attempt (expired, or its bytes gone): not counted as a try.
     not_attempted: bool = False
+    # Deferred before this claim (a recipient was left deferred): a deferral now
+    # is not its first, and the statistics count a message's first one only.
+    was_deferred: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.was_deferred = any(r.status == Recipient.Status.DEFERRED for r in self.rcpts.values())
 
     @property
     def created_at(self) -> datetime:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from . import dmarc, records, spf_audit
+from . import dmarc, mta_sts, records, spf_audit
 from .dkim import MIN_BITS, RECOMMENDED_BITS, DKIMKey, check_selector
 from .findings import CheckResult, Finding, finding, status_of
 from .providers import ChecklistItem, check_hosts, check_tls, checklist
@@ -240,7 +240,7 @@ def check_domain(
         dkim_result,
         _timed(report, lambda: records.check_mx(domain, resolver)),
         _timed(report, lambda: records.check_bimi(domain, resolver, enforcing)),
-        _timed(report, lambda: records.check_mta_sts(domain, resolver)),
+        _timed(report, lambda: mta_sts.check_mta_sts(domain, resolver)),
         _timed(report, lambda: records.check_tls_rpt(domain, resolver)),
         hosts,
         tls,

@@ -334,6 +334,26 @@ _CATALOGUE: dict[str, tuple] = {
         "The MTA-STS record cannot be parsed.",
         'Publish "v=STSv1; id=<version>" at _mta-sts.{domain}.',
     ),
+    "mta_sts.policy_unreachable": _s(
+        WARNING,
+        False,
+        "The MTA-STS record announces a policy that cannot be fetched.",
+        "Serve the policy at https://mta-sts.{domain}/.well-known/mta-sts.txt (a valid "
+        "certificate, HTTP 200, text/plain), or remove the _mta-sts record.",
+    ),
+    "mta_sts.policy_malformed": _s(
+        WARNING,
+        False,
+        "The MTA-STS policy cannot be parsed.",
+        'Serve "version: STSv1", "mode: enforce|testing|none", "max_age: <seconds>" and '
+        'one "mx: <host>" line per MX host.',
+    ),
+    "mta_sts.mx_mismatch": _s(
+        WARNING,
+        False,
+        "MX hosts of the domain are not named in its MTA-STS policy.",
+        "Add the missing mx lines to the policy (and change the record's id), or fix the MX.",
+    ),
     "tls_rpt.malformed": _s(
         INFO,
         False,

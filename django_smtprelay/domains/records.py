@@ -1,4 +1,4 @@
-"""MX (and null MX), BIMI, MTA-STS and TLS-RPT records of a sending domain.
+"""MX (and null MX), BIMI and TLS-RPT records of a sending domain (MTA-STS: mta_sts.py).
 
 For a domain that only sends, MTA-STS and TLS-RPT protect mail coming *in*:
 they are shown for information. MX matters more than it seems: bounces and
@@ -37,7 +37,7 @@ def check_mx(domain: str, resolver: Resolver) -> CheckResult:
     return result
 
 
-def _single_record(
+def single_record(
     result: CheckResult, name: str, prefix: str, resolver: Resolver
 ) -> dict[str, str] | None:
     """Tags of the one record at ``name`` starting with ``prefix``; None when there is none."""
@@ -55,7 +55,7 @@ def check_bimi(domain: str, resolver: Resolver, dmarc_enforcing: bool | None) ->
     """``dmarc_enforcing`` is None when DMARC could not be checked."""
     result = CheckResult("bimi")
     try:
-        tags = _single_record(result, f"default._bimi.{domain}", "v=BIMI1", resolver)
+        tags = single_record(result, f"default._bimi.{domain}", "v=BIMI1", resolver)
     except DNSUnavailable:
         return result  # informational: no finding for a lookup we could not make
     if tags is None:
@@ -71,21 +71,10 @@ def check_bimi(domain: str, resolver: Resolver, dmarc_enforcing: bool | None) ->
     return result
 
 
-def check_mta_sts(domain: str, resolver: Resolver) -> CheckResult:
-    result = CheckResult("mta_sts")
-    try:
-        tags = _single_record(result, f"_mta-sts.{domain}", "v=STSv1", resolver)
-    except DNSUnavailable:
-        return result
-    if tags is not None and not tags.get("id", "").isalnum():
-        result.add("mta_sts.malformed", found="; ".join(result.records), domain=domain)
-    return result
-
-
 def check_tls_rpt(domain: str, resolver: Resolver) -> CheckResult:
     result = CheckResult("tls_rpt")
     try:
-        tags = _single_record(result, f"_smtp._tls.{domain}", "v=TLSRPTv1", resolver)
+        tags = single_record(result, f"_smtp._tls.{domain}", "v=TLSRPTv1", resolver)
     except DNSUnavailable:
         return result
     if tags is not None and not tags.get("rua", "").startswith(("mailto:", "https:")):

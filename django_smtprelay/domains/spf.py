@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from .resolver import DNSMissing, DNSUnavailable, Resolver
 
@@ -78,6 +79,11 @@ def parse(text: str) -> SPFRecord:
         modifier = _MODIFIER.match(word) if not mech else None
         if modifier:
             name, value = modifier.group(1).lower(), modifier.group(2)
+            # Every modifier's value is a macro-string, known or not (RFC 7208 section 6).
+            error = macro_error(value)
+            if error:
+                record.errors.append(f"{word!r}: {error}")
+                continue
             if name in ("redirect", "exp"):
                 if getattr(record, name):
                     record.errors.append(f"{name}= appears twice")
@@ -104,6 +110,10 @@ def _validate(term: Term) -> str:
     m = term.mechanism
     if m in ("include", "exists") and not term.value:
         return f"{m} needs a domain ({m}:example.com)"
+    if m in ("include", "exists", "a", "mx", "ptr") and term.value:
+        error = macro_error(term.value)
+        if error:
+            return error
     if m == "all" and (term.value or term.cidr4 is not None or term.cidr6 is not None):
         return "all takes no value"
     if m in ("ip4", "ip6"):
@@ -126,10 +136,49 @@ def _validate(term: Term) -> str:
 
 
 _ESCAPES = {"%%": "%", "%_": " ", "%-": "%20"}
+# A macro (%{letter digits r delimiters}) or an escape, matched where a "%" is.
+_MACRO = re.compile(r"%(?:\{([a-zA-Z])(\d*)(r?)([.\-+,/_=]*)\}|[%_-])")
+# c, r and t are for explanation strings (the TXT record exp= names), never a record.
+MACRO_LETTERS = frozenset("slodiphv")
+MAX_DOMAIN = 253
+
+
+def macro_error(spec: str) -> str:
+    """Why ``spec`` is not a valid macro-string of a record (RFC 7208 section 7.1), or "".
+
+    Receivers treat such a record as a syntax error (permerror), not as text.
+    """
+    at = spec.find("%")
+    while at != -1:
+        m = _MACRO.match(spec, at)
+        if not m:
+            found = spec[at : at + 8]
+            return (
+                f"malformed macro {found!r} in {spec!r}: a '%' starts a macro (%{{d}}) "
+                "or an escape (%%, %_, %-)"
+            )
+        letter, digits = m.group(1), m.group(2)
+        if letter and letter.lower() not in MACRO_LETTERS:
+            return (
+                f"unknown macro letter {letter!r} in {m.group(0)!r} (in {spec!r}); "
+                f"a record may use {', '.join(sorted(MACRO_LETTERS))}"
+            )
+        if digits and not digits.strip("0"):
+            return f"{m.group(0)!r} keeps 0 labels (in {spec!r}); the count must be 1 or more"
+        at = spec.find("%", m.end())
+    return ""
 
 
 def expand(spec: str, *, ip: str, sender: str, domain: str) -> str:
-    """Expand SPF macros (RFC 7208 section 7) in a domain-spec."""
+    """Expand SPF macros (RFC 7208 section 7) in a domain-spec.
+
+    Raises ``ValueError`` for a malformed macro or an unknown letter. An
+    uppercase letter's value is URL-escaped, and a result longer than 253
+    characters loses labels on the left, as receivers do (section 7.3).
+    """
+    error = macro_error(spec)
+    if error:
+        raise ValueError(error)
     local, _, sender_domain = sender.rpartition("@")
     addr = ipaddress.ip_address(ip)
     dotted = str(addr) if addr.version == 4 else ".".join(addr.exploded.replace(":", ""))
@@ -148,15 +197,19 @@ def expand(spec: str, *, ip: str, sender: str, domain: str) -> str:
         if m.group(0) in _ESCAPES:
             return _ESCAPES[m.group(0)]
         letter, digits, reverse, delims = m.group(1), m.group(2), m.group(3), m.group(4)
-        value = values.get(letter.lower(), "")
-        parts = re.split("[" + re.escape(delims or ".") + "]", value)
+        parts = re.split("[" + re.escape(delims or ".") + "]", values[letter.lower()])
         if reverse:
             parts.reverse()
-        if digits:
-            parts = parts[-int(digits) :] if int(digits) else parts
-        return ".".join(parts)
+        # More labels asked for than there are: all of them (section 7.3).
+        if digits and len(digits.lstrip("0")) <= 3:
+            parts = parts[-int(digits) :]
+        value = ".".join(parts)
+        return quote(value, safe="-._~") if letter.isupper() else value
 
-    return re.sub(r"%\{([a-zA-Z])(\d*)(r?)([.\-+,/_=]*)\}|%%|%_|%-", one, spec)
+    expanded = _MACRO.sub(one, spec)
+    while len(expanded) > MAX_DOMAIN and "." in expanded:
+        expanded = expanded.split(".", 1)[1]
+    return expanded
 
 
 class _PermError(Exception):
@@ -247,7 +300,10 @@ class _Evaluator:
         return "neutral", f"{domain}: no term matched"
 
     def target(self, spec: str, domain: str) -> str:
-        return expand(spec, ip=self.ip, sender=self.sender, domain=domain).rstrip(".")
+        try:
+            return expand(spec, ip=self.ip, sender=self.sender, domain=domain).rstrip(".")
+        except ValueError as exc:  # parse() refuses these; a hand-made Term may not
+            raise _PermError(f"{domain}: {exc}") from exc
 
     def lookup(self, name: str, rdtype: str, term: Term, domain: str) -> list[str]:
         try:

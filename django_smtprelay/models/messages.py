@@ -248,6 +248,15 @@ class Message(models.Model):
                 fields=["status", "priority", "next_attempt_at"], name="smtprelay_msg_due"
             ),
             models.Index(fields=["lease_token"], name="smtprelay_msg_lease"),
+            # The open messages only, by age: the oldest deferred message is one
+            # probe, and the queue's counts a range, however long the history.
+            # (The index on created_at alone would be walked from the oldest sent
+            # message on: PostgreSQL picks it for MIN(created_at) ... WHERE status.)
+            models.Index(
+                fields=["status", "created_at"],
+                name="smtprelay_msg_open",
+                condition=models.Q(status__in=("queued", "sending", "deferred")),
+            ),
         ]
         permissions = [
             ("view_message_body", _("Can view message bodies (preview and .eml download)")),

@@ -51,7 +51,14 @@ class DeliveryStat(models.Model):
 
 
 class MessageStat(models.Model):
-    """Messages that reached a state (sent, deferred, failed) in one hour."""
+    """Messages that reached a state in one hour: sent, failed, or deferred for
+    the first time.
+
+    Each message counts once per state: a message deferred three times before
+    it was sent counts once in "deferred" (the hour of its first deferral) and
+    once in "sent". Retries are attempts (:class:`DeliveryStat`), not
+    messages. Cancelled messages are not counted.
+    """
 
     hour = models.DateTimeField(help_text=_("The hour's start (UTC)."))
     status = models.CharField(max_length=10, choices=Message.Status.choices)

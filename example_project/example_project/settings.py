@@ -111,6 +111,9 @@ SMTPRELAY = {
     # Relay passwords are encrypted with a key derived from SECRET_KEY unless
     # keys are given here (Fernet.generate_key(); the first one encrypts).
     # "ENCRYPTION_KEYS": [os.environ["SMTPRELAY_KEY"]],
+    # The metrics at /smtprelay/metrics/ take this bearer token (or the admin's
+    # login); a secret, so it comes from the environment.
+    "METRICS_TOKEN": os.environ.get("SMTPRELAY_METRICS_TOKEN") or None,
 }
 
 # -- Celery --------------------------------------------------------------------

@@ -13,6 +13,8 @@ from django_smtprelay.domains.resolver import clear_cache
 from django_smtprelay.models import Route
 from tests.dnsserver import DNSServer
 from tests.domains import limits_zone
+from tests.httpsserver import HTTPSTestServer, Page
+from tests.tlscerts import TLSCerts
 
 # A 512-bit RSA public key (SubjectPublicKeyInfo, base64): too short for RFC 8301.
 SHORT_KEY = (
@@ -79,6 +81,7 @@ _dmarc.clean TXT "v=DMARC1; p=reject; rua=mailto:dmarc@clean.test; adkim=r; aspf
 s1._domainkey.clean TXT {_txt(f"v=DKIM1; k=rsa; p={signing}")}
 default._bimi.clean TXT "v=BIMI1; l=https://clean.test/logo.svg"
 _mta-sts.clean TXT "v=STSv1; id=20240101"
+mta-sts.clean A 127.0.0.1
 _smtp._tls.clean TXT "v=TLSRPTv1; rua=mailto:tls@clean.test"
 
 ; lookups.test: 11 lookups through nested includes.
@@ -124,6 +127,43 @@ _spf.redirect TXT "v=spf1 include:spf.relay.test ip4:198.51.100.7 -all"
 brokenredirect TXT "v=spf1 redirect=_spf.nowhere.test"
 
 syntax TXT "v=spf1 include:spf.relay.test ip4:300.1.2.3 foo -all"
+
+; MTA-STS: each record announces a policy, served (or not) by the loopback
+; HTTPS server (MTA_STS_POLICIES below).
+_mta-sts.sts-404 TXT "v=STSv1; id=1"
+mta-sts.sts-404 A 127.0.0.1
+_mta-sts.sts-noname TXT "v=STSv1; id=1"
+_mta-sts.sts-badcert TXT "v=STSv1; id=1"
+mta-sts.sts-badcert A 127.0.0.1
+_mta-sts.sts-malformed TXT "v=STSv1; id=1"
+mta-sts.sts-malformed A 127.0.0.1
+sts-malformed MX 10 mx.clean.test.
+_mta-sts.sts-mismatch TXT "v=STSv1; id=1"
+mta-sts.sts-mismatch A 127.0.0.1
+sts-mismatch MX 10 mx1.sts-mismatch.test.
+sts-mismatch MX 20 mx.other.test.
+sts-mismatch MX 30 a.b.sts-mismatch.test.
+_mta-sts.sts-testing TXT "v=STSv1; id=2024"
+mta-sts.sts-testing A 127.0.0.1
+sts-testing MX 10 mx1.sts-testing.test.
+sts-testing MX 20 mx2.sts-testing.test.
+_mta-sts.sts-big TXT "v=STSv1; id=1"
+mta-sts.sts-big A 127.0.0.1
+_mta-sts.sts-slow TXT "v=STSv1; id=1"
+mta-sts.sts-slow A 127.0.0.1
+_mta-sts.sts-redirect TXT "v=STSv1; id=1"
+mta-sts.sts-redirect A 127.0.0.1
+_mta-sts.sts-html TXT "v=STSv1; id=1"
+mta-sts.sts-html A 127.0.0.1
+
+; SPF macros (RFC 7208 section 7): one evaluated as receivers do, and three
+; that receivers refuse as a syntax error (an unknown letter, an unclosed
+; macro, a count of 0 labels).
+macro TXT "v=spf1 exists:%{{ir}}.%{{l1r-}}._spf.%{{d}} -all"
+3.2.0.192.strong._spf.macro A 127.0.0.2
+badmacro TXT "v=spf1 exists:%{{x}}._spf.badmacro.test include:spf.relay.test -all"
+openmacro TXT "v=spf1 include:%{{d._spf.openmacro.test include:spf.relay.test -all"
+zeromacro TXT "v=spf1 include:spf.relay.test exists:%{{d0}}._spf.zeromacro.test -all"
 loop TXT "v=spf1 include:loop2.test -all"
 loop2 TXT "v=spf1 include:loop.test -all"
 big TXT {_txt(big)}
@@ -187,6 +227,36 @@ $TTL 300
 """
 
 
+def _policy(mode: str, *mx: str, max_age: int = 86400) -> bytes:
+    lines = ["version: STSv1", f"mode: {mode}", *(f"mx: {m}" for m in mx), f"max_age: {max_age}"]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+MTA_STS_POLICIES = {
+    "mta-sts.clean.test": Page(_policy("enforce", "mx.clean.test")),
+    "mta-sts.sts-malformed.test": Page(_policy("sometimes", "mx.clean.test")),
+    "mta-sts.sts-mismatch.test": Page(_policy("enforce", "*.sts-mismatch.test")),
+    "mta-sts.sts-testing.test": Page(_policy("testing", "*.sts-testing.test")),
+    "mta-sts.sts-big.test": Page(_policy("enforce", *["mx.clean.test"] * 5000)),
+    "mta-sts.sts-slow.test": Page(_policy("enforce", "mx.clean.test"), delay=3.0),
+    "mta-sts.sts-redirect.test": Page(
+        b"", status=301, headers={"Location": "https://mta-sts.clean.test/.well-known/mta-sts.txt"}
+    ),
+    "mta-sts.sts-html.test": Page(b"<html></html>", content_type="text/html"),
+}
+# Every policy host but this one is in the server's certificate.
+UNCERTIFIED = "mta-sts.sts-badcert.test"
+
+
+@pytest.fixture(scope="session")
+def mta_sts_server(tls_certs: TLSCerts):
+    names = [*MTA_STS_POLICIES, "mta-sts.sts-404.test"]
+    cert, key = tls_certs.issue(names, "mta-sts")
+    server = HTTPSTestServer(cert, key, MTA_STS_POLICIES).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def dns_server(keys: dict[str, rsa.RSAPrivateKey]):
     server = DNSServer({"test.": zone_text(keys), "in-addr.arpa.": REVERSE})
@@ -198,14 +268,17 @@ def dns_server(keys: dict[str, rsa.RSAPrivateKey]):
 
 
 @pytest.fixture
-def dns(dns_server: DNSServer, settings):
-    """Point the app's resolver at the test server, with a short timeout."""
+def dns(dns_server: DNSServer, mta_sts_server: HTTPSTestServer, tls_certs: TLSCerts, settings):
+    """Point the app's resolver at the test server, with a short timeout, and the
+    MTA-STS policy fetch at the loopback HTTPS server (its port, the test CA)."""
     with override_settings(
         SMTPRELAY={
             **settings.SMTPRELAY,
             "DNS_NAMESERVERS": [dns_server.address],
             "DNS_TIMEOUT": 0.4,
             "DNS_CACHE_SECONDS": 300,
+            "MTA_STS_PORT": mta_sts_server.port,
+            "MTA_STS_CA_FILE": str(tls_certs.ca_file),
         }
     ):
         clear_cache()

@@ -219,7 +219,10 @@ def test_subdomain_policy_via_organizational_domain(dns, routes):
 def test_bimi_with_enforcing_dmarc_is_fine(dns, routes):
     report = check_domain("clean.test")
     assert report.records["bimi"] == ["v=BIMI1; l=https://clean.test/logo.svg"]
-    assert report.records["mta_sts"] == ["v=STSv1; id=20240101"]
+    assert report.records["mta_sts"] == [
+        "v=STSv1; id=20240101",
+        "policy: mode=enforce; max_age=86400; mx=mx.clean.test",
+    ]
     assert report.records["tls_rpt"] == ["v=TLSRPTv1; rua=mailto:tls@clean.test"]
 
 
@@ -271,3 +274,11 @@ def test_only_routes_whose_sender_rule_takes_the_domain_are_checked(dns, make_ro
     make_route("news-only", sending_ips="198.51.100.7", sender_domains="news.example.org")
     report = check_domain("clean.test")
     assert [r.route for r in report.routes] == ["any"]
+
+
+def test_an_spf_record_with_a_bad_macro_is_a_syntax_error_not_a_pass(dns, routes):
+    report = check_domain("badmacro.test")
+    finding = next(f for f in report.findings if f.code == "spf.syntax")
+    assert "unknown macro letter 'x'" in finding.found
+    assert by_route(report)["relay"].spf == "permerror"
+    assert report.verdict == "failing"

@@ -43,19 +43,27 @@ def run_workers(scenario: str, **args: Any) -> list[dict[str, Any]]:
         "SMTPRELAY_HEALTH_WORKER_REDIS": REDIS_URL,
         "PYTHONPATH": str(ROOT),
     }
-    args["start"] = time.time() + 3.0  # time enough for every process to set Django up
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.health.worker", scenario, json.dumps(args)],
             cwd=ROOT,
             env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(WORKERS)
     ]
+    # Every process has set Django up before the shared start time is chosen.
+    for proc in procs:
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", (line, proc.stderr.read() if proc.poll() else "")
+    start = time.time() + 0.3
     results = []
+    for proc in procs:
+        proc.stdin.write(f"{start}\n")
+        proc.stdin.flush()
     for proc in procs:
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err

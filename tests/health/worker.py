@@ -1,7 +1,8 @@
 """One worker process for test_workers: ``python -m tests.health.worker SCENARIO ARGS_JSON``.
 
-Each scenario waits for the shared start time, hammers the breaker or the
-limiter for a bounded time or number of tries, and prints a JSON result.
+Each scenario says it is ready, reads the shared start time from stdin, waits
+for it, hammers the breaker or the limiter for a bounded time or number of
+tries, and prints a JSON result.
 """
 
 from __future__ import annotations
@@ -83,5 +84,13 @@ if __name__ == "__main__":
     import django
 
     django.setup()
+    import django_smtprelay.health  # noqa: F401  (imported before the start, not inside the window)
+
     scenario, raw = sys.argv[1], sys.argv[2]
-    print(json.dumps(SCENARIOS[scenario](json.loads(raw))))
+    args = json.loads(raw)
+    # A barrier, not a fixed delay: on a loaded machine, setting Django up can
+    # take longer than any delay chosen in advance. Say ready, then wait for the
+    # shared start time from the test.
+    print("ready", flush=True)
+    args["start"] = float(sys.stdin.readline())
+    print(json.dumps(SCENARIOS[scenario](args)))

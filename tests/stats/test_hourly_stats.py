@@ -221,3 +221,29 @@ def test_a_partial_delivery_counts_the_refusal_not_the_accepted_reply(smtp_serve
         "5.1.1",
     )
     assert error.text == "<addr>: Recipient address rejected: User unknown"
+
+
+@pytest.mark.django_db
+def test_a_message_deferred_three_times_counts_once_as_deferred_and_once_as_sent(
+    smtp_server, make_route
+):
+    # The relay says "try later" to the first three tries, then accepts.
+    server = smtp_server(rcpt_replies={"later@example.com": "450 4.2.0 Mailbox busy"})
+    server.options.rcpt_reply_times = 3
+    make_route(server, name="only")
+    queue("later@example.com", "at-once@example.com")
+    start = timezone.now()
+    deferrals = []
+    for day in range(4):  # retries are due by the next day; the lifetime is 5 days
+        report = DeliveryEngine(clock=lambda day=day: start + timedelta(days=day)).run()
+        deferrals.append(report.deferred)
+    assert deferrals == [1, 1, 1, 0]  # three deferral events ...
+    assert Message.objects.get(recipients__address="later@example.com").status == "sent"
+    assert server.attempts and len(server.messages) == 2
+    counts: Counter = Counter()
+    for status, count in MessageStat.objects.values_list("status", "count"):
+        counts[status] += count
+    # ... one deferred message: the dashboard's and the metrics' "deferred".
+    assert counts == {"sent": 2, "deferred": 1}
+    # The retries are attempts.
+    assert stats_by_route_and_outcome() == {("only", "delivered"): 2, ("only", "transient"): 3}

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_smtprelay', '0011_route_esp'),
+        ('django_smtprelay', '0012_message_open_index'),
     ]
 
     operations = [
