@@ -198,6 +198,35 @@ class Bench:
             results[subject] = self.queue_then_drain(db, subject, n)
         return results
 
+    def webhooks(self, db: Any, n: int) -> dict[str, Any]:
+        """ESP events posted one by one to a route's webhook URL (bench/webhooks.py)."""
+        database = db.fresh("smtprelay")
+        try:
+            result = self.step("webhooks", self.env("smtprelay", database), "--n", str(n))
+        finally:
+            db.drop(database)
+        problems = []
+        if result["events"] != n or result["events_after_replay"] != n:
+            problems.append(
+                f"{result['events']} events recorded, {result['events_after_replay']} after "
+                f"posting all {n} again (expected {n} both times)"
+            )
+        if result["failed"] != result["expected_failed"]:
+            problems.append(
+                f"{result['failed']} bounced recipients failed of {result['expected_failed']}"
+            )
+        if problems:
+            self.exact_failures.append("webhooks: " + "; ".join(problems))
+            print("  !! webhooks: " + "; ".join(problems), file=sys.stderr)
+        return {
+            "n": n,
+            "rate": n / result["seconds"],
+            "cpu_rate": n / result["cpu_seconds"],
+            "baseline_rate": n / result["baseline_seconds"],
+            "baseline_cpu_rate": n / result["baseline_cpu_seconds"],
+            "replay_rate": n / result["replay_seconds"],
+        }
+
     def memory(self, db: Any, sizes: tuple[int, ...]) -> dict[int, int]:
         peaks = {}
         for n in sizes:
@@ -463,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--admin-repeat", type=int, default=5, help="requests per page a round")
     parser.add_argument("--admin-rounds", type=int, default=3, help="rounds over both sizes")
+    parser.add_argument(
+        "--webhook-n", type=int, default=2000, help="ESP events in the webhook step (0: skip)"
+    )
     parser.add_argument("--broker", help="Celery broker URL (default: local Redis, else SQLite)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("--json", metavar="OUT", help="write every figure to this JSON file")
@@ -524,6 +556,13 @@ def main(argv: list[str] | None = None) -> int:
                         e2e_vs_po=pairwise(rounds, "smtprelay", "post_office", "e2e_rate"),
                         enqueue_vs_po=pairwise(rounds, "smtprelay", "post_office", "enqueue_rate"),
                     )
+                if args.webhook_n:
+                    print(f"{db.label}: webhook events (N={args.webhook_n:,})", file=sys.stderr)
+                    hooks = bench.webhooks(db, args.webhook_n)
+                    output["databases"][kind]["webhooks"] = hooks
+                    print(report.webhook_line(db.label, hooks))
+                    if kind == "sqlite":
+                        targets.append(report.webhook_target(hooks))
                 if kind == "sqlite" and args.memory:
                     print("SQLite: peak memory of one drain", file=sys.stderr)
                     peaks = bench.memory(db, (5000, 50000))

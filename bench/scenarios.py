@@ -203,6 +203,14 @@ def esp_drain(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @step
+def webhooks(args: argparse.Namespace) -> dict[str, Any]:
+    """ESP events posted one by one to a route's webhook URL (see bench/webhooks.py)."""
+    from bench.webhooks import run
+
+    return run(args.n)
+
+
+@step
 def count_delivered(args: argparse.Namespace) -> dict[str, Any]:
     return {"delivered_in_db": delivered_in_db()}
 

@@ -32,6 +32,10 @@ INSTALLED_APPS += {
     "mailer": ["mailer"],
 }[SUBJECT]
 
+# The webhook step posts through Django's test client (bench/webhooks.py).
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+if SUBJECT == "smtprelay":
+    ROOT_URLCONF = "bench.urls"
 ADMIN = os.environ.get("BENCH_ADMIN") == "1"
 if ADMIN:
     INSTALLED_APPS = [
@@ -47,8 +51,6 @@ if ADMIN:
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "django.contrib.messages.middleware.MessageMiddleware",
     ]
-    ROOT_URLCONF = "bench.urls"
-    ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
     # Sessions in signed cookies: a page view reads no session row, so the
     # query counts are the pages' own.
     SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"

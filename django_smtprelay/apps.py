@@ -11,3 +11,6 @@ class SMTPRelayConfig(AppConfig):
     def ready(self) -> None:
         # Only registration here: checks and signal receivers.
         from . import checks  # noqa: F401
+        from .tracking import receivers
+
+        receivers.connect()

@@ -60,6 +60,11 @@ DEFAULTS: dict[str, Any] = {
     # Add a Suppression when a recipient fails permanently because the mailbox
     # does not exist or is disabled (enhanced codes 5.1.x and 5.2.1).
     "SUPPRESS_ON_PERMANENT_FAILURE": True,
+    # What an ESP's webhook (or a returned bounce, DSN) adds to the suppressions:
+    # hard bounces, spam complaints, unsubscribes. Soft bounces never do.
+    "SUPPRESS_ON_HARD_BOUNCE": True,
+    "SUPPRESS_ON_COMPLAINT": True,
+    "SUPPRESS_ON_UNSUBSCRIBE": True,
     # DNS checks of sending domains.
     "DNS_NAMESERVERS": None,
     "DNS_TIMEOUT": 5.0,
@@ -240,6 +245,21 @@ class AppSettings:
     def suppress_on_permanent_failure(self) -> bool:
         """Whether a recipient whose mailbox does not exist is suppressed."""
         return bool(get_config()["SUPPRESS_ON_PERMANENT_FAILURE"])
+
+    @property
+    def suppress_on_hard_bounce(self) -> bool:
+        """Suppress an address an ESP (or a DSN) reports as a hard bounce."""
+        return bool(get_config()["SUPPRESS_ON_HARD_BOUNCE"])
+
+    @property
+    def suppress_on_complaint(self) -> bool:
+        """Suppress an address whose owner marked a message as spam."""
+        return bool(get_config()["SUPPRESS_ON_COMPLAINT"])
+
+    @property
+    def suppress_on_unsubscribe(self) -> bool:
+        """Suppress an address whose owner unsubscribed through the ESP."""
+        return bool(get_config()["SUPPRESS_ON_UNSUBSCRIBE"])
 
     @property
     def default_route_mailer(self) -> str | None:

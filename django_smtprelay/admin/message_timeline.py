@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.utils.translation import gettext as _
 
-from ..models import Message
+from ..models import Message, RecipientEvent
 
 
 @dataclass
 class Event:
     at: datetime
-    kind: str  # queued | attempt | recipient | sent
+    kind: str  # queued | attempt | recipient | sent | provider
     state: str
     label: str
     route: str = ""
@@ -69,6 +70,34 @@ def timeline(message: Message) -> list[Event]:
                 order=2,
             )
         )
+    # What the ESP (or a returned bounce) said after the relay accepted the message.
+    events.extend(provider_events(message))
     if message.sent_at:
         events.append(Event(message.sent_at, "sent", "sent", _("Sent"), order=3))
     return sorted(events, key=lambda e: (e.at, e.order))
+
+
+def provider_events(message: Message) -> list[Event]:
+    """The recipients' events from ESP webhooks and returned bounces (DSNs)."""
+    rows = RecipientEvent.objects.filter(recipient__message=message).select_related("recipient")
+    return [
+        Event(
+            row.at,
+            "provider",
+            row.kind,
+            f"{row.recipient.address}: {row.get_kind_display()}"
+            + (f" ({_('hard')})" if row.hard else ""),
+            route=row.esp or row.get_source_display(),
+            code=" ".join(
+                _CODE.findall(row.mta_response)[:1] + _ENHANCED.findall(row.mta_response)[:1]
+            ),
+            reply=row.mta_response,
+            detail=row.description,
+            order=4,
+        )
+        for row in rows.order_by("at", "pk")[:500]
+    ]
+
+
+_CODE = re.compile(r"\b[245]\d\d\b")
+_ENHANCED = re.compile(r"\b[245]\.\d{1,3}\.\d{1,3}\b")

@@ -17,7 +17,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from ..models import Recipient
+from ..models import Recipient, RecipientEvent
 from .base import PlainHelpTextAdmin
 from .filters import (
     RecipientDomainFilter,
@@ -36,8 +36,27 @@ WRAPPED = (
 )
 
 
+class RecipientEventInline(admin.TabularInline):
+    """What the ESP (or a returned bounce) said about this recipient, oldest first."""
+
+    model = RecipientEvent
+    fields = ("at", "kind", "hard", "esp", "source", "description", "mta_response", "event_id")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("at", "pk")
+    verbose_name_plural = _("events after the relay said yes")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Recipient)
 class RecipientAdmin(PlainHelpTextAdmin):
+    inlines = (RecipientEventInline,)
     list_display = (
         "address",
         "status_badge",
@@ -68,6 +87,7 @@ class RecipientAdmin(PlainHelpTextAdmin):
         "smtp_code",
         "enhanced_code",
         "reply",
+        "provider_message_id",
         "updated_at",
     )
     readonly_fields = fields

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
@@ -19,6 +20,7 @@ from ..exceptions import SMTPRelayError
 from ..models import DeliveryAttempt, Route
 from .base import PlainHelpTextAdmin
 from .route_tools import tool_view
+from .route_webhooks import webhook_panel
 
 
 def _esp_choices() -> list[tuple[str, str]]:
@@ -105,6 +107,33 @@ class RouteForm(forms.ModelForm):
     )
     clear_dkim_private_key = forms.BooleanField(
         label=_("Remove the stored DKIM key"), required=False
+    )
+    webhook_secret = forms.CharField(
+        label=_("Webhook basic auth (user:password)"),
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=_(
+            "The credentials the ESP posts its events with, put in the webhook URL as "
+            "https://user:password@... Stored encrypted and never shown; leave blank to keep "
+            "the current one. A changed route name or ESP asks for it again."
+        ),
+    )
+    clear_webhook_secret = forms.BooleanField(
+        label=_("Remove the stored webhook credentials"), required=False
+    )
+    webhook_signing_key = forms.CharField(
+        label=_("Webhook signing key"),
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text=_(
+            "For ESPs that sign their posts (Mailgun, Postal, MailerSend): the key from the "
+            "ESP's console. Stored encrypted and never shown; leave blank to keep it."
+        ),
+    )
+    clear_webhook_signing_key = forms.BooleanField(
+        label=_("Remove the stored signing key"), required=False
     )
 
     class Meta:
@@ -247,9 +276,18 @@ class RouteForm(forms.ModelForm):
             self.add_error("esp_secrets_text", str(exc))
             return None
 
+    def clean_webhook_secret(self) -> str:
+        secret = self.cleaned_data.get("webhook_secret") or ""
+        if secret and (":" not in secret or secret.startswith(":") or secret.endswith(":")):
+            raise forms.ValidationError(
+                _("Type the basic-auth credentials as user:password (both parts, one colon).")
+            )
+        return secret
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         self._clean_esp(cleaned)
+        self._check_webhook_secrets(cleaned)
         # An SMTP password is sealed to the SMTP fields; the ESP plays no part in it.
         changed = [
             name
@@ -276,6 +314,22 @@ class RouteForm(forms.ModelForm):
             )
         return cleaned
 
+    def _check_webhook_secrets(self, cleaned: dict[str, Any]) -> None:
+        """Stored webhook credentials do not follow a renamed route (a new URL) or a new ESP."""
+        moved = [name for name in ("name", "esp") if name in self.changed_data]
+        if not (moved and self.instance.pk):
+            return
+        for field, stored in (
+            ("webhook_secret", self.instance.webhook_secret_ciphertext),
+            ("webhook_signing_key", self.instance.webhook_signing_key_ciphertext),
+        ):
+            if stored and not cleaned.get(field) and not cleaned.get(f"clear_{field}"):
+                self.add_error(
+                    field,
+                    _("The webhook changed (%(fields)s): type this again, or remove it.")
+                    % {"fields": ", ".join(str(self.fields[n].label).lower() for n in moved)},
+                )
+
     def save(self, commit: bool = True) -> Route:
         route: Route = super().save(commit=False)
         if self.cleaned_data.get("clear_password"):
@@ -288,6 +342,15 @@ class RouteForm(forms.ModelForm):
             route.dkim_private_key = self.cleaned_data["dkim_private_key"]
         if route.kind != Route.Kind.ANYMAIL:  # (an ESP route's options are set by clean)
             route.esp_settings, route.esp_secrets_ciphertext = {}, ""
+        # Sealed to the route's name and ESP as saved: set after the fields above.
+        for field in ("webhook_secret", "webhook_signing_key"):
+            if self.cleaned_data.get(f"clear_{field}"):
+                setattr(route, field, "")
+            elif self.cleaned_data.get(field):
+                setattr(route, field, self.cleaned_data[field])
+            elif self.instance.pk and any(n in self.changed_data for n in ("name", "esp")):
+                # Only reached when cleared above (clean refuses otherwise).
+                setattr(route, field, "")
         if commit:
             route.save()
         return route
@@ -358,6 +421,21 @@ class RouteAdmin(PlainHelpTextAdmin):
                 )
             },
         ),
+        (
+            _("Webhooks (after the relay said yes)"),
+            {
+                "fields": (
+                    "webhook_secret",
+                    "clear_webhook_secret",
+                    "webhook_signing_key",
+                    "clear_webhook_signing_key",
+                ),
+                "description": _(
+                    "The ESP chosen above posts its events (delivered, bounced, complained, "
+                    "...) to the URLs shown below the form once the route is saved."
+                ),
+            },
+        ),
         (_("History"), {"fields": ("created_at", "updated_at")}),
     )
 
@@ -391,6 +469,19 @@ class RouteAdmin(PlainHelpTextAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        route = self.get_object(request, unquote(object_id))
+        extra_context = {**(extra_context or {})}
+        if route is not None and route.esp:
+            extra_context["webhooks"] = webhook_panel(request, route)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def connection_test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return tool_view(self, request, object_id, "connection")

@@ -1,6 +1,7 @@
 """The app's models: routes, the queue, attempts, domains, suppressions, statistics."""
 
 from .domains import SenderDomain
+from .events import RecipientEvent
 from .health import RouteHealth
 from .messages import DeliveryAttempt, Message, MessageContent, Recipient
 from .routes import Route
@@ -15,6 +16,7 @@ __all__ = [
     "MessageContent",
     "MessageStat",
     "Recipient",
+    "RecipientEvent",
     "Route",
     "RouteHealth",
     "SenderDomain",

@@ -19,6 +19,11 @@ from ..validators import (
 )
 
 
+def webhook_destination(name: str, esp: str) -> str:
+    """What a route's webhook credentials are sealed to: its webhook URL (name) and ESP."""
+    return f"webhook {name} for {esp or 'no ESP'}"
+
+
 class Route(models.Model):
     """One way out: an SMTP smarthost, or an ESP's API through django-anymail."""
 
@@ -174,6 +179,11 @@ class Route(models.Model):
     # Fernet token of the PEM private key this app signs with on this route, if
     # it signs itself; used to compare with the published key. Never shown back.
     dkim_private_key_ciphertext = models.TextField(blank=True, editable=False)
+    # The route's webhook credentials (see django_smtprelay.tracking), sealed to
+    # the webhook they were typed for: the basic-auth "user:password" the ESP
+    # posts with, and the ESP's signing key where it signs its posts.
+    webhook_secret_ciphertext = models.TextField(blank=True, editable=False)
+    webhook_signing_key_ciphertext = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -278,6 +288,33 @@ class Route(models.Model):
     @dkim_private_key.setter
     def dkim_private_key(self, value: str) -> None:
         self.dkim_private_key_ciphertext = crypto.encrypt(value or "")
+
+    @property
+    def webhook_destination(self) -> str:
+        """What the webhook credentials are sealed to: the route's webhook URL and its ESP.
+
+        Renaming the route (its URL) or changing its ESP asks for them again.
+        """
+        return webhook_destination(self.name, self.esp)
+
+    @property
+    def webhook_secret(self) -> str:
+        """The basic-auth ``user:password`` the ESP posts with, decrypted on use."""
+        return sealing.unseal(self.webhook_secret_ciphertext, self.webhook_destination)
+
+    @webhook_secret.setter
+    def webhook_secret(self, value: str) -> None:
+        # Sealed to the webhook as it is now: set the name and ESP first.
+        self.webhook_secret_ciphertext = sealing.seal(value or "", self.webhook_destination)
+
+    @property
+    def webhook_signing_key(self) -> str:
+        """The ESP's key for signed webhooks (Mailgun, Mailersend, ...), decrypted on use."""
+        return sealing.unseal(self.webhook_signing_key_ciphertext, self.webhook_destination)
+
+    @webhook_signing_key.setter
+    def webhook_signing_key(self, value: str) -> None:
+        self.webhook_signing_key_ciphertext = sealing.seal(value or "", self.webhook_destination)
 
     def clean(self) -> None:
         super().clean()

@@ -29,6 +29,7 @@ from ..models import Route
 from ..replies import Outcome, Stage, Verdict, classify, classify_exception, parse_enhanced
 from ..routing import RouteSpec
 from .base import Envelope, RecipientResult, Reply, SendResult, TransportError
+from .provider_ids import provider_id_from_reply
 from .sevenbit import SevenBitError, to_seven_bit
 
 _DOT_STUFF = re.compile(rb"^\.", re.MULTILINE)
@@ -451,8 +452,14 @@ class SMTPTransport:
         else:
             pending = tx.accepted
         assert tx.verdict is not None and tx.reply is not None
+        # The id an ESP's SMTP endpoint gave the message, by which its webhooks report on it.
+        provider_id = (
+            provider_id_from_reply(tx.reply.text)
+            if tx.verdict.outcome == Outcome.DELIVERED and tx.reply.stage == Stage.DOT
+            else ""
+        )
         for address in pending:
-            tx.results[address] = RecipientResult(address, tx.verdict, tx.reply)
+            tx.results[address] = RecipientResult(address, tx.verdict, tx.reply, provider_id)
         ordered = [tx.results[a] for a in envelope.recipients]
         return SendResult(tx.verdict, tx.reply, ordered)
 

@@ -1,0 +1,147 @@
+"""The three statements every webhook event runs, as plain SQL.
+
+An ESP can post thousands of events a minute, one request each; the ORM
+spends more time building these three queries (and a route's thirty-odd
+fields) than the database spends running them (measured in
+``bench/webhooks.py``). They are written once per database here, with the
+models' own table and column names and each backend's own insert-or-ignore
+form; everything rarer (failures, suppressions, the Message-ID fallback)
+stays in the ORM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from django.db import connections, router
+from django.db.models.constants import OnConflict
+
+from .. import sealing
+from ..models import Recipient, RecipientEvent, Route
+from ..models.routes import webhook_destination
+
+
+@dataclass(frozen=True)
+class WebhookRoute:
+    """What a route's webhook needs of it: its name, ESP and sealed credentials."""
+
+    pk: int
+    name: str
+    esp: str
+    secret_ciphertext: str = field(repr=False)
+    signing_key_ciphertext: str = field(repr=False)
+
+    @property
+    def webhook_secret(self) -> str:
+        return sealing.unseal(self.secret_ciphertext, webhook_destination(self.name, self.esp))
+
+    @property
+    def webhook_signing_key(self) -> str:
+        return sealing.unseal(self.signing_key_ciphertext, webhook_destination(self.name, self.esp))
+
+
+@cache
+def _route_sql(alias: str) -> str:
+    q = connections[alias].ops.quote_name
+    columns = ("id", "name", "esp", "webhook_secret_ciphertext", "webhook_signing_key_ciphertext")
+    return (
+        f"SELECT {', '.join(q(c) for c in columns)} FROM {q(Route._meta.db_table)} "  # noqa: S608
+        f"WHERE {q('name')} = %s"
+    )
+
+
+def webhook_route(name: str) -> WebhookRoute | None:
+    """The route named ``name``, as its webhook needs it (None: no such route)."""
+    alias = router.db_for_read(Route)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_route_sql(alias), [name])
+        row = cursor.fetchone()
+    return None if row is None else WebhookRoute(*row)
+
+
+@cache
+def _provider_id_sql(alias: str, count: int, with_esp: bool) -> str:
+    q = connections[alias].ops.quote_name
+    recipients, routes = q(Recipient._meta.db_table), q(Route._meta.db_table)
+    marks = ", ".join(["%s"] * count)
+    # The "<> ''" lets the partial index on provider ids serve the query.
+    return (
+        f"SELECT r.{q('id')}, r.{q('address')}, r.{q('message_id')} FROM {recipients} r "  # noqa: S608
+        + (f"INNER JOIN {routes} t ON r.{q('route_id')} = t.{q('id')} " if with_esp else "")
+        + f"WHERE r.{q('provider_message_id')} IN ({marks}) "
+        f"AND r.{q('provider_message_id')} <> '' "
+        + (f"AND t.{q('esp')} = %s " if with_esp else "")
+        + "LIMIT 500"
+    )
+
+
+def by_provider_id(ids: list[str], esp: str) -> list[tuple[int, str, int]]:
+    """``(pk, address, message pk)`` of recipients (500 at most) with one of ``ids`` as
+    provider id, sent through a route of ``esp`` (any route when ``esp`` is '')."""
+    if not ids:
+        return []
+    alias = router.db_for_read(Recipient)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_provider_id_sql(alias, len(ids), bool(esp)), [*ids, esp] if esp else ids)
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+#: The columns :func:`insert_event` writes, in order.
+EVENT_FIELDS = (
+    "recipient",
+    "kind",
+    "at",
+    "received_at",
+    "esp",
+    "source",
+    "event_id",
+    "dedupe_key",
+    "hard",
+    "description",
+    "mta_response",
+    "summary",
+)
+
+
+@cache
+def _insert_sql(alias: str) -> tuple[str, tuple[Any, ...]]:
+    connection = connections[alias]
+    ops, opts = connection.ops, RecipientEvent._meta
+    fields = tuple(opts.get_field(name) for name in EVENT_FIELDS)
+    columns = ", ".join(ops.quote_name(f.column) for f in fields)
+    parts = (
+        ops.insert_statement(on_conflict=OnConflict.IGNORE),
+        f"{ops.quote_name(opts.db_table)} ({columns})",
+        f"VALUES ({', '.join(['%s'] * len(fields))})",
+        ops.on_conflict_suffix_sql(list(fields), OnConflict.IGNORE, None, None),
+    )
+    return " ".join(p for p in parts if p), fields
+
+
+@cache
+def _seen_sql(alias: str) -> str:
+    q = connections[alias].ops.quote_name
+    return f"SELECT 1 FROM {q(RecipientEvent._meta.db_table)} WHERE {q('dedupe_key')} = %s"  # noqa: S608
+
+
+def insert_event(values: dict[str, Any]) -> bool:
+    """Insert one :class:`RecipientEvent` (``values`` keyed by :data:`EVENT_FIELDS`)
+    unless its ``dedupe_key`` is already there; True when inserted.
+
+    A read first: a retried event (the usual duplicate) then writes nothing,
+    where even an insert that ends up ignored makes SQLite sync a commit.
+    Two copies of an event racing past the read are settled by the
+    backend's own insert-or-ignore (``INSERT OR IGNORE``, ``ON CONFLICT DO
+    NOTHING``, ``INSERT IGNORE``): no savepoint, no error.
+    """
+    alias = router.db_for_write(RecipientEvent)
+    connection = connections[alias]
+    sql, fields = _insert_sql(alias)
+    with connection.cursor() as cursor:
+        cursor.execute(_seen_sql(alias), [values["dedupe_key"]])
+        if cursor.fetchone() is not None:
+            return False
+        cursor.execute(sql, [f.get_db_prep_save(values[f.name], connection) for f in fields])
+        return cursor.rowcount == 1

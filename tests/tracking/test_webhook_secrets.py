@@ -1,0 +1,49 @@
+"""A route's webhook secrets: encrypted at rest, sealed to the webhook, rotated with the rest."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+
+from django_smtprelay.exceptions import SecretDestinationError
+from django_smtprelay.models import Route
+from tests.test_rotate_secrets import rotate
+
+pytestmark = pytest.mark.django_db
+
+BASIC = "hooks:Never-In-Plain-Sight-77"
+KEY = "signing-Never-In-Plain-Sight-88"
+
+
+def test_webhook_secrets_are_encrypted_at_rest_and_kept_out_of_reprs(esp_route):
+    route = esp_route("mailgun", secret=BASIC, signing_key=KEY)
+    row = Route.objects.values("webhook_secret_ciphertext", "webhook_signing_key_ciphertext").get()
+    for token in row.values():
+        assert token and "Never-In-Plain-Sight" not in token
+    saved = Route.objects.get(pk=route.pk)
+    assert (saved.webhook_secret, saved.webhook_signing_key) == (BASIC, KEY)
+    assert "Never-In-Plain-Sight" not in repr(saved)
+
+
+def test_a_changed_esp_refuses_the_stored_secret(esp_route):
+    route = esp_route("postmark", secret=BASIC)
+    route.esp = "sendgrid"
+    route.save()
+    with pytest.raises(SecretDestinationError, match="type it again") as caught:
+        _ = Route.objects.get(pk=route.pk).webhook_secret
+    assert "Never-In-Plain-Sight" not in str(caught.value)
+
+
+def test_key_rotation_moves_the_webhook_secrets_too(esp_route, relay_settings):
+    route = esp_route("mailgun", secret=BASIC, signing_key=KEY)
+    new = Fernet.generate_key()
+    relay_settings(ENCRYPTION_KEYS=[new.decode()])
+    output = rotate()
+    assert "django_smtprelay.route.webhook_secret_ciphertext: 1 re-encrypted" in output
+    assert "django_smtprelay.route.webhook_signing_key_ciphertext: 1 re-encrypted" in output
+    row = Route.objects.values("webhook_secret_ciphertext", "webhook_signing_key_ciphertext").get()
+    for token in row.values():
+        Fernet(new).decrypt(token.encode())
+    saved = Route.objects.get(pk=route.pk)
+    assert (saved.webhook_secret, saved.webhook_signing_key) == (BASIC, KEY)
+    assert "Never-In-Plain-Sight" not in output
