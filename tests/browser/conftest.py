@@ -76,13 +76,8 @@ def chromium() -> Iterator[Any]:
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:
         with sync_playwright() as playwright:
-            # Without site isolation a sandboxed iframe renders in the page's
-            # process, so full-page screenshots show the HTML preview too; the
-            # sandbox and the preview's Content-Security-Policy apply the same.
             browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=["--no-sandbox", "--disable-features=IsolateOrigins,site-per-process"],
+                executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
             )
             yield browser
             browser.close()
