@@ -49,6 +49,14 @@ ns A 127.0.0.1
 mx A 127.0.0.1
 _dmarc TXT "v=DMARC1; p=none; rua=mailto:dmarc@shop.test"
 """
+# The parent zone, so a lookup above shop.test gets NXDOMAIN, as from a real
+# resolver, not REFUSED (which the checks report as "could not check").
+TEST_ZONE = """
+$TTL 300
+@ SOA ns.test. hostmaster.test. 1 3600 600 86400 60
+@ NS ns.test.
+ns A 127.0.0.1
+"""
 
 
 def in_ci() -> bool:
@@ -204,7 +212,7 @@ def site(
         sock.bind(("127.0.0.1", 0))
         down_port = sock.getsockname()[1]
     pixel = PixelServer()
-    dns = DNSServer({"shop.test.": SHOP_ZONE}).start()
+    dns = DNSServer({"shop.test.": SHOP_ZONE, "test.": TEST_ZONE}).start()
     overrides = override_settings(
         EMAIL_BACKEND="django_smtprelay.backends.QueuedEmailBackend",
         SMTPRELAY={**settings.SMTPRELAY, "DNS_NAMESERVERS": [dns.address], "DNS_TIMEOUT": 2.0},
