@@ -64,12 +64,14 @@ class MessageAdmin(PlainHelpTextAdmin):
     actions = ("retry_now", "send_again_failed", "send_again_all", "cancel")
     list_per_page = 50
     show_full_result_count = False  # COUNT(*) over a large queue is slow
+    # What an operator opens the page for first: the state and the last error.
     envelope_fields = (
-        "status",
-        "priority",
+        "status_badge",
+        "last_error_wrapped",
+        "subject",
         "from_email",
         "sender_domain",
-        "subject",
+        "priority",
         "message_id",
         "size",
         "route_hint",
@@ -80,7 +82,6 @@ class MessageAdmin(PlainHelpTextAdmin):
         "sent_at",
         "attempt_count",
         "possible_duplicate",
-        "last_error_wrapped",
     )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Message | None = None) -> tuple:

@@ -122,6 +122,36 @@ def test_the_dashboard_shows_the_queue_charts_routes_and_top_errors(browse, site
     assert all(first_words.split()[0] in t for t in attempts.all_inner_texts()), reply
 
 
+def test_the_messages_list_shows_each_state_and_filters_by_status(browse, site):
+    page = browse()
+    page.goto(f"{site.url}{MESSAGES}")
+    assert "Failed" in row(page, "Invoice 1042").inner_text()
+    assert "Sent" in row(page, "Welcome aboard").inner_text()
+    assert "Deferred" in row(page, "Weekly report").inner_text()
+    assert "Queued" in row(page, "Password reset").inner_text()
+    expired = row(page, "Your sign-in code").inner_text()
+    assert "Failed" in expired and "expired: not delivered by" in expired
+    page.locator("#changelist-filter a", has_text="Failed").first.click()
+    page.wait_for_url(re.compile(r"status__exact=failed"))
+    shown = page.locator("#result_list tbody tr").all_inner_texts()
+    assert len(shown) == Message.objects.filter(status="failed").count() >= 3
+    assert all("Failed" in text for text in shown)
+
+
+def test_a_failed_messages_page_leads_with_its_whole_last_error(browse, site):
+    page = browse()
+    failed = site.room.messages["failed"]
+    page.goto(f"{site.url}{MESSAGES}?status__exact=failed")
+    row(page, "Invoice 1042").locator("a").first.click()
+    page.wait_for_url(re.compile(rf"{MESSAGES}{failed.pk}/change/"))
+    assert page.title().startswith("Invoice 1042 |")
+    rows = page.locator("fieldset .form-row").all_inner_texts()
+    assert rows[0].split()[:2] == ["Status:", "Failed"], rows[0]
+    assert rows[1].startswith("Last error:")
+    assert "550 5.1.1 <nobody@example.com>: Recipient address rejected" in rows[1]
+    assert "User unknown in virtual mailbox table" in rows[1], "the whole reply, not cut"
+
+
 def test_the_recipients_list_finds_the_last_hours_failures(browse, site, screenshot_dir):
     page = browse()
     page.goto(f"{site.url}{RECIPIENTS}")
@@ -192,10 +222,11 @@ def test_the_eml_download_is_the_message_as_sent(browse, site):
     assert data == bytes(sent.content.raw)
 
 
-def test_staff_without_the_body_permission_see_envelopes_and_states_only(browse, site):
+def test_staff_without_the_body_permission_see_envelopes_and_states_only(browse, site, tour_dir):
     page = browse("support")
     failed = site.room.messages["newsletter"]
     page.goto(f"{site.url}{MESSAGES}{failed.pk}/change/")
+    whole_page(page, tour_dir / "message-without-body-permission.png")
     content = page.locator("#content").inner_text()
     assert "typo.dave@example.com" in content and "550 5.1.1" in content
     assert "Timeline" in content
