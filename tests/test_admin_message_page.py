@@ -78,7 +78,7 @@ def test_the_html_part_is_sandboxed_and_loads_nothing_remote(admin_client, html_
 
 def test_the_timeline_lists_attempts_and_recipient_events_in_time_order(admin_client, html_message):
     response = page_of(admin_client, html_message)
-    events = response.context["timeline"]
+    events = response.context["timeline"].events
     assert [e.at for e in events] == sorted(e.at for e in events)
     kinds = [e.kind for e in events]
     assert kinds[0] == "queued" and "attempt" in kinds and kinds[-1] == "sent"
@@ -207,6 +207,9 @@ def test_a_message_with_10000_recipients_and_500_attempts_shows_the_first_50_of_
         for i in range(9_999)
     )
     attempt = DeliveryAttempt.objects.get(message=bulk)
+    # One attempt that carried every recipient names the first ten of them.
+    results = [{"address": f"r{i:05}@example.com", "outcome": "permanent"} for i in range(9_999)]
+    DeliveryAttempt.objects.filter(pk=attempt.pk).update(recipients=results)
     DeliveryAttempt.objects.bulk_create(
         DeliveryAttempt(message=bulk, route_name="r", outcome="transient", started_at=now)
         for _ in range(499)
@@ -224,6 +227,7 @@ def test_a_message_with_10000_recipients_and_500_attempts_shows_the_first_50_of_
     assert f"The first {SHOWN} of 500 delivery attempts are shown." in page
     assert f"The first {SHOWN} of 500 attempts are in the timeline." in page
     assert f"The first {SHOWN} of 10000 recipient events are in the timeline." in page
+    assert "r00009@example.com: permanent; and 9989 more" in page
     rcpt_list = f"/admin/django_smtprelay/recipient/?message__id__exact={bulk.pk}"
     attempt_list = f"/admin/django_smtprelay/deliveryattempt/?message__id__exact={bulk.pk}"
     assert f'href="{rcpt_list}"' in page and f'href="{attempt_list}"' in page

@@ -6,16 +6,19 @@ Capped like the inlines beside it: the first ``SHOWN`` attempts and the first
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from ..models import DeliveryAttempt, Message, Recipient
 from .message_inlines import SHOWN, filtered_list_url
+
+# Recipients named under one attempt in the timeline (a bulk attempt lists thousands).
+DETAIL_LINES = 10
 
 
 @dataclass
@@ -40,6 +43,15 @@ def _recipient_line(entry: object) -> str:
     )
 
 
+def _recipient_lines(entries: list[object]) -> str:
+    """The first ``DETAIL_LINES`` recipients of an attempt, and how many more there were."""
+    lines = "; ".join(_recipient_line(r) for r in entries[:DETAIL_LINES])
+    if len(entries) > DETAIL_LINES:
+        rest = len(entries) - DETAIL_LINES
+        lines += "; " + ngettext("and %(n)d more", "and %(n)d more", rest) % {"n": rest}
+    return lines
+
+
 @dataclass
 class More:
     """Rows the timeline leaves out: ``total`` of them in all, listed at ``url``."""
@@ -54,12 +66,6 @@ class More:
 class Timeline:
     events: list[Event]
     more: list[More]
-
-    def __iter__(self) -> Iterator[Event]:
-        return iter(self.events)
-
-    def __len__(self) -> int:
-        return len(self.events)
 
 
 def _capped(
@@ -90,7 +96,7 @@ def timeline(message: Message) -> Timeline:
     ]
     for attempt in attempts:
         code = " ".join(str(c) for c in (attempt.smtp_code, attempt.enhanced_code) if c)
-        detail = "; ".join(_recipient_line(r) for r in attempt.recipients or ())
+        detail = _recipient_lines(attempt.recipients or [])
         if attempt.exception:
             detail = f"{detail} ({attempt.exception})".strip()
         events.append(
