@@ -25,7 +25,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
-from django.db import DEFAULT_DB_ALIAS, connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.test import override_settings
 from django.test.utils import setup_databases, teardown_databases
 from pytest_django.live_server_helper import LiveServer
@@ -237,6 +237,10 @@ def site(
             call_command("flush", interactive=False, verbosity=0)
             if own_databases is not None:
                 teardown_databases(own_databases, verbosity=0)
+            # While Playwright's loop runs, this thread's connections are not the
+            # ones the session made before (Django keeps them per context): close
+            # them, or dropping the test database finds them still open.
+            connections.close_all()
         overrides.disable()
 
 
