@@ -78,7 +78,7 @@ def test_the_html_part_is_sandboxed_and_loads_nothing_remote(admin_client, html_
 
 def test_the_timeline_lists_attempts_and_recipient_events_in_time_order(admin_client, html_message):
     response = page_of(admin_client, html_message)
-    events = response.context["timeline"]
+    events = response.context["timeline"].events
     assert [e.at for e in events] == sorted(e.at for e in events)
     kinds = [e.kind for e in events]
     assert kinds[0] == "queued" and "attempt" in kinds and kinds[-1] == "sent"
@@ -185,3 +185,58 @@ def test_the_message_page_costs_the_same_queries_for_2_or_40_recipients(
         assert admin_client.get(url.format(few.pk)).status_code == 200
     with django_assert_max_num_queries(len(small)):
         assert admin_client.get(url.format(many.pk)).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_message_with_10000_recipients_and_500_attempts_shows_the_first_50_of_each(
+    admin_client, smtp_server, make_route, django_assert_max_num_queries
+):
+    from django.utils import timezone
+
+    from django_smtprelay.admin.message_inlines import SHOWN
+    from django_smtprelay.models import DeliveryAttempt, Recipient
+
+    make_route(smtp_server())
+    send_mail("Small", "Body", "from@example.com", ["a@example.com", "b@example.com"])
+    send_mail("Bulk", "Body", "from@example.com", ["first@example.com"])
+    DeliveryEngine().run()
+    small, bulk = (Message.objects.get(subject=s) for s in ("Small", "Bulk"))
+    now = timezone.now()
+    Recipient.objects.bulk_create(
+        Recipient(message=bulk, address=f"r{i:05}@example.com", status="failed", updated_at=now)
+        for i in range(9_999)
+    )
+    attempt = DeliveryAttempt.objects.get(message=bulk)
+    # One attempt that carried every recipient names the first ten of them.
+    results = [{"address": f"r{i:05}@example.com", "outcome": "permanent"} for i in range(9_999)]
+    DeliveryAttempt.objects.filter(pk=attempt.pk).update(recipients=results)
+    DeliveryAttempt.objects.bulk_create(
+        DeliveryAttempt(message=bulk, route_name="r", outcome="transient", started_at=now)
+        for _ in range(499)
+    )
+    url = "/admin/django_smtprelay/message/{}/change/"
+    with CaptureQueriesContext(connection) as few:
+        assert admin_client.get(url.format(small.pk)).status_code == 200
+    # A count per capped table more than a small message: never a row per recipient.
+    with django_assert_max_num_queries(len(few) + 4):
+        page = admin_client.get(url.format(bulk.pk)).content.decode()
+    assert page.count("@example.com") < 4 * SHOWN + 20, "not every recipient"
+    assert "first@example.com" in page.replace("<wbr>", "")
+    assert "r09998@" not in page.replace("<wbr>", "")
+    assert f"The first {SHOWN} of 10000 recipients are shown." in page
+    assert f"The first {SHOWN} of 500 delivery attempts are shown." in page
+    assert f"The first {SHOWN} of 500 attempts are in the timeline." in page
+    assert f"The first {SHOWN} of 10000 recipient events are in the timeline." in page
+    assert "r00009@example.com: permanent; and 9989 more" in page
+    rcpt_list = f"/admin/django_smtprelay/recipient/?message__id__exact={bulk.pk}"
+    attempt_list = f"/admin/django_smtprelay/deliveryattempt/?message__id__exact={bulk.pk}"
+    assert f'href="{rcpt_list}"' in page and f'href="{attempt_list}"' in page
+    # The links list the rest: every one of this message's rows, and no other message's.
+    listed = admin_client.get(rcpt_list + "&q=r09998@example.com").content.decode()
+    assert "r09998" in listed and "a@example.com" not in listed.replace("<wbr>", "")
+    attempts = admin_client.get(attempt_list)
+    assert attempts.status_code == 200 and attempts.context["cl"].result_count == 500
+    assert attempt.pk in {a.pk for a in attempts.context["cl"].queryset}
+    # A small message says nothing of the kind.
+    small_page = admin_client.get(url.format(small.pk)).content.decode()
+    assert "are shown." not in small_page and "in the timeline." not in small_page

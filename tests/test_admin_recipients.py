@@ -51,6 +51,7 @@ def test_a_failed_recipient_of_a_sent_message_is_listed_with_the_whole_reply(
 
 def test_a_suppressed_recipient_without_any_attempt_is_listed(admin_client, delivered_mixed):
     page = admin_client.get(URL, {"status": "suppressed"}).content.decode()
+    page = page.replace("<wbr>", "")  # an address may break before its "@"
     assert "blocked@other.example" in page and "gone@example.com" not in page
 
 

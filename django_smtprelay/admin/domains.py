@@ -16,7 +16,9 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -56,13 +58,24 @@ class SenderDomainAdmin(PlainHelpTextAdmin):
         "dkim_badge",
         "mx_badge",
         "bimi_badge",
-        "checked_at",
+        "checked",
     )
     list_filter = ("verdict",)
     search_fields = ("domain",)
     readonly_fields = ("verdict", "checked_at", "check_duration", "created_at")
     fields = ("domain", "dkim_selectors", *readonly_fields)
     actions = ("check_now",)
+
+    @admin.display(description=_("checked"), ordering="checked_at")
+    def checked(self, obj: SenderDomain) -> str:
+        """How long ago (the exact time on hover): words wrap, so the row fits 1280 px."""
+        if not obj.checked_at:
+            return "-"
+        return format_html(
+            '<span title="{}">{}</span>',
+            timezone.localtime(obj.checked_at).isoformat(timespec="seconds"),
+            _("%(time)s ago") % {"time": timesince(obj.checked_at, depth=1)},
+        )
 
     @admin.display(description=_("verdict"), ordering="verdict")
     def verdict_badge(self, obj: SenderDomain) -> str:

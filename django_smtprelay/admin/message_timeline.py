@@ -1,14 +1,25 @@
-"""A message's story in time order: queued, every attempt, each recipient's fate."""
+"""A message's story in time order: queued, every attempt, each recipient's fate.
+
+Capped like the inlines beside it: the first ``SHOWN`` attempts and the first
+``SHOWN`` recipient events, with how many there are and where the rest are.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from django.db.models import QuerySet
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
-from ..models import Message, RecipientEvent
+from ..models import DeliveryAttempt, Message, Recipient, RecipientEvent
+from .message_inlines import SHOWN, filtered_list_url
+
+# Recipients named under one attempt in the timeline (a bulk attempt lists thousands).
+DETAIL_LINES = 10
 
 
 @dataclass
@@ -33,12 +44,60 @@ def _recipient_line(entry: object) -> str:
     )
 
 
-def timeline(message: Message) -> list[Event]:
-    """Every attempt and recipient event of ``message``, oldest first."""
+def _recipient_lines(entries: list[object]) -> str:
+    """The first ``DETAIL_LINES`` recipients of an attempt, and how many more there were."""
+    lines = "; ".join(_recipient_line(r) for r in entries[:DETAIL_LINES])
+    if len(entries) > DETAIL_LINES:
+        rest = len(entries) - DETAIL_LINES
+        lines += "; " + ngettext("and %(n)d more", "and %(n)d more", rest) % {"n": rest}
+    return lines
+
+
+@dataclass
+class More:
+    """Rows the timeline leaves out: ``total`` of them in all, listed at ``url``."""
+
+    what: str
+    shown: int
+    total: int
+    url: str
+
+
+@dataclass
+class Timeline:
+    events: list[Event]
+    more: list[More]
+
+
+def _capped(
+    rows: list[Any], message: Message, model: type, what: str, counted: QuerySet
+) -> More | None:
+    """What was left out of ``rows`` (a page of ``counted``), or None when nothing was."""
+    if len(rows) < SHOWN:
+        return None
+    total = counted.count()
+    if total <= SHOWN:
+        return None
+    return More(what, len(rows), total, filtered_list_url(model, message.pk))
+
+
+def timeline(message: Message) -> Timeline:
+    """The first attempts and recipient events of ``message``, oldest first."""
     events = [Event(message.created_at, "queued", "queued", _("Queued"), order=0)]
-    for attempt in message.attempts.order_by("started_at", "pk"):
+    attempts = list(message.attempts.order_by("started_at", "pk")[:SHOWN])
+    changed = message.recipients.filter(updated_at__isnull=False)
+    recipients = list(changed.select_related("route").order_by("updated_at", "pk")[:SHOWN])
+    more = [
+        m
+        for m in (
+            _capped(attempts, message, DeliveryAttempt, "attempts", message.attempts.all()),
+            _capped(recipients, message, Recipient, "recipients", changed),
+        )
+        if m is not None
+    ]
+    for attempt in attempts:
         code = " ".join(str(c) for c in (attempt.smtp_code, attempt.enhanced_code) if c)
-        detail = "; ".join(_recipient_line(r) for r in attempt.recipients or ())
+        detail = _recipient_lines(attempt.recipients or [])
         if attempt.exception:
             detail = f"{detail} ({attempt.exception})".strip()
         events.append(
@@ -54,9 +113,7 @@ def timeline(message: Message) -> list[Event]:
                 order=1,
             )
         )
-    for rcpt in message.recipients.select_related("route"):
-        if rcpt.updated_at is None:
-            continue
+    for rcpt in recipients:
         code = " ".join(str(c) for c in (rcpt.smtp_code, rcpt.enhanced_code) if c)
         events.append(
             Event(
@@ -74,7 +131,7 @@ def timeline(message: Message) -> list[Event]:
     events.extend(provider_events(message))
     if message.sent_at:
         events.append(Event(message.sent_at, "sent", "sent", _("Sent"), order=3))
-    return sorted(events, key=lambda e: (e.at, e.order))
+    return Timeline(sorted(events, key=lambda e: (e.at, e.order)), more)
 
 
 def provider_events(message: Message) -> list[Event]:
@@ -95,7 +152,7 @@ def provider_events(message: Message) -> list[Event]:
             detail=row.description,
             order=4,
         )
-        for row in rows.order_by("at", "pk")[:500]
+        for row in rows.order_by("at", "pk")[:SHOWN]
     ]
 
 

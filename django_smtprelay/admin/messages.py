@@ -23,7 +23,7 @@ from django.utils.translation import ngettext
 from ..models import DeliveryAttempt, Message, Recipient
 from ..models.messages import MessageQuerySet
 from . import message_actions
-from .base import PlainHelpTextAdmin, PlainHelpTextTabularInline
+from .base import PlainHelpTextAdmin
 from .filters import (
     AttemptRouteFilter,
     AttemptStageFilter,
@@ -33,63 +33,22 @@ from .filters import (
     SenderDomainFilter,
 )
 from .message_body import eml_response, may_see_body, preview, raw_of
+from .message_inlines import AttemptInline, RecipientInline
 from .message_timeline import timeline
 from .paginator import HistoryPaginator
-from .queue_badges import short_time, state_badge
-from .recipients import WRAPPED
+from .queue_badges import duration_text, help_line, short_time, state_badge, wrapped
 
 WRAPPED_PRE = '<pre style="white-space:pre-wrap;overflow-wrap:anywhere">{}</pre>'
-
-
-class ReadOnlyInline(PlainHelpTextTabularInline):
-    """Rows the workers write: shown, never added, changed or deleted here."""
-
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-class RecipientInline(ReadOnlyInline):
-    model = Recipient
-    fields = ("address", "status", "smtp_code", "enhanced_code", "reply", "route", "updated_at")
-    readonly_fields = fields
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Recipient]:
-        # Each row shows its route: one join, not a query per recipient.
-        return super().get_queryset(request).select_related("route")
-
-
-class AttemptInline(ReadOnlyInline):
-    model = DeliveryAttempt
-    fields = (
-        "started_at",
-        "route_name",
-        "outcome",
-        "stage",
-        "smtp_code",
-        "enhanced_code",
-        "reply",
-        "exception",
-        "duration",
-        "possible_duplicate",
-    )
-    readonly_fields = fields
-    ordering = ("started_at", "pk")
 
 
 @admin.register(Message)
 class MessageAdmin(PlainHelpTextAdmin):
     change_form_template = "admin/django_smtprelay/message/change_form.html"
-    # Few, narrow columns, so the whole last error fits beside them at 1400 px;
-    # priority is a filter, the next attempt shows under a waiting state.
+    # Few, narrow columns, so the whole last error fits beside them at 1280 px:
+    # the sender shows under the subject, the next attempt under a waiting
+    # state, and priority is a filter.
     list_display = (
         "subject_link",
-        "from_email",
         "status_badge",
         "tries",
         "created",
@@ -118,11 +77,12 @@ class MessageAdmin(PlainHelpTextAdmin):
     paginator = HistoryPaginator
     show_full_result_count = False
     envelope_fields = (
-        "status",
-        "priority",
+        "status_badge",
+        "last_error_wrapped",
+        "subject",
         "from_email",
         "sender_domain",
-        "subject",
+        "priority",
         "message_id",
         "size",
         "route_hint",
@@ -133,7 +93,6 @@ class MessageAdmin(PlainHelpTextAdmin):
         "sent_at",
         "attempt_count",
         "possible_duplicate",
-        "last_error_wrapped",
     )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Message | None = None) -> tuple:
@@ -175,9 +134,9 @@ class MessageAdmin(PlainHelpTextAdmin):
             short_time(obj.next_attempt_at),
         )
 
-    @admin.display(description=_("subject"), ordering="subject")
+    @admin.display(description=_("subject, sender"), ordering="subject")
     def subject_link(self, obj: Message) -> str:
-        return obj.subject or _("(no subject)")
+        return format_html("{}{}", obj.subject or _("(no subject)"), help_line(obj.from_email))
 
     @admin.display(description=_("tries"), ordering="attempt_count")
     def tries(self, obj: Message) -> int:
@@ -189,7 +148,7 @@ class MessageAdmin(PlainHelpTextAdmin):
 
     @admin.display(description=_("last error"))
     def last_error_wrapped(self, obj: Message) -> str:
-        return format_html(WRAPPED, obj.last_error) if obj.last_error else "-"
+        return wrapped(obj.last_error)
 
     @admin.display(description=_("headers"))
     def headers(self, obj: Message) -> str:
@@ -280,16 +239,13 @@ class MessageAdmin(PlainHelpTextAdmin):
 
 @admin.register(DeliveryAttempt)
 class DeliveryAttemptAdmin(PlainHelpTextAdmin):
+    # As in the other lists: secondary facts under the main ones, the reply whole.
     list_display = (
-        "started_at",
-        "message_id",
-        "route_name",
-        "outcome",
-        "stage",
-        "smtp_code",
-        "enhanced_code",
-        "reply",
-        "duration",
+        "started",
+        "message_link",
+        "outcome_cell",
+        "code",
+        "reply_wrapped",
     )
     # Route names and stages are offered without a DISTINCT over every attempt.
     list_filter = ("outcome", AttemptRouteFilter, AttemptStageFilter)
@@ -301,6 +257,32 @@ class DeliveryAttemptAdmin(PlainHelpTextAdmin):
     ordering = ("-pk",)
     paginator = HistoryPaginator
     show_full_result_count = False
+
+    @admin.display(description=_("started, took"), ordering="started_at")
+    def started(self, obj: DeliveryAttempt) -> str:
+        took = duration_text(obj.duration.total_seconds())
+        return format_html("{}{}", short_time(obj.started_at), help_line(took))
+
+    @admin.display(description=_("message"), ordering="message_id")
+    def message_link(self, obj: DeliveryAttempt) -> str:
+        url = reverse("admin:django_smtprelay_message_change", args=[obj.message_id])
+        return format_html('<a href="{}">{}</a>', url, obj.message.subject or _("(no subject)"))
+
+    @admin.display(description=_("route, outcome"), ordering="route_name")
+    def outcome_cell(self, obj: DeliveryAttempt) -> str:
+        where = obj.route_name + (f", at {obj.stage}" if obj.stage else "")
+        flag = _(" (possible duplicate)") if obj.possible_duplicate else ""
+        return format_html("{}{}{}", obj.get_outcome_display(), flag, help_line(where))
+
+    @admin.display(description=_("code"), ordering="smtp_code")
+    def code(self, obj: DeliveryAttempt) -> str:
+        text = " ".join(str(c) for c in (obj.smtp_code, obj.enhanced_code) if c)
+        return format_html('<span style="white-space:nowrap">{}</span>', text) if text else "-"
+
+    @admin.display(description=_("reply"))
+    def reply_wrapped(self, obj: DeliveryAttempt) -> str:
+        text = obj.reply or (f"({obj.exception})" if obj.exception else "")
+        return wrapped(text)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -26,14 +26,7 @@ from .filters import (
     SmtpCodeFilter,
 )
 from .paginator import HistoryPaginator
-from .queue_badges import short_time, state_badge
-
-# Wrapped at spaces, long words broken only when they must, never squeezed to a
-# column one word wide.
-WRAPPED = (
-    '<div style="white-space:pre-wrap;overflow-wrap:anywhere;min-width:14em;max-width:40em">'
-    "{}</div>"
-)
+from .queue_badges import address, help_line, short_time, state_badge, wrapped
 
 
 class RecipientEventInline(admin.TabularInline):
@@ -56,15 +49,17 @@ class RecipientEventInline(admin.TabularInline):
 
 @admin.register(Recipient)
 class RecipientAdmin(PlainHelpTextAdmin):
+    # Narrow columns, each secondary fact under the main one, so the whole
+    # reply fits beside them at 1280 px.
     inlines = (RecipientEventInline,)
     list_display = (
-        "address",
+        "address_cell",
         "status_badge",
         "message_link",
-        "route",
-        "code",
+        "route_and_code",
         "reply_wrapped",
     )
+    list_display_links = None
     list_filter = (
         RecipientStatusFilter,
         RecipientTimeFilter,
@@ -134,14 +129,23 @@ class RecipientAdmin(PlainHelpTextAdmin):
             state_badge(obj.message.status, obj.message.get_status_display()),
         )
 
-    @admin.display(description=_("code"), ordering="smtp_code")
-    def code(self, obj: Recipient) -> SafeString | str:
-        """The SMTP code and the enhanced code, in one column so the reply fits beside them."""
-        parts = [str(c) for c in (obj.smtp_code, obj.enhanced_code) if c]
-        if not parts:
+    @admin.display(description=_("address"), ordering="address")
+    def address_cell(self, obj: Recipient) -> SafeString:
+        url = reverse("admin:django_smtprelay_recipient_change", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, address(obj.address))
+
+    @admin.display(description=_("route, code"), ordering="smtp_code")
+    def route_and_code(self, obj: Recipient) -> SafeString | str:
+        """The route, with the SMTP and enhanced codes under it."""
+        code = " ".join(str(c) for c in (obj.smtp_code, obj.enhanced_code) if c)
+        if obj.route is None and not code:
             return "-"
-        return format_html('<span style="white-space:nowrap">{}</span>', " ".join(parts))
+        return format_html(
+            '<span style="white-space:nowrap">{}</span>{}',
+            obj.route.name if obj.route else "-",
+            help_line(code) if code else "",
+        )
 
     @admin.display(description=_("reply"))
-    def reply_wrapped(self, obj: Recipient) -> SafeString:
-        return format_html(WRAPPED, obj.reply) if obj.reply else "-"
+    def reply_wrapped(self, obj: Recipient) -> SafeString | str:
+        return wrapped(obj.reply)

@@ -12,6 +12,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -19,6 +20,7 @@ from .. import esps
 from ..exceptions import SMTPRelayError
 from ..models import DeliveryAttempt, Route
 from .base import PlainHelpTextAdmin
+from .queue_badges import help_line
 from .route_tools import tool_view
 from .route_webhooks import webhook_panel
 
@@ -359,13 +361,10 @@ class RouteForm(forms.ModelForm):
 @admin.register(Route)
 class RouteAdmin(PlainHelpTextAdmin):
     form = RouteForm
+    # Secondary facts under the main ones, so the list fits 1280 px.
     list_display = (
-        "name",
-        "kind",
-        "esp",
-        "host",
-        "port",
-        "security",
+        "name_and_kind",
+        "server",
         "priority",
         "enabled",
         "password_set",
@@ -492,6 +491,22 @@ class RouteAdmin(PlainHelpTextAdmin):
     @admin.display(boolean=True, description=_("secret"))
     def password_set(self, obj: Route) -> bool:
         return obj.has_password or bool(obj.esp_secrets_ciphertext)
+
+    @admin.display(description=_("name, kind"), ordering="name")
+    def name_and_kind(self, obj: Route) -> str:
+        kind = obj.get_kind_display()
+        return format_html("{}{}", obj.name, help_line(f"{kind}, {obj.esp}" if obj.esp else kind))
+
+    @admin.display(description=_("server, security"), ordering="host")
+    def server(self, obj: Route) -> str:
+        if not obj.host:
+            return "-"
+        return format_html(
+            '<span style="white-space:nowrap">{}:{}</span>{}',
+            obj.host,
+            obj.port,
+            help_line(obj.get_security_display()),
+        )
 
     @admin.display(description=_("last 24 h"))
     def health_24h(self, obj: Any) -> str:

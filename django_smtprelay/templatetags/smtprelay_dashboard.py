@@ -14,10 +14,13 @@ list below the dashboard.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import template
+from django.utils import timezone
+from django.utils.timesince import timesince
+from django.utils.translation import gettext
 
 register = template.Library()
 
@@ -52,6 +55,16 @@ def smtprelay_age(age: timedelta) -> str:
     if hours < 24:
         return f"{hours} h {minutes % 60} min"
     return f"{days} d {hours % 24} h"
+
+
+@register.filter
+def smtprelay_ago(moment: datetime | None) -> str:
+    """``3 hours, 5 minutes ago``; ``under a minute ago`` where Django would say ``0 minutes``."""
+    if moment is None:
+        return ""
+    if timezone.now() - moment < timedelta(minutes=1):
+        return gettext("under a minute ago")
+    return gettext("%(time)s ago") % {"time": timesince(moment)}
 
 
 @register.filter

@@ -4,26 +4,36 @@ The tests never download a browser: they launch ``/usr/bin/chromium``
 (``apt-get install chromium``). Without it they skip, saying so; in CI
 (``CI`` set) they fail instead, since there the browser must be present.
 
-The data is real: mail queued through the backend and delivered by the
-engine to a loopback relay, so the admin shows sent, failed, deferred,
-expired and queued messages with the relay's own replies.
+The data is real (see ``control_room.py``): mail queued through the
+backend and delivered by the engine to loopback relays, so the admin shows
+sent, failed, deferred, expired and queued messages with the relays' own
+replies. One live server and one data set serve a whole test module.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from datetime import timedelta
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.mail import EmailMessage
-from django.utils import timezone
+from django.conf import settings
+from django.contrib.auth.models import Permission
+from django.core.management import call_command
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.test import override_settings
+from django.test.utils import setup_databases, teardown_databases
+from pytest_django.live_server_helper import LiveServer
 
-from django_smtprelay.delivery import DeliveryEngine
-from django_smtprelay.models import Message
+from django_smtprelay.models import Route
+from tests.browser.control_room import RELAY_PASSWORD, ControlRoom, RelayScript, build
 from tests.dnsserver import DNSServer
+from tests.smtpserver import SMTPTestServer
 
 # Debian's Chromium; SMTPRELAY_TEST_CHROMIUM only lets a test point it elsewhere.
 CHROMIUM = Path(os.environ.get("SMTPRELAY_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -38,6 +48,14 @@ ns A 127.0.0.1
 @ MX 10 mx.shop.test.
 mx A 127.0.0.1
 _dmarc TXT "v=DMARC1; p=none; rua=mailto:dmarc@shop.test"
+"""
+# The parent zone, so a lookup above shop.test gets NXDOMAIN, as from a real
+# resolver, not REFUSED (which the checks report as "could not check").
+TEST_ZONE = """
+$TTL 300
+@ SOA ns.test. hostmaster.test. 1 3600 600 86400 60
+@ NS ns.test.
+ns A 127.0.0.1
 """
 
 
@@ -78,66 +96,187 @@ def chromium() -> Iterator[Any]:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
 
 
-@pytest.fixture
-def shop_dns(relay_settings: Any) -> Iterator[DNSServer]:
-    """A DNS server on 127.0.0.1 for shop.test, the sending domain's checks ask it."""
-    server = DNSServer({"shop.test.": SHOP_ZONE}).start()
-    relay_settings(DNS_NAMESERVERS=[server.address], DNS_TIMEOUT=2.0)
-    try:
-        yield server
-    finally:
-        server.stop()
+class PixelServer:
+    """A loopback HTTP server that counts every request (a tracking pixel's)."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.requests.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/gif")
+                self.end_headers()
+                self.wfile.write(b"GIF89a")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/pixel.gif"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
-def _queue(subject: str, to: str, **attrs: Any) -> Message:
-    email = EmailMessage(subject, f"{subject}\n\nHello.", "shop@shop.test", [to])
-    for key, value in attrs.items():
-        setattr(email, f"smtprelay_{key}", value)
-    email.send()
-    return Message.objects.latest("pk")
+@dataclass
+class Site:
+    """The live server with its data set, and the servers behind it."""
+
+    url: str
+    room: ControlRoom
+    relay: SMTPTestServer
+    backup: SMTPTestServer
+    pixel: PixelServer
+    dns: DNSServer
+    states: dict[str, Any] = field(default_factory=dict)  # logged-in browser state per user
 
 
-@pytest.fixture
-def mail_history(transactional_db: None, smtp_server: Any, make_route: Any) -> dict[str, Message]:
-    """Queued, sent, deferred, failed and expired messages, delivered by the engine."""
-    relay = smtp_server(
-        rcpt_replies={
-            "nobody@example.com": "550 5.1.1 <nobody@example.com>: Recipient address rejected: "
-            "User unknown in virtual mailbox table",
-            "busy@example.com": "451 4.7.1 Greylisted, please try again in 300 seconds",
-        }
-    )
-    make_route(relay, name="primary-relay")
-    made = {
-        "sent": _queue("Welcome aboard", "alice@example.com"),
-        "failed": _queue("Invoice 1042", "nobody@example.com"),
-        "deferred": _queue("Weekly report", "busy@example.com"),
-        "expired": _queue(
-            "Your sign-in code", "bob@example.com", expires_at=timezone.now() - timedelta(minutes=1)
+def _make_routes(relay: SMTPTestServer, backup: SMTPTestServer, down_port: int) -> dict:
+    def route(name: str, port: int, priority: int, **fields: Any) -> Route:
+        password = fields.pop("password", "")
+        made = Route(
+            name=name,
+            host="127.0.0.1",
+            port=port,
+            priority=priority,
+            timeout=5.0,
+            security=Route.Security.NONE,
+            **fields,
+        )
+        made.password = password
+        made.save()
+        return made
+
+    return {
+        "eu-relay": route("eu-relay", down_port, 10),
+        "primary-relay": route("primary-relay", relay.port, 20),
+        "backup-relay": route(
+            "backup-relay",
+            backup.port,
+            30,
+            username="relayuser",
+            password=RELAY_PASSWORD,
+            allow_plaintext_auth=True,
         ),
     }
-    DeliveryEngine().run()
-    made["queued"] = _queue("Password reset", "carol@example.com")
-    return {name: Message.objects.get(pk=m.pk) for name, m in made.items()}
+
+
+def _make_users(user_model: Any) -> None:
+    user_model.objects.create_superuser("operator", "operator@shop.test", PASSWORD)
+    support = user_model.objects.create_user(
+        "support", "support@shop.test", PASSWORD, is_staff=True
+    )
+    # Every view permission of the app, except reading bodies.
+    support.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="django_smtprelay", codename__startswith="view_"
+        ).exclude(codename="view_message_body")
+    )
+
+
+def _ensure_test_database() -> Any:
+    """Set up the test database when nothing else in the run asked pytest-django for it.
+
+    pytest-django creates it only for a run with a test marked ``django_db`` or
+    using ``db`` or ``live_server``; these tests reach it through the module's
+    ``site``. Returns what ``teardown_databases`` needs, or None when it was there.
+    """
+    if connection.settings_dict["NAME"] == connection.creation._get_test_db_name():
+        return None
+    return setup_databases(verbosity=0, interactive=False, aliases={DEFAULT_DB_ALIAS})
+
+
+@pytest.fixture(scope="module")
+def site(
+    chromium: Any, django_db_setup: None, django_db_blocker: Any, tls_certs: Any
+) -> Iterator[Site]:
+    """One live server and one data set for a whole test module (building it takes seconds).
+
+    pytest-django's ``live_server`` flushes the database after every test that
+    uses it, so the module starts its own server, and the database is flushed
+    once, after the module.
+    """
+    from django.contrib.auth import get_user_model
+
+    relay = SMTPTestServer(tls_certs=tls_certs, rcpt_replies=RelayScript()).start()
+    backup = SMTPTestServer(
+        tls_certs=tls_certs, auth={"relayuser": RELAY_PASSWORD}, auth_allow_plaintext=True
+    ).start()
+    with socket.socket() as sock:  # nothing listens there: the eu-relay refuses
+        sock.bind(("127.0.0.1", 0))
+        down_port = sock.getsockname()[1]
+    pixel = PixelServer()
+    dns = DNSServer({"shop.test.": SHOP_ZONE, "test.": TEST_ZONE}).start()
+    overrides = override_settings(
+        EMAIL_BACKEND="django_smtprelay.backends.QueuedEmailBackend",
+        SMTPRELAY={**settings.SMTPRELAY, "DNS_NAMESERVERS": [dns.address], "DNS_TIMEOUT": 2.0},
+    )
+    overrides.enable()
+    server = None
+    own_databases = None
+    try:
+        with django_db_blocker.unblock():
+            own_databases = _ensure_test_database()
+            routes = _make_routes(relay, backup, down_port)
+            room = build(routes, pixel.url)
+            _make_users(get_user_model())
+        server = LiveServer("127.0.0.1:0")
+        yield Site(server.url, room, relay, backup, pixel, dns)
+    finally:
+        if server is not None:
+            server.stop()
+        for stoppable in (relay, backup, pixel, dns):
+            stoppable.stop()
+        with django_db_blocker.unblock():
+            call_command("flush", interactive=False, verbosity=0)
+            if own_databases is not None:
+                teardown_databases(own_databases, verbosity=0)
+            # While Playwright's loop runs, this thread's connections are not the
+            # ones the session made before (Django keeps them per context): close
+            # them, or dropping the test database finds them still open.
+            connections.close_all()
+        overrides.disable()
 
 
 @pytest.fixture
-def admin_page(
-    chromium: Any, live_server: Any, mail_history: dict[str, Message], django_user_model: Any
-) -> Iterator[Any]:
-    """A Playwright page logged in to the live server's admin as a superuser."""
-    django_user_model.objects.create_superuser("operator", "operator@shop.test", PASSWORD)
-    context = chromium.new_context(viewport={"width": 1280, "height": 720})
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
-    try:
-        yield page
-    finally:
+def db_access(django_db_blocker: Any) -> Iterator[None]:
+    """The test itself reads and writes the module's data set (committed at once)."""
+    with django_db_blocker.unblock():
+        yield
+
+
+@pytest.fixture
+def browse(chromium: Any, site: Site, db_access: None) -> Iterator[Callable[..., Any]]:
+    """``browse(user="operator", width=1280, height=800)``: a logged-in page."""
+    contexts = []
+
+    def open_page(user: str = "operator", width: int = 1280, height: int = 800) -> Any:
+        if user not in site.states:
+            context = chromium.new_context()
+            page = context.new_page()
+            page.goto(f"{site.url}/admin/login/?next=/admin/")
+            page.fill("#id_username", user)
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            page.wait_for_url(f"{site.url}/admin/")
+            site.states[user] = context.storage_state()
+            context.close()
+        context = chromium.new_context(
+            viewport={"width": width, "height": height}, storage_state=site.states[user]
+        )
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        return page
+
+    yield open_page
+    for context in contexts:
         context.close()
 
 
@@ -147,5 +286,15 @@ def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the README's), else a temporary folder, so a test run leaves the checkout alone."""
     folder = os.environ.get("SMTPRELAY_SCREENSHOT_DIR")
     path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tour_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots of every page at each window size go, to look at:
+    ``SMTPRELAY_TOUR_DIR``, else a temporary folder."""
+    folder = os.environ.get("SMTPRELAY_TOUR_DIR")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("tour")
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -16,7 +16,11 @@ from django_smtprelay.delivery import DeliveryEngine
 from django_smtprelay.delivery.stats import FlushStats, hour_of, write_stats
 from django_smtprelay.health import RouteHealthService
 from django_smtprelay.models import DeliveryAttempt, Message, RouteHealth, SenderDomain
-from django_smtprelay.templatetags.smtprelay_dashboard import smtprelay_age, smtprelay_seconds
+from django_smtprelay.templatetags.smtprelay_dashboard import (
+    smtprelay_age,
+    smtprelay_ago,
+    smtprelay_seconds,
+)
 from tests.test_admin import staff_with
 
 pytestmark = pytest.mark.django_db
@@ -200,6 +204,20 @@ def test_the_dashboard_query_count_does_not_grow_with_the_history(
 )
 def test_ages_read_short(seconds: int, text: str) -> None:
     assert smtprelay_age(timedelta(seconds=seconds)) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "under a minute ago"),
+        (59, "under a minute ago"),
+        (3 * 3600 + 300, "3\xa0hours, 5\xa0minutes ago"),
+    ],
+)
+def test_times_ago_never_read_0_minutes(seconds: int, text: str) -> None:
+    from django.utils import timezone
+
+    assert smtprelay_ago(timezone.now() - timedelta(seconds=seconds)) == text
 
 
 def test_a_partial_delivery_error_links_to_its_attempt(admin_client, smtp_server, make_route):
