@@ -122,6 +122,15 @@ class Bench:
             "drain_rss_kb": drained["maxrss_kb"],
         }
 
+    def send_one(self, db: Any, subject: str, n: int) -> float:
+        """Messages per second of ``n`` calls that each queue one message."""
+        database = db.fresh(subject)
+        try:
+            result = self.step("send-one", self.env(subject, database), "--n", str(n))
+        finally:
+            db.drop(database)
+        return n / result["seconds"]
+
     def celery(self, db: Any, n: int) -> dict[str, Any]:
         database = db.fresh("smtprelay")
         queue = f"smtprelay-bench-{uuid.uuid4().hex[:8]}"
@@ -167,6 +176,9 @@ class Bench:
         results["celery"] = self.celery(db, n)
         for subject in self.others:
             results[subject] = self.queue_then_drain(db, subject, n)
+        if self.args.one_n:
+            for subject in ["smtprelay", *self.others]:
+                results[subject]["send_one_rate"] = self.send_one(db, subject, self.args.one_n)
         return results
 
     def memory(self, db: Any, sizes: tuple[int, ...]) -> dict[int, int]:
@@ -377,7 +389,7 @@ def median_rounds(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str
 
 def pairwise(rounds: list[dict[str, dict[str, Any]]], a: str, b: str, key: str) -> float | None:
     """Median over rounds of ``a[key] / b[key]`` (both from the same round)."""
-    if b not in rounds[0]:
+    if b not in rounds[0] or key not in rounds[0][a] or key not in rounds[0][b]:
         return None
     return statistics.median(r[a][key] / r[b][key] for r in rounds)
 
@@ -400,6 +412,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         metavar="W",
         help="W engine processes vs 1 against a slow relay (PostgreSQL)",
+    )
+    parser.add_argument(
+        "--one-n",
+        type=int,
+        default=2000,
+        help="send_mail() calls of one message each (0 leaves it out; default 2000)",
     )
     parser.add_argument("--scale-n", type=int, default=40, help="messages in the scale test")
     parser.add_argument("--scale-delay", type=int, default=1, help="relay's DATA reply delay (s)")
@@ -434,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         "databases": {},
     }
     targets: list[report.Target] = []
+    side: dict[str, dict[str, Any]] = {}
     try:
         for kind in kinds:
             db = SQLite(workdir) if kind == "sqlite" else PostgreSQL(workdir)
@@ -449,12 +468,13 @@ def main(argv: list[str] | None = None) -> int:
                 summary = median_rounds(rounds)
                 output["databases"][kind] = {"rounds": rounds, "summary": summary}
                 print(report.table(db.label, args.n, args.runs, summary, bench.broker))
-                if kind == "sqlite":
-                    targets += report.speed_targets(
-                        summary,
-                        e2e_vs_po=pairwise(rounds, "smtprelay", "post_office", "e2e_rate"),
-                        enqueue_vs_po=pairwise(rounds, "smtprelay", "post_office", "enqueue_rate"),
-                    )
+                vs_po = {
+                    key: pairwise(rounds, "smtprelay", "post_office", key)
+                    for key in ("enqueue_rate", "send_one_rate", "e2e_rate")
+                }
+                output["databases"][kind]["vs_post_office"] = vs_po
+                side[db.label] = {**summary, "vs_po": vs_po}
+                targets += report.speed_targets(db.label, summary, vs_po)
                 if kind == "sqlite" and args.memory:
                     print("SQLite: peak memory of one drain", file=sys.stderr)
                     peaks = bench.memory(db, (5000, 50000))
@@ -481,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     targets.append(report.exact_target(bench.exact_failures))
     output["targets"] = [t.__dict__ for t in targets]
     output["exact_failures"] = bench.exact_failures
+    if side:
+        print(report.side_by_side(side))
     print(report.machine_line(output["machine"]))
     print(report.targets(targets))
     if args.json:

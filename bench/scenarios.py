@@ -92,6 +92,36 @@ def _enqueue(data: list[tuple[str, str, str, list[str]]]) -> None:
 
 
 @step
+def send_one(args: argparse.Namespace) -> dict[str, Any]:
+    """One message per call, as a web request sends it: ``--n`` calls, each its own
+    commit (no surrounding transaction), timed from the first to the last return."""
+    data = workload.datatuples(args.n)
+    connection.ensure_connection()
+    if settings.SUBJECT == "smtprelay":
+        from django.core.mail import send_mail
+
+        def one(subject: str, body: str, sender: str, to: list[str]) -> None:
+            send_mail(subject, body, sender, to)
+
+    elif settings.SUBJECT == "post_office":
+        from post_office import mail
+
+        def one(subject: str, body: str, sender: str, to: list[str]) -> None:
+            mail.send(recipients=to, sender=sender, subject=subject, message=body)
+
+    else:
+        import mailer
+
+        def one(subject: str, body: str, sender: str, to: list[str]) -> None:
+            mailer.send_mail(subject, body, sender, to)
+
+    started = time.perf_counter()
+    for item in data:
+        one(*item)
+    return {"seconds": time.perf_counter() - started}
+
+
+@step
 def drain(args: argparse.Namespace) -> dict[str, Any]:
     """Deliver the whole queue with one worker, in this process."""
     connection.ensure_connection()

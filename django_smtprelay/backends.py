@@ -19,8 +19,7 @@ from . import signals
 from .conf import app_settings
 from .envelope import PreparedMessage, prepare, shown
 from .exceptions import InvalidMessageError
-from .models import Message, MessageContent, Recipient, SenderDomain
-from .models.bulk import insert_returning_ids, insert_rows
+from .models import Message, Recipient, store
 
 logger = logging.getLogger("django_smtprelay.queue")
 
@@ -100,32 +99,11 @@ class QueuedEmailBackend(BaseEmailBackend):
         return len(prepared)
 
 
-_MESSAGE_COLUMNS = (
-    "status",
-    "priority",
-    "from_email",
-    "sender_domain",
-    "from_domain",
-    "subject",
-    "message_id",
-    "size",
-    "route_hint",
-    "retry_route",
-    "created_at",
-    "next_attempt_at",
-    "expires_at",
-    "deliver_by",
-    "attempt_count",
-    "last_error",
-    "possible_duplicate",
-)
-
-
 def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
     """Store prepared messages in one transaction; publish delivery on commit."""
     now = timezone.now()
     expires = now + app_settings.max_lifetime
-    rows = []
+    rows = []  # in store.MESSAGE_COLUMNS order
     due = []  # per row: deliver now (else at its send_at, through the sweep)
     for p, priority in prepared:
         next_at = max(now, p.send_at) if p.send_at else now
@@ -152,35 +130,12 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
         )
         due.append(next_at <= now)
     db = router.db_for_write(Message)
-    with transaction.atomic(using=db):
-        ids = insert_returning_ids(Message, _MESSAGE_COLUMNS, rows, using=db)
-        if ids is None:  # a database that returns no ids from bulk inserts
-            ids = []
-            for row in rows:
-                message = Message(**dict(zip(_MESSAGE_COLUMNS, row, strict=True)))
-                message.save(using=db, force_insert=True)
-                ids.append(message.pk)
-        insert_rows(
-            MessageContent,
-            ("message_id", "raw"),
-            [(pk, p.data) for pk, (p, _prio) in zip(ids, prepared, strict=True)],
-            using=db,
-        )
-        insert_rows(
-            Recipient,
-            ("message_id", "address", "status", "enhanced_code", "reply", "provider_message_id"),
-            [
-                (pk, address, Recipient.Status.PENDING, "", "", "")
-                for pk, (p, _prio) in zip(ids, prepared, strict=True)
-                for address in p.recipients
-            ],
-            using=db,
-        )
-        SenderDomain.objects.using(db).bulk_create(
-            [SenderDomain(domain=d) for d in sorted({row[3] for row in rows})],
-            ignore_conflicts=True,
+    with store.in_one_transaction(db, len(rows)):
+        ids = store.store(
+            db, rows, [p.data for p, _prio in prepared], [p.recipients for p, _prio in prepared]
         )
         now_ids = [pk for pk, is_due in zip(ids, due, strict=True) if is_due]
+        # Outside a transaction (one statement, committed already) these run now.
         if app_settings.publish_on_commit and now_ids:
             transaction.on_commit(lambda: publish(now_ids), using=db)
         transaction.on_commit(
