@@ -23,6 +23,7 @@ from functools import cache
 
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from .bulk import RowPreparer, insert_returning_ids, insert_rows
@@ -113,8 +114,25 @@ def store(
 
 
 def record_domains(using: str, domains: list[str]) -> None:
-    SenderDomain.objects.using(using).bulk_create(
-        [SenderDomain(domain=d) for d in domains], ignore_conflicts=True
+    """Add the sending domains not recorded yet (``INSERT`` ignoring conflicts)."""
+    if not domains:
+        return
+    conn = connections[using]
+    columns, _values = _domain_row(conn, domains[0])
+    with conn.cursor() as cursor:
+        cursor.executemany(_domains_sql(using, columns), [_domain_row(conn, d)[1] for d in domains])
+
+
+@cache
+def _domains_sql(alias: str, columns: tuple[str, ...]) -> str:
+    conn = connections[alias]
+    field = SenderDomain._meta.get_field("domain")
+    qn = conn.ops.quote_name
+    return (
+        f"{conn.ops.insert_statement(on_conflict=OnConflict.IGNORE)} "
+        f"{qn(SenderDomain._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+        + conn.ops.on_conflict_suffix_sql([field], OnConflict.IGNORE, None, None)
     )
 
 
@@ -217,14 +235,27 @@ def _one_message_sql(alias: str, recipients: int, domain_columns: tuple[str, ...
 
 def _domain_row(conn: BaseDatabaseWrapper, domain: str) -> tuple[tuple[str, ...], list]:
     """A new ``SenderDomain`` row's columns and values, as ``bulk_create`` writes them."""
-    record = SenderDomain(domain=domain, created_at=timezone.now())
+    columns, defaults = _domain_defaults(conn.alias)
+    values = list(defaults)
+    values[columns.index(SenderDomain._meta.get_field("domain").column)] = domain
+    created = SenderDomain._meta.get_field("created_at")
+    values[columns.index(created.column)] = created.get_db_prep_save(timezone.now(), conn)
+    return columns, values
+
+
+@cache
+def _domain_defaults(alias: str) -> tuple[tuple[str, ...], tuple]:
+    # Prepared once per database: the defaults are constants (JSON encoding
+    # five of them per call cost more than the rest of the row).
+    conn = connections[alias]
+    record = SenderDomain(domain="")
     columns, values = [], []
     for field in SenderDomain._meta.concrete_fields:
         if field.primary_key:
             continue
         columns.append(field.column)
         values.append(field.get_db_prep_save(getattr(record, field.attname), conn))
-    return tuple(columns), values
+    return tuple(columns), tuple(values)
 
 
 def in_one_transaction(using: str, count: int):  # type: ignore[no-untyped-def]
