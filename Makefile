@@ -34,9 +34,9 @@ demo: $(VENV)/.installed
 	cd example_project && $(abspath $(VENV))/bin/python demo.py $(DEMO_ARGS)
 
 # The benchmark (bench/README.md): smtplib baseline, the engine, a Celery worker,
-# and django-post_office / django-mailer when installed, on SQLite.
-#   make bench BENCH_ARGS="--postgres --memory --scale-workers 4"
-BENCH_ARGS ?= --sqlite --postgres --memory --scale-workers 4 --json bench/results/latest.json
+# and django-post_office / django-mailer when installed, on SQLite and PostgreSQL side by side.
+#   make bench BENCH_ARGS="--postgres --memory --large 100 --scale-workers 4"
+BENCH_ARGS ?= --sqlite --postgres --memory --large 100 --scale-workers 4 --json bench/results/latest.json
 bench: $(VENV)/.installed
 	@command -v smtp-sink >/dev/null || test -x /usr/sbin/smtp-sink || \
 		{ echo "make bench needs Postfix's smtp-sink: apt-get install postfix (the daemon is not used)"; exit 1; }

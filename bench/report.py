@@ -124,7 +124,10 @@ SIDE_ROWS = (
     ("drain, celery worker: x smtplib baseline", "celery", "drain_ratio"),
     ("enqueue msg/s", "smtprelay", "enqueue_rate"),
     ("send_mail() msg/s", "smtprelay", "send_one_rate"),
+    ("  a bare one-row INSERT and commit per call, msg/s", "baseline", "send_one_rate"),
     ("drain msg/s, engine", "smtprelay", "drain_rate"),
+    ("large messages: peak MB draining them", "large", "drain_rss_kb"),
+    ("large messages: peak / one message's size", "large", "peak_per_message"),
 )
 
 
@@ -137,14 +140,36 @@ def side_by_side(databases: dict[str, dict[str, Any]]) -> str:
         cells = []
         for label in labels:
             value = databases[label].get(source, {}).get(key)
+            if key == "drain_rss_kb" and value is not None:
+                value = value / 1024
+            if key == "peak_per_message" and databases[label].get("large"):
+                big = databases[label]["large"]
+                value = big["drain_rss_kb"] * 1024 / (big["message_bytes"] or 1)
             if value is None:
                 cells.append(f"{'-':>14}")
-            elif key.endswith("_rate") and source != "vs_po":
+            elif key == "drain_rss_kb" or (key.endswith("_rate") and source != "vs_po"):
                 cells.append(f"{value:>14,.0f}")
             else:
                 cells.append(f"{value:>13.2f}x")
         lines.append(f"{title:58}" + "".join(cells))
     return "\n".join(lines)
+
+
+# Draining large messages must peak at most at this share of their sum.
+LARGE_SHARE_OF_SUM = 0.1
+
+
+def large_target(label: str, big: dict[str, Any]) -> Target:
+    peak = big["drain_rss_kb"] * 1024
+    size = big["message_bytes"] or 1
+    total = big["total_bytes"] or 1
+    return Target(
+        f"peak memory draining {big['n']} large messages <= "
+        f"{LARGE_SHARE_OF_SUM:.0%} of their sum ({label})",
+        "PASS" if peak <= LARGE_SHARE_OF_SUM * total else "FAIL",
+        f"peak {peak / 2**20:.0f} MB = {peak / size:.1f}x one message of "
+        f"{size / 2**20:.1f} MB, {peak / total:.1%} of their {total / 2**20:,.0f} MB",
+    )
 
 
 def memory_target(peaks: dict[int, int]) -> Target:

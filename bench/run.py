@@ -179,6 +179,14 @@ class Bench:
         if self.args.one_n:
             for subject in ["smtprelay", *self.others]:
                 results[subject]["send_one_rate"] = self.send_one(db, subject, self.args.one_n)
+            database = db.fresh("smtprelay")
+            try:
+                floor = self.step(
+                    "commit-floor", self.env("smtprelay", database), "--n", str(self.args.one_n)
+                )
+            finally:
+                db.drop(database)
+            results["baseline"]["send_one_rate"] = self.args.one_n / floor["seconds"]
         return results
 
     def memory(self, db: Any, sizes: tuple[int, ...]) -> dict[int, int]:
@@ -197,6 +205,32 @@ class Bench:
             peaks[n] = drained["maxrss_kb"]
             print(f"  drain of {n:,}: peak {peaks[n] / 1024:.1f} MB", file=sys.stderr)
         return peaks
+
+    def large(self, db: Any, n: int, mb: float) -> dict[str, Any]:
+        """Peak memory of draining ``n`` messages of ``mb`` MB each."""
+        database = db.fresh("smtprelay")
+        try:
+            with sink.SmtpSink(workdir=self.workdir) as relay:
+                env = self.env("smtprelay", database, relay.port)
+                queued = self.step("enqueue-large", env, "--n", str(n), "--mb", str(mb))
+                drained = self.step("drain", env, "--n", str(n))
+                tally = relay.tally(workload.recipients(n), settle=30)
+        finally:
+            db.drop(database)
+        self.check(f"{db.label} large n={n}", tally, n, drained["delivered_in_db"])
+        result = {
+            "n": n,
+            "message_bytes": queued["message_bytes"],
+            "total_bytes": queued["total_bytes"],
+            "drain_rss_kb": drained["maxrss_kb"],
+            "seconds": drained["seconds"],
+        }
+        print(
+            f"  {db.label}: drain of {n} x {result['message_bytes'] / 2**20:.1f} MB: peak "
+            f"{result['drain_rss_kb'] / 1024:.0f} MB",
+            file=sys.stderr,
+        )
+        return result
 
     def scale(self, db: Any, workers: int, n: int, delay: int) -> dict[int, float]:
         rates = {}
@@ -419,6 +453,14 @@ def main(argv: list[str] | None = None) -> int:
         default=2000,
         help="send_mail() calls of one message each (0 leaves it out; default 2000)",
     )
+    parser.add_argument(
+        "--large",
+        type=int,
+        default=0,
+        metavar="N",
+        help="peak memory draining N messages of --large-mb MB each (attachments)",
+    )
+    parser.add_argument("--large-mb", type=float, default=10, help="MB per large message")
     parser.add_argument("--scale-n", type=int, default=40, help="messages in the scale test")
     parser.add_argument("--scale-delay", type=int, default=1, help="relay's DATA reply delay (s)")
     parser.add_argument("--scale-batch", type=int, default=2, help="claim size in the scale test")
@@ -475,6 +517,12 @@ def main(argv: list[str] | None = None) -> int:
                 output["databases"][kind]["vs_post_office"] = vs_po
                 side[db.label] = {**summary, "vs_po": vs_po}
                 targets += report.speed_targets(db.label, summary, vs_po)
+                if args.large:
+                    print(f"{db.label}: {args.large} large messages", file=sys.stderr)
+                    big = bench.large(db, args.large, args.large_mb)
+                    output["databases"][kind]["large"] = big
+                    side[db.label]["large"] = big
+                    targets.append(report.large_target(db.label, big))
                 if kind == "sqlite" and args.memory:
                     print("SQLite: peak memory of one drain", file=sys.stderr)
                     peaks = bench.memory(db, (5000, 50000))

@@ -170,7 +170,11 @@ def _copy_messages(
         with cursor.copy(f"COPY {_table(Message, ('id', *MESSAGE_COLUMNS), conn)} FROM STDIN") as c:
             for pk, row in zip(ids, rows, strict=True):
                 c.write_row((pk, *prepare(row)))
-        with cursor.copy(f"COPY {_table(MessageContent, CONTENT_COLUMNS, conn)} FROM STDIN") as c:
+        # Binary: the bytes go as they are, not hex-escaped and decoded again.
+        with cursor.copy(
+            f"COPY {_table(MessageContent, CONTENT_COLUMNS, conn)} FROM STDIN (FORMAT BINARY)"
+        ) as c:
+            c.set_types(["int8", "bytea"])
             for pk, raw in zip(ids, contents, strict=True):
                 c.write_row((pk, raw))
         with cursor.copy(f"COPY {_table(Recipient, RECIPIENT_COLUMNS, conn)} FROM STDIN") as c:
