@@ -19,7 +19,9 @@ Other databases take multi-row ``INSERT ... RETURNING`` (see ``bulk``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
+from contextlib import AbstractContextManager
+from functools import cache, lru_cache
+from typing import Any
 
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -206,12 +208,24 @@ def _one_message(
     for address in addresses:
         params.extend(_recipient_row(0, address)[1:])
     params.extend(domain_values)
-    with conn.cursor() as cursor:
+    with _server_binding_cursor(conn) as cursor:
         cursor.execute(_one_message_sql(conn.alias, len(addresses), domain_columns), params)
         return cursor.fetchone()[0]
 
 
-@cache
+def _server_binding_cursor(conn: BaseDatabaseWrapper) -> Any:
+    """A cursor that binds parameters on the server, so that psycopg prepares
+    a statement it runs again and again (after ``prepare_threshold`` runs):
+    the server then skips parsing and planning the CTEs on every call, and
+    the bytes travel as they are. Django's own cursors bind on the client
+    unless the site sets ``server_side_binding``."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    conn.ensure_connection()
+    return conn._prepare_cursor(ServerBindingCursor(conn.connection))
+
+
+@lru_cache(maxsize=64)  # by the number of recipients
 def _one_message_sql(alias: str, recipients: int, domain_columns: tuple[str, ...]) -> str:
     conn = connections[alias]
     qn = conn.ops.quote_name
@@ -262,7 +276,7 @@ def _domain_defaults(alias: str) -> tuple[tuple[str, ...], tuple]:
     return tuple(columns), tuple(values)
 
 
-def in_one_transaction(using: str, count: int):  # type: ignore[no-untyped-def]
+def in_one_transaction(using: str, count: int) -> AbstractContextManager[Any]:
     """The transaction that :func:`store` needs for ``count`` messages."""
     if one_statement(using, count):
         return transaction.mark_for_rollback_on_error(using)
