@@ -1,7 +1,8 @@
 """Benchmark: django-smtprelay against one smtplib connection, side by side.
 
     python bench/run.py [--n 5000] [--runs 3] [--sqlite] [--postgres] [--skip-others]
-                        [--memory] [--scale-workers 4] [--json OUT]
+                        [--one-n 2000] [--memory] [--large 100 [--large-mb 10]]
+                        [--scale-workers 4] [--strict] [--json OUT]
 
 See bench/README.md for what each figure means and the targets it checks.
 """
