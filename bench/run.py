@@ -1,7 +1,8 @@
 """Benchmark: django-smtprelay against one smtplib connection, side by side.
 
     python bench/run.py [--n 5000] [--runs 3] [--sqlite] [--postgres] [--skip-others]
-                        [--memory] [--scale-workers 4] [--admin-scale] [--json OUT]
+                        [--one-n 2000] [--memory] [--large 100 [--large-mb 10]]
+                        [--scale-workers 4] [--admin-scale] [--strict] [--json OUT]
 
 See bench/README.md for what each figure means and the targets it checks.
 """
@@ -151,6 +152,15 @@ class Bench:
         }
         return {"esp_baseline": baseline, "esp_route": route}
 
+    def send_one(self, db: Any, subject: str, n: int) -> float:
+        """Messages per second of ``n`` calls that each queue one message."""
+        database = db.fresh(subject)
+        try:
+            result = self.step("send-one", self.env(subject, database), "--n", str(n))
+        finally:
+            db.drop(database)
+        return n / result["seconds"]
+
     def celery(self, db: Any, n: int) -> dict[str, Any]:
         database = db.fresh("smtprelay")
         queue = f"smtprelay-bench-{uuid.uuid4().hex[:8]}"
@@ -196,6 +206,17 @@ class Bench:
         results["celery"] = self.celery(db, n)
         for subject in self.others:
             results[subject] = self.queue_then_drain(db, subject, n)
+        if self.args.one_n:
+            for subject in ["smtprelay", *self.others]:
+                results[subject]["send_one_rate"] = self.send_one(db, subject, self.args.one_n)
+            database = db.fresh("smtprelay")
+            try:
+                floor = self.step(
+                    "commit-floor", self.env("smtprelay", database), "--n", str(self.args.one_n)
+                )
+            finally:
+                db.drop(database)
+            results["baseline"]["send_one_rate"] = self.args.one_n / floor["seconds"]
         return results
 
     def webhooks(self, db: Any, n: int) -> dict[str, Any]:
@@ -243,6 +264,32 @@ class Bench:
             peaks[n] = drained["maxrss_kb"]
             print(f"  drain of {n:,}: peak {peaks[n] / 1024:.1f} MB", file=sys.stderr)
         return peaks
+
+    def large(self, db: Any, n: int, mb: float) -> dict[str, Any]:
+        """Peak memory of draining ``n`` messages of ``mb`` MB each."""
+        database = db.fresh("smtprelay")
+        try:
+            with sink.SmtpSink(workdir=self.workdir) as relay:
+                env = self.env("smtprelay", database, relay.port)
+                queued = self.step("enqueue-large", env, "--n", str(n), "--mb", str(mb))
+                drained = self.step("drain", env, "--n", str(n))
+                tally = relay.tally(workload.recipients(n), settle=30)
+        finally:
+            db.drop(database)
+        self.check(f"{db.label} large n={n}", tally, n, drained["delivered_in_db"])
+        result = {
+            "n": n,
+            "message_bytes": queued["message_bytes"],
+            "total_bytes": queued["total_bytes"],
+            "drain_rss_kb": drained["maxrss_kb"],
+            "seconds": drained["seconds"],
+        }
+        print(
+            f"  {db.label}: drain of {n} x {result['message_bytes'] / 2**20:.1f} MB: peak "
+            f"{result['drain_rss_kb'] / 1024:.0f} MB",
+            file=sys.stderr,
+        )
+        return result
 
     def scale(self, db: Any, workers: int, n: int, delay: int) -> dict[int, float]:
         rates = {}
@@ -447,7 +494,7 @@ def median_esp_rounds(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict
 
 def pairwise(rounds: list[dict[str, dict[str, Any]]], a: str, b: str, key: str) -> float | None:
     """Median over rounds of ``a[key] / b[key]`` (both from the same round)."""
-    if b not in rounds[0]:
+    if b not in rounds[0] or key not in rounds[0][a] or key not in rounds[0][b]:
         return None
     return statistics.median(r[a][key] / r[b][key] for r in rounds)
 
@@ -471,6 +518,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="W",
         help="W engine processes vs 1 against a slow relay (PostgreSQL)",
     )
+    parser.add_argument(
+        "--one-n",
+        type=int,
+        default=2000,
+        help="send_mail() calls of one message each (0 leaves it out; default 2000)",
+    )
+    parser.add_argument(
+        "--large",
+        type=int,
+        default=0,
+        metavar="N",
+        help="peak memory draining N messages of --large-mb MB each (attachments)",
+    )
+    parser.add_argument("--large-mb", type=float, default=10, help="MB per large message")
     parser.add_argument("--scale-n", type=int, default=40, help="messages in the scale test")
     parser.add_argument("--scale-delay", type=int, default=1, help="relay's DATA reply delay (s)")
     parser.add_argument("--scale-batch", type=int, default=2, help="claim size in the scale test")
@@ -528,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         "databases": {},
     }
     targets: list[report.Target] = []
+    side: dict[str, dict[str, Any]] = {}
     try:
         for kind in kinds:
             db = SQLite(workdir) if kind == "sqlite" else PostgreSQL(workdir)
@@ -550,12 +612,13 @@ def main(argv: list[str] | None = None) -> int:
                     output["esp"] = {"rounds": esp_rounds, "summary": esp_summary}
                     print(report.esp_table(db.label, args.n, args.runs, esp_summary))
                     targets.append(report.esp_target(esp_summary))
-                if kind == "sqlite":
-                    targets += report.speed_targets(
-                        summary,
-                        e2e_vs_po=pairwise(rounds, "smtprelay", "post_office", "e2e_rate"),
-                        enqueue_vs_po=pairwise(rounds, "smtprelay", "post_office", "enqueue_rate"),
-                    )
+                vs_po = {
+                    key: pairwise(rounds, "smtprelay", "post_office", key)
+                    for key in ("enqueue_rate", "send_one_rate", "e2e_rate")
+                }
+                output["databases"][kind]["vs_post_office"] = vs_po
+                side[db.label] = {**summary, "vs_po": vs_po}
+                targets += report.speed_targets(db.label, summary, vs_po)
                 if args.webhook_n:
                     print(f"{db.label}: webhook events (N={args.webhook_n:,})", file=sys.stderr)
                     hooks = bench.webhooks(db, args.webhook_n)
@@ -563,6 +626,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(report.webhook_line(db.label, hooks))
                     if kind == "sqlite":
                         targets.append(report.webhook_target(hooks))
+                if args.large:
+                    print(f"{db.label}: {args.large} large messages", file=sys.stderr)
+                    big = bench.large(db, args.large, args.large_mb)
+                    output["databases"][kind]["large"] = big
+                    side[db.label]["large"] = big
+                    targets.append(report.large_target(db.label, big))
                 if kind == "sqlite" and args.memory:
                     print("SQLite: peak memory of one drain", file=sys.stderr)
                     peaks = bench.memory(db, (5000, 50000))
@@ -601,6 +670,8 @@ def main(argv: list[str] | None = None) -> int:
     targets.append(report.exact_target(bench.exact_failures))
     output["targets"] = [t.__dict__ for t in targets]
     output["exact_failures"] = bench.exact_failures
+    if side:
+        print(report.side_by_side(side))
     print(report.machine_line(output["machine"]))
     print(report.targets(targets))
     if args.json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import smtplib
 import sys
@@ -89,6 +90,75 @@ def _enqueue(data: list[tuple[str, str, str, list[str]]]) -> None:
         import mailer
 
         mailer.send_mass_mail(data)
+
+
+@step
+def send_one(args: argparse.Namespace) -> dict[str, Any]:
+    """One message per call, as a web request sends it: ``--n`` calls, each its own
+    commit (no surrounding transaction), timed from the first to the last return."""
+    data = workload.datatuples(args.n)
+    connection.ensure_connection()
+    if settings.SUBJECT == "smtprelay":
+        from django.core.mail import send_mail
+
+        def one(subject: str, body: str, sender: str, to: list[str]) -> None:
+            send_mail(subject, body, sender, to)
+
+    elif settings.SUBJECT == "post_office":
+        from post_office import mail
+
+        def one(subject: str, body: str, sender: str, to: list[str]) -> None:
+            mail.send(recipients=to, sender=sender, subject=subject, message=body)
+
+    else:
+        import mailer
+
+        def one(subject: str, body: str, sender: str, to: list[str]) -> None:
+            mailer.send_mail(subject, body, sender, to)
+
+    started = time.perf_counter()
+    for item in data:
+        one(*item)
+    return {"seconds": time.perf_counter() - started}
+
+
+@step
+def commit_floor(args: argparse.Namespace) -> dict[str, Any]:
+    """``--n`` one-row INSERTs, each its own commit: what any queue pays per call
+    for durability (a WAL flush) before doing anything of its own."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bench_commit_floor (x integer)")
+        started = time.perf_counter()
+        for i in range(args.n):
+            cursor.execute("INSERT INTO bench_commit_floor (x) VALUES (%s)", [i])
+        seconds = time.perf_counter() - started
+        cursor.execute("DROP TABLE bench_commit_floor")
+    return {"seconds": seconds}
+
+
+@step
+def enqueue_large(args: argparse.Namespace) -> dict[str, Any]:
+    """``--n`` messages of about ``--mb`` MB each (a PDF-like attachment, base64 in
+    the message), queued a few at a time so that this process stays small."""
+    from django.core.mail import EmailMessage, get_connection
+
+    attachment = random.Random(0).randbytes(int(args.mb * 1024 * 1024 * 3 / 4))
+    backend = get_connection()
+    sizes = []
+    for start in range(0, args.n, 5):
+        batch = []
+        for i in range(start, min(start + 5, args.n)):
+            message = EmailMessage(
+                f"Report #{i}", workload.BODY, workload.SENDER, [workload.recipients(args.n)[i]]
+            )
+            message.attach(f"report-{i}.pdf", attachment, "application/pdf")
+            batch.append(message)
+        assert backend.send_messages(batch) == len(batch)
+    if settings.SUBJECT == "smtprelay":
+        from django_smtprelay.models import Message
+
+        sizes = list(Message.objects.values_list("size", flat=True))
+    return {"message_bytes": max(sizes) if sizes else 0, "total_bytes": sum(sizes)}
 
 
 @step
@@ -221,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=0)
     parser.add_argument("--counters", help="smtp-sink -c output file (celery step)")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--mb", type=float, default=10, help="enqueue-large: MB per message")
     parser.add_argument("--ready")
     parser.add_argument("--go")
     args = parser.parse_args(argv)

@@ -11,7 +11,7 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives, send_mail, se
 from django.db import transaction
 
 from django_smtprelay.exceptions import InvalidMessageError
-from django_smtprelay.models import Message, Recipient, SenderDomain
+from django_smtprelay.models import Message, MessageContent, Recipient, SenderDomain
 from django_smtprelay.models.bulk import insert_returning_ids
 
 pytestmark = pytest.mark.django_db
@@ -377,23 +377,48 @@ def test_one_address_given_several_times_is_one_recipient_in_order() -> None:
     assert list(addresses) == ["b@example.com", "a@example.com", "c@example.com"]
 
 
-def test_the_store_is_one_transaction_a_failed_insert_leaves_nothing(monkeypatch) -> None:
-    from django.db import DatabaseError
+@pytest.mark.parametrize("count", [1, 3])
+@pytest.mark.django_db(transaction=True)
+def test_the_store_is_one_transaction_a_failed_insert_leaves_nothing(monkeypatch, count) -> None:
+    from django.db import IntegrityError
 
-    from django_smtprelay import backends
+    from django_smtprelay.models import store
 
-    real_insert_rows = backends.insert_rows
-
-    def failing_for_recipients(model, columns, rows, *, using):
-        if model is Recipient:  # after the Message and MessageContent rows are written
-            raise DatabaseError("the connection dropped")
-        return real_insert_rows(model, columns, rows, using=using)
-
-    monkeypatch.setattr(backends, "insert_rows", failing_for_recipients)
-    with pytest.raises(DatabaseError):
-        send_mass_mail([(f"S{i}", "B", "from@example.com", ["to@example.com"]) for i in range(3)])
+    # The recipients are written after the message and its bytes (in every
+    # path: INSERTs, COPY, one statement); a NULL status makes the database
+    # itself refuse them.
+    monkeypatch.setattr(
+        store, "_recipient_row", lambda pk, address: (pk, address, None, "", "", "")
+    )
+    with pytest.raises(IntegrityError):
+        send_mass_mail(
+            [(f"S{i}", "B", "from@example.com", ["to@example.com"]) for i in range(count)]
+        )
     assert Message.objects.count() == 0
+    assert MessageContent.objects.count() == 0
     assert SenderDomain.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_message_is_one_statement_on_postgresql(django_assert_num_queries) -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: set SMTPRELAY_TEST_DATABASE=postgres to run it")
+    # Message, content, recipients and sending domain: one round trip, and
+    # no BEGIN/COMMIT of its own (a statement is a transaction).
+    with django_assert_num_queries(1):
+        send_mail("One", "Body", "from@example.com", ["b@example.com", "a@example.com"])
+    message = Message.objects.get()
+    assert list(message.recipients.values_list("address", flat=True)) == [
+        "b@example.com",
+        "a@example.com",
+    ]
+    assert list(SenderDomain.objects.values_list("domain", flat=True)) == ["example.com"]
+    with transaction.atomic():  # inside the caller's transaction: part of it
+        send_mail("Two", "Body", "from@example.com", ["c@example.com"])
+        transaction.set_rollback(True)
+    assert Message.objects.count() == 1
 
 
 def scheduled(send_at) -> Message:

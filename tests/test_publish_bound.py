@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -169,3 +170,74 @@ def test_only_messages_due_now_are_published_scheduled_ones_wait_for_the_sweep(
     assert get_connection().send_messages(emails) == 3
     ids = dict(Message.objects.values_list("subject", "pk"))
     assert published(app, "publish-bound-scheduled") == [[ids["A"], ids["C"]]]
+
+
+@pytest.fixture
+def counting_redis() -> Iterator[tuple[int, list[int]]]:
+    """A TCP proxy to the local Redis that counts the connections made through it."""
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+    except OSError:
+        pytest.skip("needs Redis on 127.0.0.1:6379 (the broker the proxy forwards to)")
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    accepted: list[int] = []
+    stop = threading.Event()
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, _addr = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            accepted.append(1)
+            upstream = socket.create_connection(("127.0.0.1", 6379))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=accept, name="counting-redis", daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], accepted
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_publishes_reuse_one_broker_connection(
+    counting_redis: tuple[int, list[int]],
+    broker_app: Callable[[str], Celery],
+    relay_settings: Callable[..., None],
+) -> None:
+    # Connecting costs far more than publishing: a site sending a message per
+    # request must not open a broker connection per request.
+    port, accepted = counting_redis
+    queue = f"publish-bound-reuse-{time.monotonic_ns()}"
+    app = broker_app(f"redis://127.0.0.1:{port}/11")
+    relay_settings(PUBLISH_ON_COMMIT=True, CELERY_QUEUE=queue)
+    assert send_mail("S0", "B", "from@example.com", ["to@example.com"]) == 1
+    after_one = len(accepted)  # kombu's Redis transport may open more than one socket
+    for i in range(1, 6):
+        assert send_mail(f"S{i}", "B", "from@example.com", ["to@example.com"]) == 1
+    after_six = len(accepted)
+    try:
+        pks = sorted(Message.objects.values_list("pk", flat=True))
+        assert sorted(published(app, queue)) == [[pk] for pk in pks]
+        assert 0 < after_one == after_six, f"{after_one} connections, then {after_six}"
+    finally:
+        with app.connection_for_write() as conn:
+            conn.default_channel.client.delete(queue)

@@ -10,11 +10,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from django.db.models import BinaryField, Case, F, When
+from django.db.models.functions import Length
+
 from ..health import RouteHealthService
 from ..models import Message, Recipient, Suppression
 from ..models.bulk import strings_in
 from ..replies import Outcome, Verdict
 from ..routing import Router, RouteSpec
+from .content import STREAM_ABOVE, StoredContent
 from .reasons import no_route_takes
 from .state import OPEN_STATES, _BatchTimes, _Msg, _Part, _Rcpt
 
@@ -32,13 +36,24 @@ def load_parts(
     message past its ``deliver_by``: its open recipients fail as expired)."""
     # By the lease token, not the ids: the same rows (``ids`` are the
     # token's), without an IN list of hundreds of parameters.
+    # A large message's bytes stay in the database until it is sent
+    # (StoredContent): a batch of them would not fit in memory.
     rows = (
         Message.objects.filter(lease_token=token)
+        .annotate(
+            content_size=Length("content__raw"),
+            small_raw=Case(
+                When(content_size__lte=STREAM_ABOVE, then=F("content__raw")),
+                default=None,
+                output_field=BinaryField(),
+            ),
+        )
         .order_by("priority", "next_attempt_at", "pk")
         .values_list(
             "pk",
             "from_email",
-            "content__raw",
+            "small_raw",
+            "content_size",
             "attempt_count",
             "route_hint",
             "retry_route",
@@ -58,13 +73,15 @@ def load_parts(
     parts: list[_Part] = []
     nothing_to_send: list[_Msg] = []
     times = _BatchTimes(ids)
-    for pk, sender, raw, attempts, hint, retry, s_dom, f_dom, size, dup, by in rows:
-        if raw is None:  # its bytes are gone (retention): nothing can be sent
+    using = rows.db
+    for pk, sender, raw, content_size, attempts, hint, retry, s_dom, f_dom, size, dup, by in rows:
+        if content_size is None:  # its bytes are gone (retention): nothing can be sent
             msg = _Msg(pk, sender, b"", times, attempts, rcpts.get(pk, {}))
             _fail_unsent(msg, "its content was deleted (retention): nothing to send")
             nothing_to_send.append(msg)
             continue
-        msg = _Msg(pk, sender, bytes(raw), times, attempts, rcpts.get(pk, {}))
+        data = bytes(raw) if raw is not None else StoredContent(pk, content_size, using)
+        msg = _Msg(pk, sender, data, times, attempts, rcpts.get(pk, {}))
         msg.maybe_sent_before = dup or pk in taken_over
         if by is not None and by <= now:
             _fail_unsent(msg, f"expired: not delivered by {by.isoformat(timespec='seconds')}")

@@ -9,6 +9,7 @@ from ..models import Message, Recipient
 from ..models.bulk import ids_in
 from ..replies import Verdict
 from ..routing import RouteSpec
+from ..transports.base import Content
 
 OPEN_STATES = (Recipient.Status.PENDING, Recipient.Status.DEFERRED)
 
@@ -67,7 +68,7 @@ class _Msg:
 
     pk: int
     sender: str
-    data: bytes
+    data: bytes | Content  # Content: a large message, read when it is sent
     times: _BatchTimes
     attempt_count: int
     rcpts: dict[str, _Rcpt]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from django.db import connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -77,23 +78,34 @@ def insert_returning_ids(
     meta = model._meta
     fields = [meta.get_field(name) for name in columns]
     values = _prepared(fields, rows, conn)
-    qn = conn.ops.quote_name
-    head = f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "  # noqa: S608
-    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    tail = f" RETURNING {qn(meta.pk.column)}"
     size = max(1, min(_ROWS_PER_STATEMENT, conn.ops.bulk_batch_size(fields, values)))
     ids: list[int] = []
     with conn.cursor() as cursor:
         for start in range(0, len(values), size):
             chunk = values[start : start + size]
             cursor.execute(
-                head + ", ".join([row_sql] * len(chunk)) + tail,
-                [v for row in chunk for v in row],
+                _insert_sql(using, model, tuple(columns), len(chunk), returning=True),
+                [v for row in chunk for v in row] if len(chunk) > 1 else chunk[0],
             )
             ids.extend(r[0] for r in cursor.fetchall())
     if len(ids) != len(rows):
         raise RuntimeError(f"inserted {len(rows)} rows into {meta.db_table}, got {len(ids)} ids")
     return ids
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(
+    alias: str, model: type[models.Model], columns: tuple[str, ...], rows: int, *, returning: bool
+) -> str:
+    """``INSERT`` of ``rows`` rows (cached: a request that queues one message
+    builds no SQL)."""
+    conn = connections[alias]
+    meta = model._meta
+    qn = conn.ops.quote_name
+    fields = ", ".join(qn(meta.get_field(name).column) for name in columns)
+    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    tail = f" RETURNING {qn(meta.pk.column)}" if returning else ""
+    return f"INSERT INTO {qn(meta.db_table)} ({fields}) VALUES {', '.join([row_sql] * rows)}{tail}"  # noqa: S608
 
 
 def insert_rows(
@@ -120,12 +132,12 @@ def insert_rows(
     meta = model._meta
     fields = [meta.get_field(name) for name in columns]
     values = rows if prepared else _prepared(fields, rows, conn)
-    qn = conn.ops.quote_name
-    column_list = ", ".join(qn(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    sql = f"INSERT INTO {qn(meta.db_table)} ({column_list}) VALUES ({placeholders})"  # noqa: S608
+    sql = _insert_sql(alias, model, tuple(columns), 1, returning=False)
     with conn.cursor() as cursor:
-        cursor.executemany(sql, values)
+        if len(values) == 1:
+            cursor.execute(sql, values[0])
+        else:
+            cursor.executemany(sql, values)
 
 
 def ids_in(ids: Sequence[int], field: str = "pk") -> Q:

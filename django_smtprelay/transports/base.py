@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,11 +46,28 @@ class SendResult:
         return self.verdict.outcome
 
 
+class Content(Protocol):
+    """A message's bytes that need not be in memory at once (a large message,
+    read from the database while it is sent). ``len()`` is its size in bytes."""
+
+    def __len__(self) -> int: ...
+
+    def isascii(self) -> bool: ...
+
+    def chunks(self) -> Iterator[bytes]:
+        """The bytes, in order, in pieces of bounded size."""
+        ...
+
+    def __bytes__(self) -> bytes: ...
+
+
 @dataclass
 class Envelope:
     sender: str
     recipients: list[str]
-    data: bytes
+    # bytes, or Content for a large message: a transport that needs the
+    # whole of it (a conversion, an HTTP API) takes bytes(data).
+    data: bytes | Content
 
 
 class TransportError(Exception):

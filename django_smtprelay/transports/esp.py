@@ -164,9 +164,12 @@ class ESPTransport:
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] is envelope:
             return ahead[1]
-        message = parse_message(envelope.data, envelope.sender, envelope.recipients)
+        # An HTTP API takes the whole message: a large one kept in the database
+        # (Content) is read now, one message at a time.
+        raw = envelope.data if isinstance(envelope.data, bytes) else bytes(envelope.data)
+        message = parse_message(raw, envelope.sender, envelope.recipients)
         if self.raw_mime:
-            message.smtprelay_raw = envelope.data
+            message.smtprelay_raw = raw
         return message
 
     def _post(

@@ -28,7 +28,7 @@ from ..exceptions import SMTPRelayError
 from ..models import Route
 from ..replies import Outcome, Stage, Verdict, classify, classify_exception, parse_enhanced
 from ..routing import RouteSpec
-from .base import Envelope, RecipientResult, Reply, SendResult, TransportError
+from .base import Content, Envelope, RecipientResult, Reply, SendResult, TransportError
 from .provider_ids import provider_id_from_reply
 from .sevenbit import SevenBitError, to_seven_bit
 
@@ -116,7 +116,7 @@ class _SMTPMixin:
         self.connected = True
         return sock
 
-    def send_data(self, data: bytes) -> tuple[int, bytes, Stage]:
+    def send_data(self, data: bytes | Content) -> tuple[int, bytes, Stage]:
         self.final_dot_sent = False
         self.putcmd("data")  # type: ignore[attr-defined]
         code, reply = self.getreply()  # type: ignore[attr-defined]
@@ -125,17 +125,23 @@ class _SMTPMixin:
         return self.send_body(data)
 
     def send_body(
-        self, data: bytes, then: bytes = b"", meanwhile: Callable[[], None] | None = None
+        self,
+        data: bytes | Content,
+        then: bytes = b"",
+        meanwhile: Callable[[], None] | None = None,
     ) -> tuple[int, bytes, Stage]:
         """Send the message after a 354 reply, dot-stuffed, and read the reply to the dot.
 
         ``then``: commands of the next transaction, written with the final dot.
         ``meanwhile``: called after the final dot, before its reply is read.
         """
-        payload = _DOT_STUFF.sub(b"..", data) if _needs_stuffing(data) else data
-        if not payload.endswith(b"\r\n"):
-            payload += b"\r\n"
-        self.send(payload + b".\r\n" + then)  # type: ignore[attr-defined]
+        if isinstance(data, bytes):
+            payload = _DOT_STUFF.sub(b"..", data) if _needs_stuffing(data) else data
+            if not payload.endswith(b"\r\n"):
+                payload += b"\r\n"
+            self.send(payload + b".\r\n" + then)  # type: ignore[attr-defined]
+        else:
+            self.send(_streamed(self, data) + b".\r\n" + then)  # type: ignore[attr-defined]
         self.final_dot_sent = True
         if meanwhile is not None:
             meanwhile()
@@ -191,6 +197,26 @@ def _b64(text: str) -> str:
 
 def _needs_stuffing(data: bytes) -> bool:
     return data.startswith(b".") or b"\n." in data
+
+
+def _streamed(conn: Any, content: Content) -> bytes:
+    """Write ``content`` dot-stuffed, a chunk at a time; return what must
+    precede the final dot (a line end, if the content lacks one)."""
+    at_line_start = True  # the message's first byte starts a line
+    tail = b""
+    for chunk in content.chunks():
+        if not chunk:
+            continue
+        if (at_line_start and chunk.startswith(b".")) or b"\n." in chunk:
+            stuffed = _DOT_STUFF.sub(b"..", chunk)
+            if not at_line_start and chunk.startswith(b"."):
+                stuffed = stuffed[1:]  # ^ matched at the chunk's start, which is mid-line
+            conn.send(stuffed)
+        else:
+            conn.send(chunk)
+        at_line_start = chunk.endswith(b"\n")
+        tail = (tail + chunk[-2:])[-2:]
+    return b"" if tail == b"\r\n" else b"\r\n"
 
 
 class _SMTP(_UTF8AuthMixin, _SMTPMixin, smtplib.SMTP):
@@ -477,7 +503,7 @@ class SMTPTransport:
         wire: Envelope | str
         try:
             # DKIM signing, when added, must happen after this: it changes the body.
-            data = to_seven_bit(envelope.data)
+            data = to_seven_bit(bytes(envelope.data))
         except SevenBitError as exc:
             wire = f"the relay does not offer 8BITMIME and {exc}"
         else:

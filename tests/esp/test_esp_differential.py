@@ -236,3 +236,28 @@ def test_a_single_part_body_gains_the_final_line_break_the_queue_stores(esp_serv
     m = EmailMessage("No final newline", "Body", "from@example.com", ["to@example.com"])
     routed = _through_the_route(server, make_esp_route, m)
     assert routed.json()["TextBody"] == "Body\n"
+
+
+@pytest.mark.parametrize("flavour", ["postmark", "amazon_ses"])
+def test_a_message_kept_in_the_database_while_it_waits_reaches_the_esp_whole(
+    flavour, esp_server, make_esp_route, monkeypatch
+):
+    """A large message is not loaded with its batch (the SMTP transport streams
+    it); an HTTP API needs it whole, so the ESP route reads it at its turn."""
+    from django_smtprelay.delivery import content, loading
+
+    monkeypatch.setattr(content, "STREAM_ABOVE", 1000)
+    monkeypatch.setattr(loading, "STREAM_ABOVE", 1000)
+    server = esp_server(flavour)
+    body = "".join(f"line {i} of a long message\n" for i in range(200))
+    original = EmailMessage("Large", body, "from@example.com", ["to@example.org"])
+    twin = copy.deepcopy(original)
+    _anymail_connection(flavour, server).send_messages([original])
+    direct = server.requests[-1]
+    routed = _through_the_route(server, make_esp_route, twin)
+    stored = bytes(MessageContent.objects.get(message=Message.objects.get()).raw)
+    assert len(stored) > 1000
+    if flavour == "amazon_ses":
+        assert base64.b64decode(routed.json()["Content"]["Raw"]["Data"]) == stored
+    else:
+        assert normalized(routed) == normalized(direct)
