@@ -1,5 +1,7 @@
 """The control room renders and its actions do what they say."""
 
+from pathlib import Path
+
 import pytest
 from django.core.mail import send_mail
 
@@ -165,3 +167,11 @@ def test_route_actions_count_in_words(admin_client, make_route, refused_port):
         follow=True,
     )
     assert b"1 route disabled." in response.content
+
+
+def test_the_admin_calls_sending_domains_what_the_readme_calls_them(admin_client):
+    index = admin_client.get("/admin/").content.decode()
+    assert "Sending domains" in index
+    assert "Sender domains" not in index
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "## Sending domains" in readme

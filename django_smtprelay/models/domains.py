@@ -32,6 +32,7 @@ class SenderDomain(models.Model):
     )
     check_duration = models.DurationField(null=True, blank=True)
     dkim_selectors = models.CharField(
+        _("DKIM selectors"),
         max_length=255,
         blank=True,
         validators=[validate_selector_list],
@@ -44,6 +45,9 @@ class SenderDomain(models.Model):
 
     class Meta:
         ordering = ("domain",)
+        # The README's word for them, and the one the dashboard uses.
+        verbose_name = _("sending domain")
+        verbose_name_plural = _("sending domains")
 
     def __str__(self) -> str:
         return self.domain
