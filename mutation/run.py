@@ -1,0 +1,280 @@
+"""Mutation testing of the core modules with mutmut, one module at a time.
+
+    python mutation/run.py                      # every module below
+    python mutation/run.py backends envelope    # some of them
+    python mutation/run.py --report-only        # rewrite the report from the last runs
+
+Each module is mutated in a copy of the package under ``.mutation/<module>/``
+and tried against the tests that exercise it (mutmut narrows each mutant
+further, to the tests that reach the mutated function), so a mutant costs
+seconds rather than the whole suite. The copy keeps mutmut's results, so a run
+that stops is resumed where it stopped.
+
+The report (``mutation/report.md``) lists the score per module and every
+surviving mutant with its diff; ``mutation/equivalent.md`` names the survivors
+that no test can kill, each with the reason. The score counts killed and timed
+out mutants against all mutants less the equivalent ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutation"
+REPORT = ROOT / "mutation" / "report.md"
+EQUIVALENT = ROOT / "mutation" / "equivalent.md"
+MUTMUT = Path(sys.executable).parent / "mutmut"
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    paths: tuple[str, ...]  # mutmut's only_mutate globs
+    tests: tuple[str, ...]  # the tests that exercise it
+
+
+MODULES = (
+    Module(
+        "backends",
+        ("django_smtprelay/backends.py",),
+        ("tests/test_backend.py", "tests/test_publish_bound.py", "tests/test_bulk.py"),
+    ),
+    Module("envelope", ("django_smtprelay/envelope.py",), ("tests/test_backend.py",)),
+    Module(
+        "serialize",
+        ("django_smtprelay/serialize.py",),
+        ("tests/test_serialize.py", "tests/test_backend.py"),
+    ),
+    Module(
+        "replies",
+        ("django_smtprelay/replies.py",),
+        ("tests/test_replies.py", "tests/test_deferred_reasons.py"),
+    ),
+    Module(
+        "messages",
+        ("django_smtprelay/models/messages.py",),
+        (
+            "tests/test_claims.py",
+            "tests/test_cancel.py",
+            "tests/test_lease.py",
+            "tests/test_expiry.py",
+        ),
+    ),
+    Module(
+        "delivery",
+        ("django_smtprelay/delivery/*",),
+        (
+            "tests/test_delivery.py",
+            "tests/test_expiry.py",
+            "tests/test_lease.py",
+            "tests/test_claims.py",
+            "tests/test_deferred_reasons.py",
+            "tests/test_refused_after_dot.py",
+            "tests/test_route_faults.py",
+            "tests/test_route_health_delivery.py",
+            "tests/test_smtp_transport_paths.py",
+            "tests/test_smtp_pipelining.py",
+            "tests/stats/test_hourly_stats.py",
+        ),
+    ),
+    Module(
+        "health",
+        ("django_smtprelay/health/*",),
+        (
+            "tests/health/test_circuit.py",
+            "tests/health/test_ratelimit.py",
+            "tests/health/test_score.py",
+            "tests/health/test_service.py",
+            "tests/test_route_health_delivery.py",
+        ),
+    ),
+    Module(
+        "routing",
+        ("django_smtprelay/routing.py",),
+        ("tests/test_routing.py", "tests/test_delivery.py", "tests/test_route_tools.py"),
+    ),
+    Module(
+        "spf",
+        ("django_smtprelay/domains/spf.py", "django_smtprelay/domains/spf_audit.py"),
+        ("tests/domains/test_spf.py", "tests/domains/test_spf_limits.py"),
+    ),
+    Module(
+        "dmarc",
+        ("django_smtprelay/domains/dmarc.py",),
+        ("tests/domains/test_dmarc_dkim.py", "tests/domains/test_check.py"),
+    ),
+)
+
+# mutmut's words for a mutant's fate, and which of them count as caught.
+CAUGHT = {"killed", "timeout"}
+_RESULT = re.compile(r"^\s+(\S+__mutmut_\d+): (.+)$")
+_EQUIVALENT = re.compile(r"^- `([^`]+__mutmut_\d+)`")
+
+
+def prepare(module: Module, dest: Path) -> None:
+    """A copy of the package, the tests and pyproject.toml with this module's mutmut settings.
+
+    A copy that exists is refreshed only where the sources changed, so mutmut
+    keeps the verdicts of functions whose code is the same.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("django_smtprelay", "tests"):
+        subprocess.run(
+            [
+                "rsync",
+                "-a",
+                "--delete",
+                "--exclude=__pycache__",
+                "--exclude=*.sqlite3*",
+                f"{ROOT / name}/",
+                f"{dest / name}/",
+            ],
+            check=True,
+        )
+    settings = (ROOT / "pyproject.toml").read_text()
+    settings += "\n[tool.mutmut]\n"
+    settings += 'source_paths = ["django_smtprelay"]\n'
+    settings += f"only_mutate = {list(module.paths)!r}\n".replace("'", '"')
+    settings += f"pytest_add_cli_args_test_selection = {list(module.tests)!r}\n".replace("'", '"')
+    # -x: the first failing test kills the mutant; no cache, no timing output.
+    settings += 'pytest_add_cli_args = ["-x", "-q", "-p", "no:cacheprovider"]\n'
+    (dest / "pyproject.toml").write_text(settings)
+
+
+def run(module: Module, children: int) -> float:
+    dest = WORK / module.name
+    prepare(module, dest)
+    env = dict(os.environ)
+    # Never the caller's PostgreSQL or broker: mutants run on SQLite and the
+    # in-memory broker, many at once.
+    for name in (
+        "SMTPRELAY_TEST_DATABASE",
+        "SMTPRELAY_TEST_BROKER",
+        "SMTPRELAY_TEST_REQUIRE_SERVICES",
+    ):
+        env.pop(name, None)
+    started = time.monotonic()
+    subprocess.run(
+        ["nice", "-n", "10", str(MUTMUT), "run", "--max-children", str(children)],
+        cwd=dest,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.monotonic() - started
+
+
+def results(module: Module) -> dict[str, str]:
+    dest = WORK / module.name
+    if not (dest / "mutants").is_dir():
+        return {}
+    out = subprocess.run(
+        [str(MUTMUT), "results", "--all", "true"],
+        cwd=dest,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {m.group(1): m.group(2).strip() for m in map(_RESULT.match, out.splitlines()) if m}
+
+
+def diff(module: Module, mutant: str) -> str:
+    return subprocess.run(
+        [str(MUTMUT), "show", mutant],
+        cwd=WORK / module.name,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+
+
+def equivalents() -> set[str]:
+    lines = EQUIVALENT.read_text().splitlines() if EQUIVALENT.exists() else []
+    return {m.group(1) for m in map(_EQUIVALENT.match, lines) if m}
+
+
+def report(modules: tuple[Module, ...], seconds: dict[str, float]) -> tuple[int, int]:
+    known = equivalents()
+    rows, survivors = [], []
+    caught_all = counted_all = 0
+    for module in modules:
+        found = results(module)
+        if not found:
+            rows.append(f"| {module.name} | not run | | | | | |")
+            continue
+        states = list(found.values())
+        caught = sum(s in CAUGHT for s in states)
+        equivalent = sum(1 for name in found if name in known)
+        alive = [n for n, s in sorted(found.items()) if s not in CAUGHT and n not in known]
+        counted = len(found) - equivalent
+        caught_all += caught
+        counted_all += counted
+        score = f"{100 * caught / counted:.1f}%" if counted else "-"
+        took = f"{seconds[module.name] / 60:.0f} min" if module.name in seconds else ""
+        rows.append(
+            f"| {module.name} | {len(found)} | {caught} | {equivalent} | {len(alive)} | "
+            f"{score} | {took} |"
+        )
+        survivors += [(module, name, found[name]) for name in alive]
+    lines = [
+        "# Mutation testing: the last run",
+        "",
+        "Written by `make mutate` (mutation/run.py); do not edit by hand. Score: killed and",
+        "timed-out mutants over all mutants less the equivalent ones (mutation/equivalent.md).",
+        "",
+        "| Module | Mutants | Caught | Equivalent | Alive | Score | Took |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
+    if counted_all:
+        lines += [
+            f"All modules run: {caught_all} of {counted_all} caught, "
+            f"{100 * caught_all / counted_all:.1f}%.",
+            "",
+        ]
+    lines += ["## Survivors", ""]
+    if not survivors:
+        lines.append("None.")
+    for module, name, state in survivors:
+        lines += [f"### `{name}` ({state})", "", "```diff", diff(module, name), "```", ""]
+    REPORT.write_text("\n".join(lines).rstrip() + "\n")
+    return caught_all, counted_all
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="module names (default: all)")
+    parser.add_argument("--children", type=int, default=2, help="mutants run at once")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    by_name = {m.name: m for m in MODULES}
+    unknown = [n for n in args.modules if n not in by_name]
+    if unknown:
+        parser.error(f"unknown module(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")
+    if not MUTMUT.exists():
+        parser.error(f"{MUTMUT} is missing: pip install mutmut (make mutate installs it)")
+    chosen = [by_name[n] for n in args.modules] if args.modules else list(MODULES)
+    seconds: dict[str, float] = {}
+    if not args.report_only:
+        for module in chosen:
+            print(f"mutating {module.name} ...", flush=True)
+            seconds[module.name] = run(module, args.children)
+    caught, counted = report(MODULES, seconds)
+    print(REPORT.read_text())
+    return 0 if not counted or caught / counted >= 0.9 else 1
+
+
+if __name__ == "__main__":
+    if shutil.which("rsync") is None:
+        sys.exit("mutation/run.py needs rsync (apt-get install rsync)")
+    sys.exit(main())
