@@ -174,6 +174,21 @@ default._bimi.bimi TXT "v=BIMI1; l=https://bimi.test/logo.svg"
 ; Switched by the server: servfail.test answers SERVFAIL, timeout.test never answers.
 servfail TXT "{spf_ok}"
 timeout TXT "{spf_ok}"
+
+; ptr: the reverse name of the connecting IP, checked forward, under a domain.
+ptr TXT "v=spf1 ptr:relay.test -all"
+ptrexact TXT "v=spf1 ptr:out1.relay.test -all"
+ptrlabel TXT "v=spf1 ptr:ut1.relay.test -all"
+ptrself TXT "v=spf1 ptr -all"
+a6 TXT "v=spf1 a:v6.a6.test/24//64 -all"
+v6.a6 AAAA 2001:db8:1:2::10
+mxnet TXT "v=spf1 mx:clean.test/24 -all"
+tempa TXT "v=spf1 a:servfail.test -all"
+
+; DMARCbis tree walk: psd=y marks a public suffix domain, psd=n an organization.
+_dmarc.psd TXT "v=DMARC1; p=reject; psd=y"
+_dmarc.org.npsd TXT "v=DMARC1; p=none; psd=n"
+_dmarc.npsd TXT "v=DMARC1; p=reject"
 """
 
 

@@ -82,6 +82,17 @@ def test_macro_expansion():
         ("192.0.2.1", "servfail.test", "temperror"),
         ("203.0.113.3", "lookups.test", "pass"),  # l3's a matches at lookup 5
         ("198.51.100.7", "lookups.test", "permerror"),  # needs the 11th lookup
+        ("192.0.2.1", "ptr.test", "pass"),  # out1.relay.test, whose A is 192.0.2.1
+        ("192.0.2.1", "ptrexact.test", "pass"),
+        ("192.0.2.1", "ptrlabel.test", "fail"),  # a suffix counts at a dot only
+        ("192.0.2.1", "ptrself.test", "fail"),  # not under ptrself.test
+        ("192.0.2.3", "ptr.test", "fail"),  # out3.relay.test has no address
+        ("203.0.113.9", "ptr.test", "fail"),  # no reverse name at all
+        ("2001:db8:1:2::99", "a6.test", "pass"),  # the /64 of an AAAA
+        ("2001:db8:1:3::10", "a6.test", "fail"),
+        ("198.51.100.99", "mxnet.test", "pass"),  # the /24 of the MX host's address
+        ("198.51.101.25", "mxnet.test", "fail"),
+        ("192.0.2.1", "tempa.test", "temperror"),
     ],
 )
 def test_check_host(dns, ip, domain, result):
