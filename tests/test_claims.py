@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from django_smtprelay.delivery import DeliveryEngine
 from django_smtprelay.models import Message
+from django_smtprelay.models.messages import Claim
 from django_smtprelay.transports import get_transport
 
 
@@ -200,3 +201,29 @@ def test_new_mail_fills_at_most_its_share_of_a_batch_while_retries_are_due(
     claimed_retries = len(set(claim.ids) & set(retry_ids))
     assert (len(claim.ids) - claimed_retries, claimed_retries) == taken
     assert len(set(claim.ids)) == len(claim.ids)
+
+
+def test_a_claim_survives_pickling_and_copying_whole():
+    import copy
+    import pickle
+
+    token = uuid.uuid4()
+    claim = Claim(token, [3, 1, 2], taken_over=[2, 9])  # 9 was not won: not taken over
+    # A tuple subclass loses its extra attributes when pickled or copied, unless told how.
+    copies = (pickle.loads(pickle.dumps(claim)), copy.copy(claim), copy.deepcopy(claim))  # noqa: S301
+    for again in copies:
+        assert (again.token, again.ids, again.taken_over) == (token, [3, 1, 2], frozenset({2}))
+        assert tuple(again) == (token, [3, 1, 2])
+
+
+@pytest.mark.django_db
+def test_unfinished_is_every_message_not_sent_failed_or_cancelled():
+    queue(6)
+    statuses = list(Message.Status)
+    for message, status in zip(Message.objects.order_by("pk"), statuses, strict=True):
+        Message.objects.filter(pk=message.pk).update(status=status)
+    assert set(Message.objects.unfinished().values_list("status", flat=True)) == {
+        "queued",
+        "sending",
+        "deferred",
+    }
