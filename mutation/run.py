@@ -19,6 +19,7 @@ out mutants against all mutants less the equivalent ones.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -116,6 +117,7 @@ MODULES = (
 
 # mutmut's words for a mutant's fate, and which of them count as caught.
 CAUGHT = {"killed", "timeout"}
+NOT_RUN = "not checked"
 _RESULT = re.compile(r"^\s+(\S+__mutmut_\d+): (.+)$")
 _EQUIVALENT = re.compile(r"^- `([^`]+__mutmut_\d+)`")
 
@@ -170,7 +172,18 @@ def run(module: Module, children: int) -> float:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    return time.monotonic() - started
+    took = time.monotonic() - started
+    (dest / "took").write_text(f"{took:.0f}\n")
+    return took
+
+
+def mutant_test_seconds(module: Module) -> float:
+    """The time the mutants' tests took, summed (mutmut records it per mutant)."""
+    total = 0.0
+    for meta in (WORK / module.name / "mutants").rglob("*.meta"):
+        durations = json.loads(meta.read_text()).get("durations_by_key", {})
+        total += sum(v for v in durations.values() if v)
+    return total
 
 
 def results(module: Module) -> dict[str, str]:
@@ -202,37 +215,45 @@ def equivalents() -> set[str]:
     return {m.group(1) for m in map(_EQUIVALENT.match, lines) if m}
 
 
-def report(modules: tuple[Module, ...], seconds: dict[str, float]) -> tuple[int, int]:
+def report(modules: tuple[Module, ...]) -> tuple[int, int]:
     known = equivalents()
     rows, survivors = [], []
     caught_all = counted_all = 0
     for module in modules:
         found = results(module)
         if not found:
-            rows.append(f"| {module.name} | not run | | | | | |")
+            rows.append(f"| {module.name} | not run | | | | | | |")
             continue
-        states = list(found.values())
-        caught = sum(s in CAUGHT for s in states)
-        equivalent = sum(1 for name in found if name in known)
-        alive = [n for n, s in sorted(found.items()) if s not in CAUGHT and n not in known]
-        counted = len(found) - equivalent
+        # A run that was stopped leaves mutants "not checked": the score is of those tried.
+        tried = {n: s for n, s in found.items() if s != NOT_RUN}
+        caught = sum(s in CAUGHT for s in tried.values())
+        equivalent = sum(1 for name in tried if name in known)
+        alive = [n for n, s in sorted(tried.items()) if s not in CAUGHT and n not in known]
+        counted = len(tried) - equivalent
         caught_all += caught
         counted_all += counted
         score = f"{100 * caught / counted:.1f}%" if counted else "-"
-        took = f"{seconds[module.name] / 60:.0f} min" if module.name in seconds else ""
+        took_file = WORK / module.name / "took"
+        took = f"{int(took_file.read_text()) / 60:.0f} min" if took_file.exists() else ""
+        took += f" ({mutant_test_seconds(module) / 60:.0f} min of tests)"
+        untried = len(found) - len(tried)
         rows.append(
-            f"| {module.name} | {len(found)} | {caught} | {equivalent} | {len(alive)} | "
-            f"{score} | {took} |"
+            f"| {module.name} | {len(found)} | {untried or ''} | {caught} | {equivalent} | "
+            f"{len(alive)} | {score} | {took} |"
         )
         survivors += [(module, name, found[name]) for name in alive]
     lines = [
         "# Mutation testing: the last run",
         "",
         "Written by `make mutate` (mutation/run.py); do not edit by hand. Score: killed and",
-        "timed-out mutants over all mutants less the equivalent ones (mutation/equivalent.md).",
+        "timed-out mutants over the mutants tried less the equivalent ones",
+        "(mutation/equivalent.md). A module with mutants not tried yet had its run stopped;",
+        "`make mutate MUTATE_ARGS=<module>` resumes it. Run took: the wall time of the",
+        "module's last run (niced, so longer on a busy machine); in brackets, the time its",
+        "mutants' tests took, summed: two at a time on two idle cores take about half that.",
         "",
-        "| Module | Mutants | Caught | Equivalent | Alive | Score | Took |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| Module | Mutants | Not tried yet | Caught | Equivalent | Alive | Score | Run took |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
     ]
@@ -264,12 +285,11 @@ def main() -> int:
     if not MUTMUT.exists():
         parser.error(f"{MUTMUT} is missing: pip install mutmut (make mutate installs it)")
     chosen = [by_name[n] for n in args.modules] if args.modules else list(MODULES)
-    seconds: dict[str, float] = {}
     if not args.report_only:
         for module in chosen:
             print(f"mutating {module.name} ...", flush=True)
-            seconds[module.name] = run(module, args.children)
-    caught, counted = report(MODULES, seconds)
+            run(module, args.children)
+    caught, counted = report(MODULES)
     print(REPORT.read_text())
     return 0 if not counted or caught / counted >= 0.9 else 1
 
