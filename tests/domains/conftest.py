@@ -57,6 +57,10 @@ def zone_text(keys: dict[str, rsa.RSAPrivateKey]) -> str:
     spf_ok = "v=spf1 include:spf.relay.test ip4:198.51.100.7 -all"
     near = " ".join(["v=spf1", *(f"a:a{i}.nearlimit.test" for i in range(1, 10)), "-all"])
     big = "v=spf1 " + " ".join(f"ip4:203.0.113.{i}" for i in range(1, 60)) + " -all"
+    nets = (
+        "v=spf1 ip6:2001:db8::/32 a:out1.relay.test mx:clean.test a:gone.nets.test "
+        "-a:out2.relay.test a:%{i}.nets.test include:spf.relay.test include:nets.test ~all"
+    )
     return f"""
 $TTL 300
 @ SOA ns.test. hostmaster.test. 1 3600 600 86400 60
@@ -184,6 +188,10 @@ a6 TXT "v=spf1 a:v6.a6.test/24//64 -all"
 v6.a6 AAAA 2001:db8:1:2::10
 mxnet TXT "v=spf1 mx:clean.test/24 -all"
 tempa TXT "v=spf1 a:servfail.test -all"
+
+; networks_of: what a relay's SPF include authorizes (pass terms, no macros).
+nets TXT "{nets}"
+netsredirect TXT "v=spf1 ip4:203.0.113.0/24 redirect=spf.relay.test"
 
 ; DMARCbis tree walk: psd=y marks a public suffix domain, psd=n an organization.
 _dmarc.psd TXT "v=DMARC1; p=reject; psd=y"

@@ -104,3 +104,31 @@ def test_check_host_reports_matching_term(dns):
     outcome = spf.check_host("198.51.100.7", "clean.test", "a@clean.test", Resolver())
     assert outcome.term == "ip4:198.51.100.7"
     assert outcome.lookups == 1
+
+
+def test_networks_of_a_record_are_its_pass_terms_through_includes_and_redirects(dns):
+    from ipaddress import ip_network
+
+    from django_smtprelay.domains.spf_audit import networks_of
+
+    assert networks_of("nets.test", Resolver()) == [
+        ip_network("2001:db8::/32"),
+        ip_network("192.0.2.1/32"),  # a:out1.relay.test
+        ip_network("198.51.100.25/32"),  # mx:clean.test's host
+        ip_network("192.0.2.0/30"),  # include:spf.relay.test; nets.test again adds nothing
+    ]
+    assert networks_of("netsredirect.test", Resolver()) == [
+        ip_network("203.0.113.0/24"),
+        ip_network("192.0.2.0/30"),
+    ]
+    assert networks_of("nothing.test", Resolver()) == []
+
+
+def test_lookups_an_include_adds_count_itself_and_its_record(dns):
+    from django_smtprelay.domains.spf_audit import lookups_added_by_include
+
+    resolver = Resolver()
+    assert lookups_added_by_include("spf.relay.test", resolver) == 1
+    assert lookups_added_by_include("bounce.relay.test", resolver) == 2
+    assert lookups_added_by_include("nothing.test", resolver) == 1
+    assert lookups_added_by_include("servfail.test", resolver) is None
