@@ -104,3 +104,17 @@ def test_a_lease_ending_exactly_now_still_holds_its_message():
     assert Message.objects.all().cancel(now=now) == 0
     assert Message.objects.get(pk=held.pk).status == S.SENDING
     assert Message.objects.all().cancel(now=now + timedelta(microseconds=1)) == 1
+
+
+def test_the_admin_names_a_message_its_content_and_its_attempts_by_what_they_say():
+    from django_smtprelay.models import DeliveryAttempt, MessageContent
+
+    message = queue("Invoice 42")
+    assert str(message) == "Invoice 42"
+    assert str(Message(subject="")) == "(no subject)"
+    content = MessageContent.objects.get(message=message)
+    assert str(content) == f"content of message {message.pk} ({len(bytes(content.raw))} bytes)"
+    assert str(message.recipients.order_by("pk").first()) == "a@example.com"
+    refused = DeliveryAttempt(route_name="relay", outcome="permanent", smtp_code=550)
+    assert str(refused) == "relay: permanent 550"
+    assert str(DeliveryAttempt(route_name="relay", outcome="route_fault")) == "relay: route_fault"
