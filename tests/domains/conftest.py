@@ -59,7 +59,8 @@ def zone_text(keys: dict[str, rsa.RSAPrivateKey]) -> str:
     big = "v=spf1 " + " ".join(f"ip4:203.0.113.{i}" for i in range(1, 60)) + " -all"
     nets = (
         "v=spf1 ip6:2001:db8::/32 a:out1.relay.test mx:clean.test a:gone.nets.test "
-        "-a:out2.relay.test a:%{i}.nets.test include:spf.relay.test include:nets.test ~all"
+        "-a:out2.relay.test a:%{i}.nets.test include:spf.relay.test include:nets.test "
+        "include:SPF.relay.test. include:spf.RELAYX ~all"
     )
     return f"""
 $TTL 300
@@ -192,6 +193,12 @@ tempa TXT "v=spf1 a:servfail.test -all"
 ; networks_of: what a relay's SPF include authorizes (pass terms, no macros).
 nets TXT "{nets}"
 netsredirect TXT "v=spf1 ip4:203.0.113.0/24 redirect=spf.relay.test"
+netsnoall TXT "v=spf1 ip4:203.0.113.7"
+netsmacro TXT "v=spf1 ip4:203.0.113.8 redirect=%{{d}}.nets.test"
+; Names a macro would expand to, if macros were (wrongly) taken literally.
+%{{i}}.nets A 192.0.2.99
+%{{d}}.nets TXT "v=spf1 ip4:192.0.2.98"
+tempinc TXT "v=spf1 include:servfail.test -all"
 
 ; DMARCbis tree walk: psd=y marks a public suffix domain, psd=n an organization.
 _dmarc.psd TXT "v=DMARC1; p=reject; psd=y"
@@ -210,9 +217,17 @@ $TTL 300
 """
 
 
+# A relay under a name that ends in an x, written upper-case in an include.
+RELAYX = """
+$TTL 300
+@ SOA ns.test. hostmaster.test. 1 3600 600 86400 60
+spf TXT "v=spf1 ip4:198.18.0.0/15 -all"
+"""
+
+
 @pytest.fixture(scope="session")
 def dns_server(keys: dict[str, rsa.RSAPrivateKey]):
-    server = DNSServer({"test.": zone_text(keys), "in-addr.arpa.": REVERSE})
+    server = DNSServer({"test.": zone_text(keys), "in-addr.arpa.": REVERSE, "relayx.": RELAYX})
     server.servfail |= {"servfail.test", "_dmarc.servfail.test", "s1._domainkey.servfail.test"}
     server.drop |= {"timeout.test", "_dmarc.timeout.test", "s1._domainkey.timeout.test"}
     server.start()

@@ -115,12 +115,17 @@ def test_networks_of_a_record_are_its_pass_terms_through_includes_and_redirects(
         ip_network("2001:db8::/32"),
         ip_network("192.0.2.1/32"),  # a:out1.relay.test
         ip_network("198.51.100.25/32"),  # mx:clean.test's host
-        ip_network("192.0.2.0/30"),  # include:spf.relay.test; nets.test again adds nothing
+        # include:spf.relay.test; nets.test and SPF.relay.test. again add nothing
+        ip_network("192.0.2.0/30"),
+        ip_network("198.18.0.0/15"),  # include:spf.RELAYX, names being case-blind
     ]
     assert networks_of("netsredirect.test", Resolver()) == [
         ip_network("203.0.113.0/24"),
         ip_network("192.0.2.0/30"),
     ]
+    # Not a redirect without one, nor a term whose name is a macro taken literally.
+    assert networks_of("netsnoall.test", Resolver()) == [ip_network("203.0.113.7/32")]
+    assert networks_of("netsmacro.test", Resolver()) == [ip_network("203.0.113.8/32")]
     assert networks_of("nothing.test", Resolver()) == []
 
 
@@ -132,3 +137,6 @@ def test_lookups_an_include_adds_count_itself_and_its_record(dns):
     assert lookups_added_by_include("bounce.relay.test", resolver) == 2
     assert lookups_added_by_include("nothing.test", resolver) == 1
     assert lookups_added_by_include("servfail.test", resolver) is None
+    assert lookups_added_by_include("tempinc.test", resolver) is None  # servfail inside
+    # l1's bare a and mx are its own name's: 1 + a + mx + include (l3: a, mx, exists, include)
+    assert lookups_added_by_include("l1.lookups.test", resolver) == 8
