@@ -152,23 +152,30 @@ def prepare(module: Module, dest: Path) -> None:
     (dest / "pyproject.toml").write_text(settings)
 
 
-NO_TESTS = 33  # mutmut's exit code for a mutant that no selected test reached
+# mutmut's exit codes for a mutant that survived its tests, and one no test reached.
+SURVIVED, NO_TESTS = 0, 33
 
 
-def forget_untested(dest: Path) -> None:
-    """Try again the mutants no test reached last time: a test added since may reach them."""
+def forget_survivors(dest: Path) -> None:
+    """Try the survivors again: a test added since the last run may kill them.
+
+    mutmut keeps every verdict until the mutated function changes; survivors
+    are few, so trying them again costs little.
+    """
     for meta in (dest / "mutants").rglob("*.meta"):
         data = json.loads(meta.read_text())
         codes = data.get("exit_code_by_key", {})
-        if NO_TESTS in codes.values():
-            data["exit_code_by_key"] = {k: None if v == NO_TESTS else v for k, v in codes.items()}
+        if {SURVIVED, NO_TESTS} & set(codes.values()):
+            data["exit_code_by_key"] = {
+                k: None if v in (SURVIVED, NO_TESTS) else v for k, v in codes.items()
+            }
             meta.write_text(json.dumps(data))
 
 
 def run(module: Module, children: int) -> float:
     dest = WORK / module.name
     prepare(module, dest)
-    forget_untested(dest)
+    forget_survivors(dest)
     env = dict(os.environ)
     # Never the caller's PostgreSQL or broker: mutants run on SQLite and the
     # in-memory broker, many at once.
