@@ -3,6 +3,7 @@
     python mutation/run.py                      # every module below
     python mutation/run.py backends envelope    # some of them
     python mutation/run.py --report-only        # rewrite the report from the last runs
+    python mutation/run.py spf --only 'django_smtprelay.domains.spf_audit.x_networks_of*'
 
 Each module is mutated in a copy of the package under ``.mutation/<module>/``
 and tried against the tests that exercise it (mutmut narrows each mutant
@@ -172,7 +173,7 @@ def forget_survivors(dest: Path) -> None:
             meta.write_text(json.dumps(data))
 
 
-def run(module: Module, children: int) -> float:
+def run(module: Module, children: int, only: list[str] | None = None) -> float:
     dest = WORK / module.name
     prepare(module, dest)
     forget_survivors(dest)
@@ -187,7 +188,7 @@ def run(module: Module, children: int) -> float:
         env.pop(name, None)
     started = time.monotonic()
     subprocess.run(
-        ["nice", "-n", "10", str(MUTMUT), "run", "--max-children", str(children)],
+        ["nice", "-n", "10", str(MUTMUT), "run", "--max-children", str(children), *(only or [])],
         cwd=dest,
         env=env,
         check=True,
@@ -299,6 +300,12 @@ def main() -> int:
     parser.add_argument("modules", nargs="*", help="module names (default: all)")
     parser.add_argument("--children", type=int, default=2, help="mutants run at once")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="GLOB",
+        help="only the mutants whose names match (mutmut's names, as in the report)",
+    )
     args = parser.parse_args()
     by_name = {m.name: m for m in MODULES}
     unknown = [n for n in args.modules if n not in by_name]
@@ -310,7 +317,7 @@ def main() -> int:
     if not args.report_only:
         for module in chosen:
             print(f"mutating {module.name} ...", flush=True)
-            run(module, args.children)
+            run(module, args.children, args.only)
     caught, counted = report(MODULES)
     print(REPORT.read_text())
     return 0 if not counted or caught / counted >= 0.9 else 1
