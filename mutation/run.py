@@ -150,6 +150,10 @@ def prepare(module: Module, dest: Path) -> None:
     settings += f"pytest_add_cli_args_test_selection = {list(module.tests)!r}\n".replace("'", '"')
     # -x: the first failing test kills the mutant; no cache, no timing output.
     settings += 'pytest_add_cli_args = ["-x", "-q", "-p", "no:cacheprovider"]\n'
+    # mutmut's time limit per mutant is 15 times the tests' time plus this constant:
+    # its default (1 s) does not cover a test session's setup on a busy machine,
+    # and a mutant that is only slow must not count as caught.
+    settings += "timeout_constant = 30.0\n"
     (dest / "pyproject.toml").write_text(settings)
 
 
