@@ -194,6 +194,7 @@ tempa TXT "v=spf1 a:servfail.test -all"
 nets TXT "{nets}"
 netsredirect TXT "v=spf1 ip4:203.0.113.0/24 redirect=spf.relay.test"
 netsnoall TXT "v=spf1 ip4:203.0.113.7"
+netsplusall TXT "v=spf1 include:plusall.test ip4:203.0.113.9"
 netsmacro TXT "v=spf1 ip4:203.0.113.8 redirect=%{{d}}.nets.test"
 ; Names a macro would expand to, if macros were (wrongly) taken literally.
 %{{i}}.nets A 192.0.2.99

@@ -126,6 +126,8 @@ def test_networks_of_a_record_are_its_pass_terms_through_includes_and_redirects(
     # Not a redirect without one, nor a term whose name is a macro taken literally.
     assert networks_of("netsnoall.test", Resolver()) == [ip_network("203.0.113.7/32")]
     assert networks_of("netsmacro.test", Resolver()) == [ip_network("203.0.113.8/32")]
+    # +all names no network, and the terms after the include still count.
+    assert networks_of("netsplusall.test", Resolver()) == [ip_network("203.0.113.9/32")]
     assert networks_of("nothing.test", Resolver()) == []
 
 
