@@ -20,6 +20,7 @@ out mutants against all mutants less the equivalent ones.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -161,26 +162,29 @@ def prepare(module: Module, dest: Path) -> None:
 SURVIVED, NO_TESTS = 0, 33
 
 
-def forget_survivors(dest: Path) -> None:
-    """Try the survivors again: a test added since the last run may kill them.
+def forget_survivors(dest: Path, only: list[str] | None = None) -> None:
+    """Try the survivors again (those ``only`` names): a test added since may kill them.
 
     mutmut keeps every verdict until the mutated function changes; survivors
     are few, so trying them again costs little.
     """
+
+    def again(name: str, code: int | None) -> bool:
+        chosen = not only or any(fnmatch.fnmatchcase(name, glob) for glob in only)
+        return code in (SURVIVED, NO_TESTS) and chosen
+
     for meta in (dest / "mutants").rglob("*.meta"):
         data = json.loads(meta.read_text())
         codes = data.get("exit_code_by_key", {})
-        if {SURVIVED, NO_TESTS} & set(codes.values()):
-            data["exit_code_by_key"] = {
-                k: None if v in (SURVIVED, NO_TESTS) else v for k, v in codes.items()
-            }
+        if any(again(k, v) for k, v in codes.items()):
+            data["exit_code_by_key"] = {k: None if again(k, v) else v for k, v in codes.items()}
             meta.write_text(json.dumps(data))
 
 
 def run(module: Module, children: int, only: list[str] | None = None) -> float:
     dest = WORK / module.name
     prepare(module, dest)
-    forget_survivors(dest)
+    forget_survivors(dest, only)
     env = dict(os.environ)
     # Never the caller's PostgreSQL or broker: mutants run on SQLite and the
     # in-memory broker, many at once.
