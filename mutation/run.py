@@ -195,13 +195,21 @@ def run(module: Module, children: int, only: list[str] | None = None) -> float:
     ):
         env.pop(name, None)
     started = time.monotonic()
-    subprocess.run(
-        ["nice", "-n", "10", str(MUTMUT), "run", "--max-children", str(children), *(only or [])],
-        cwd=dest,
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    log = dest / "mutmut.log"
+    with log.open("w") as out:
+        done = subprocess.run(
+            ["nice", "-n", "10", str(MUTMUT), "run", "--max-children", str(children)]
+            + (only or []),
+            cwd=dest,
+            env=env,
+            check=False,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if done.returncode:
+        # mutmut stops when the tests fail without any mutant (a flaky test, say).
+        tail = log.read_text(errors="replace")[-3000:]
+        sys.exit(f"mutmut failed on {module.name} (exit {done.returncode}); {log} ends:\n{tail}")
     took = time.monotonic() - started
     (dest / "took").write_text(f"{took:.0f}\n")
     return took
