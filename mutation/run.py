@@ -131,7 +131,7 @@ def prepare(module: Module, dest: Path) -> None:
     keeps the verdicts of functions whose code is the same.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("django_smtprelay", "tests"):
+    for name in ("django_smtprelay", "tests", "docs"):
         subprocess.run(
             [
                 "rsync",
@@ -147,6 +147,7 @@ def prepare(module: Module, dest: Path) -> None:
     settings = (ROOT / "pyproject.toml").read_text()
     settings += "\n[tool.mutmut]\n"
     settings += 'source_paths = ["django_smtprelay"]\n'
+    settings += 'also_copy = ["docs"]\n'  # tests read docs/domains.md
     settings += f"only_mutate = {list(module.paths)!r}\n".replace("'", '"')
     settings += f"pytest_add_cli_args_test_selection = {list(module.tests)!r}\n".replace("'", '"')
     # -x: the first failing test kills the mutant; no cache, no timing output.
