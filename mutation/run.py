@@ -97,6 +97,8 @@ MODULES = (
             "tests/health/test_ratelimit.py",
             "tests/health/test_score.py",
             "tests/health/test_service.py",
+            "tests/health/test_admin.py",
+            "tests/health/test_overview_admin.py",
             "tests/test_route_health_delivery.py",
         ),
     ),
