@@ -308,8 +308,16 @@ def report(modules: tuple[Module, ...]) -> tuple[int, int]:
     lines += ["## Survivors", ""]
     if not survivors:
         lines.append("None.")
+    untested: dict[str, int] = {}
     for module, name, state in survivors:
+        if state == "no tests":  # grouped by function: the module's tests never call it
+            function = name.rsplit("__mutmut_", 1)[0]
+            untested[function] = untested.get(function, 0) + 1
+            continue
         lines += [f"### `{name}` ({state})", "", "```diff", diff(module, name), "```", ""]
+    if untested:
+        lines += ["### Mutants in functions that the module's tests never call", ""]
+        lines += [f"- `{function}`: {count}" for function, count in sorted(untested.items())]
     REPORT.write_text("\n".join(lines).rstrip() + "\n")
     return caught_all, counted_all
 
