@@ -7,6 +7,7 @@ from email import message_from_bytes, policy
 
 import pytest
 from django.core import mail
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, EmailMultiAlternatives, send_mail, send_mass_mail
 from django.db import transaction
 
@@ -184,37 +185,45 @@ def test_rolled_back_transaction_queues_and_publishes_nothing(relay_settings, mo
 
 
 @pytest.mark.parametrize(
-    "address",
+    ("address", "fast"),
     [
-        "a@b.co",
-        "user.name+tag@example.com",
-        "a..b@example.com",
-        "a@-b.com",
-        "a@b-.com",
-        "a@b.c",
-        "x@y.z1",
-        "x@y.xn--p1ai",
-        "a@localhost",
-        ".a@b.com",
-        "a.@b.com",
-        "a@b..com",
-        "a@1.2.3.4",
-        "o'brien@example.ie",
-        "a@b.-com",
+        ("a@b.co", True),
+        ("user.name+tag@example.com", True),
+        ("x@y.xn--p1ai", True),
+        ("o'brien@example.ie", True),
+        ("a..b@example.com", False),
+        ("a@-b.com", False),
+        ("a@b-.com", False),
+        ("a@b.c", False),
+        ("x@y.z1", False),
+        ("a@localhost", False),  # Django accepts it; the full path decides
+        (".a@b.com", False),
+        ("a.@b.com", False),
+        ("a@b..com", False),
+        ("a@1.2.3.4", False),
+        ("a@b.-com", False),
     ],
 )
-def test_the_fast_address_check_never_accepts_what_django_refuses(address):
+def test_the_fast_address_check_never_accepts_what_django_refuses(address, fast):
     from django.core.validators import validate_email
 
-    from django_smtprelay.envelope import _PLAIN_ADDRESS
+    from django_smtprelay.envelope import _PLAIN_ADDRESS, envelope_address
 
     try:
         validate_email(address)
         valid = True
-    except Exception:
+    except ValidationError:
         valid = False
-    if _PLAIN_ADDRESS.fullmatch(address):
-        assert valid, f"{address!r} passed the fast path but Django refuses it"
+    # Which path the address takes is pinned, so a looser pattern shows here...
+    assert bool(_PLAIN_ADDRESS.fullmatch(address)) is fast
+    # ...and the fast path never takes what Django refuses.
+    assert valid or not fast, f"{address!r} passed the fast path but Django refuses it"
+    # Either path ends with Django's answer.
+    if valid:
+        assert envelope_address(address, role="recipient") == address
+    else:
+        with pytest.raises(InvalidMessageError):
+            envelope_address(address, role="recipient")
 
 
 def test_control_headers_in_any_letter_case_are_all_stripped_and_the_caller_keeps_them() -> None:

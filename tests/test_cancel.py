@@ -14,6 +14,7 @@ from django_smtprelay.models import Message, Recipient
 pytestmark = pytest.mark.django_db
 
 S, R = Message.Status, Recipient.Status
+LEASE = timedelta(minutes=5)
 
 
 def queue(subject: str, status: str = S.QUEUED, lease_minutes: int | None = None) -> Message:
@@ -69,3 +70,51 @@ def test_recipients_left_open_under_a_message_cancelled_before_are_closed():
     earlier = queue("cancelled before the fix", S.CANCELLED)
     assert Message.objects.all().cancel() == 0
     assert recipient_states(earlier) == [R.CANCELLED, R.CANCELLED]
+
+
+def test_a_message_a_worker_claims_while_cancel_runs_is_left_to_the_worker(monkeypatch):
+    from django_smtprelay.models import messages
+
+    queue("claimed meanwhile")
+    other = queue("not claimed", S.DEFERRED)
+    claims = []
+    ids_in = messages.ids_in
+
+    def claim_first(ids):
+        # Between cancel()'s read of the ids and its guarded write, a worker
+        # claims the first message (as another process would).
+        if not claims:
+            claims.append(None)  # the claim below goes through here too
+            claims[0] = Message.objects.filter(subject="claimed meanwhile").claim(1, LEASE)
+        return ids_in(ids)
+
+    monkeypatch.setattr(messages, "ids_in", claim_first)
+    assert Message.objects.all().cancel() == 1
+    (token, (claimed_pk,)) = claims[0]
+    row = Message.objects.get(pk=claimed_pk)
+    assert (row.status, row.lease_token) == (S.SENDING, token)
+    assert recipient_states(row) == [R.PENDING, R.PENDING]
+    assert Message.objects.get(pk=other.pk).status == S.CANCELLED
+
+
+def test_a_lease_ending_exactly_now_still_holds_its_message():
+    now = timezone.now()
+    held = queue("lease ends now", S.SENDING)
+    Message.objects.filter(pk=held.pk).update(lease_token=uuid.uuid4(), lease_expires_at=now)
+    assert Message.objects.all().cancel(now=now) == 0
+    assert Message.objects.get(pk=held.pk).status == S.SENDING
+    assert Message.objects.all().cancel(now=now + timedelta(microseconds=1)) == 1
+
+
+def test_the_admin_names_a_message_its_content_and_its_attempts_by_what_they_say():
+    from django_smtprelay.models import DeliveryAttempt, MessageContent
+
+    message = queue("Invoice 42")
+    assert str(message) == "Invoice 42"
+    assert str(Message(subject="")) == "(no subject)"
+    content = MessageContent.objects.get(message=message)
+    assert str(content) == f"content of message {message.pk} ({len(bytes(content.raw))} bytes)"
+    assert str(message.recipients.order_by("pk").first()) == "a@example.com"
+    refused = DeliveryAttempt(route_name="relay", outcome="permanent", smtp_code=550)
+    assert str(refused) == "relay: permanent 550"
+    assert str(DeliveryAttempt(route_name="relay", outcome="route_fault")) == "relay: route_fault"

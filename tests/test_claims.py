@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from django_smtprelay.delivery import DeliveryEngine
 from django_smtprelay.models import Message
+from django_smtprelay.models.messages import Claim
 from django_smtprelay.transports import get_transport
 
 
@@ -128,3 +130,100 @@ def test_a_batch_that_outlives_its_lease_renews_it(smtp_server, make_route, rela
     assert stolen == []
     assert report.sent == 6 and report.lost_leases == 0
     assert len(server.messages) == 6
+
+
+def held_and_due(lease_left: timedelta, now):
+    """One message being sent under a lease that ends ``lease_left`` after ``now``, sorted
+    first (priority Now, due long ago), and one retry due behind it."""
+    queue(2)
+    held, due = Message.objects.order_by("pk")
+    Message.objects.filter(pk=held.pk).update(
+        status=Message.Status.SENDING,
+        priority=Message.Priority.NOW,
+        next_attempt_at=now - timedelta(hours=1),
+        lease_token=uuid.uuid4(),
+        lease_expires_at=now + lease_left,
+    )
+    Message.objects.filter(pk=due.pk).update(status=Message.Status.DEFERRED, next_attempt_at=now)
+    return held, due
+
+
+# A lease that ends exactly now is still held (expired means "before now"), as due() says.
+@pytest.mark.parametrize("lease_left", [timedelta(0), timedelta(minutes=1)])
+@pytest.mark.django_db
+def test_a_live_lease_is_never_claimed_nor_takes_the_room_of_a_due_retry(lease_left):
+    now = timezone.now()
+    held, due = held_and_due(lease_left, now)
+    before = Message.objects.values().get(pk=held.pk)
+    claim = Message.objects.claim(1, timedelta(minutes=5), now=now)
+    assert claim.ids == [due.pk]
+    assert claim.taken_over == frozenset()
+    assert Message.objects.values().get(pk=held.pk) == before
+
+
+@pytest.mark.django_db
+def test_an_expired_lease_is_taken_over_in_due_order_and_flagged():
+    now = timezone.now()
+    held, due = held_and_due(-timedelta(microseconds=1), now)
+    claim = Message.objects.claim(1, timedelta(minutes=5), now=now)
+    assert (claim.ids, claim.taken_over) == ([held.pk], frozenset({held.pk}))
+    taken = Message.objects.get(pk=held.pk)
+    assert (taken.lease_token, taken.possible_duplicate) == (claim.token, True)
+    assert taken.lease_expires_at == now + timedelta(minutes=5)
+    assert not Message.objects.get(pk=due.pk).possible_duplicate
+
+
+@pytest.mark.parametrize(
+    ("limit", "new", "retries", "taken"),
+    [
+        (10, 10, 10, (8, 2)),  # new mail fills its share (80%), retries the rest
+        (10, 3, 10, (3, 7)),  # retries take the room new mail leaves
+        (10, 10, 1, (9, 1)),  # and new mail what retries leave
+        (10, 12, 0, (10, 0)),
+        (10, 0, 12, (0, 10)),
+        (1, 1, 1, (1, 0)),  # a batch of one still takes new mail
+        (2, 2, 2, (1, 1)),
+    ],
+)
+@pytest.mark.django_db
+def test_new_mail_fills_at_most_its_share_of_a_batch_while_retries_are_due(
+    limit, new, retries, taken
+):
+    now = timezone.now()
+    queue(new + retries)
+    retry_ids = list(Message.objects.order_by("pk").values_list("pk", flat=True)[:retries])
+    Message.objects.filter(pk__in=retry_ids).update(
+        status=Message.Status.DEFERRED, next_attempt_at=now - timedelta(minutes=1)
+    )
+    Message.objects.update(created_at=now - timedelta(minutes=2))
+    Message.objects.exclude(pk__in=retry_ids).update(next_attempt_at=now)
+    claim = Message.objects.claim(limit, timedelta(minutes=5), now=now)
+    claimed_retries = len(set(claim.ids) & set(retry_ids))
+    assert (len(claim.ids) - claimed_retries, claimed_retries) == taken
+    assert len(set(claim.ids)) == len(claim.ids)
+
+
+def test_a_claim_survives_pickling_and_copying_whole():
+    import copy
+    import pickle
+
+    token = uuid.uuid4()
+    claim = Claim(token, [3, 1, 2], taken_over=[2, 9])  # 9 was not won: not taken over
+    # A tuple subclass loses its extra attributes when pickled or copied, unless told how.
+    copies = (pickle.loads(pickle.dumps(claim)), copy.copy(claim), copy.deepcopy(claim))  # noqa: S301
+    for again in copies:
+        assert (again.token, again.ids, again.taken_over) == (token, [3, 1, 2], frozenset({2}))
+        assert tuple(again) == (token, [3, 1, 2])
+
+
+@pytest.mark.django_db
+def test_unfinished_is_every_message_not_sent_failed_or_cancelled():
+    queue(6)
+    statuses = list(Message.Status)
+    for message, status in zip(Message.objects.order_by("pk"), statuses, strict=True):
+        Message.objects.filter(pk=message.pk).update(status=status)
+    assert set(Message.objects.unfinished().values_list("status", flat=True)) == {
+        "queued",
+        "sending",
+        "deferred",
+    }

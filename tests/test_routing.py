@@ -236,3 +236,78 @@ def test_higher_priority_goes_first():
     now = send(priority="now")
     _token, ids = Message.objects.claim(1, timezone.timedelta(minutes=5))
     assert ids == [now.pk]
+
+
+@pytest.mark.parametrize(
+    ("use_ssl", "use_tls", "security"),
+    [
+        (True, False, Route.Security.TLS),
+        (False, True, Route.Security.STARTTLS),
+        (True, True, Route.Security.TLS),  # Django refuses both; implicit TLS is the safer
+        (False, False, Route.Security.NONE),
+    ],
+)
+def test_without_routes_the_django_email_settings_are_the_route(
+    settings, use_ssl, use_tls, security
+):
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "mail.example.com", "465"
+    settings.EMAIL_USE_SSL, settings.EMAIL_USE_TLS = use_ssl, use_tls
+    settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = "user", "pw"
+    settings.EMAIL_TIMEOUT = None
+    spec = RouteSpec.from_django_settings()
+    assert (spec.host, spec.port, spec.security) == ("mail.example.com", 465, security)
+    assert (spec.username, spec.password, spec.timeout) == ("user", "pw", 30.0)
+    settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD, settings.EMAIL_TIMEOUT = None, None, 7
+    spec = RouteSpec.from_django_settings()
+    assert (spec.username, spec.password, spec.timeout) == ("", "", 7.0)
+
+
+@pytest.mark.parametrize(
+    ("options", "security"),
+    [
+        ({"use_ssl": True}, Route.Security.TLS),
+        ({"use_tls": True}, Route.Security.STARTTLS),
+        ({"use_ssl": True, "use_tls": True}, Route.Security.TLS),
+        ({}, Route.Security.NONE),
+    ],
+)
+def test_default_route_mailer_reads_the_named_mailer_options(
+    settings, relay_settings, options, security
+):
+    # The settings alone: MAILERS is read the same on every Django version (the
+    # delivery through it is tested on Django 6.1+ in test_delivery.py).
+    settings.MAILERS = {
+        "relay": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "relay.example.com", "port": "2525", **options},
+        },
+        "plain": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend"},
+        "login": {"OPTIONS": {"username": "u", "password": "p", "timeout": "9"}},
+    }
+    relay_settings(DEFAULT_ROUTE_MAILER="relay")
+    spec = RouteSpec.from_django_settings()
+    assert (spec.name, spec.host, spec.port, spec.security) == (
+        "mailer-relay",
+        "relay.example.com",
+        2525,
+        security,
+    )
+    assert (spec.username, spec.password, spec.timeout) == ("", "", 30.0)
+    relay_settings(DEFAULT_ROUTE_MAILER="plain")
+    spec = RouteSpec.from_django_settings()
+    assert (spec.host, spec.port, spec.security) == ("localhost", 25, Route.Security.NONE)
+    relay_settings(DEFAULT_ROUTE_MAILER="login")
+    spec = RouteSpec.from_django_settings()
+    assert (spec.username, spec.password, spec.timeout) == ("u", "p", 9.0)
+
+
+def test_default_route_mailer_naming_no_mailer_says_which_there_are(settings, relay_settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.MAILERS = {"b": {}, "a": {}}
+    relay_settings(DEFAULT_ROUTE_MAILER="relay")
+    with pytest.raises(ImproperlyConfigured, match=r"is 'relay', but MAILERS .* \(it has: a, b\)"):
+        RouteSpec.from_django_settings()
+    settings.MAILERS = None
+    with pytest.raises(ImproperlyConfigured, match=r"\(it has: none\)"):
+        RouteSpec.from_django_settings()

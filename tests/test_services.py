@@ -78,3 +78,39 @@ def test_skip_locked_claims_split_the_queue_between_concurrent_claimers():
     claimed = [pk for r in results for pk in r]
     assert len(claimed) == 200
     assert len(set(claimed)) == 200, "a message was claimed twice"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_skips_a_row_another_transaction_holds_instead_of_waiting_for_it():
+    require(connection.vendor == "postgresql", "PostgreSQL")
+    import time
+
+    from django.db import transaction
+
+    send_mass_mail([(f"S{i}", "B", "f@example.com", [f"t{i}@example.com"]) for i in range(2)])
+    first, second = Message.objects.order_by("pk").values_list("pk", flat=True)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_first_row() -> None:
+        # Another worker in the middle of its claim: the row is locked, not yet marked.
+        try:
+            with transaction.atomic():
+                list(Message.objects.select_for_update().filter(pk=first))
+                locked.set()
+                release.wait(10)
+        finally:
+            close_old_connections()
+
+    holder = threading.Thread(target=hold_the_first_row)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        claim = Message.objects.claim(1, timedelta(minutes=5))
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join(15)
+    assert claim.ids == [second]
+    assert took < 5, f"the claim waited {took:.1f}s for the locked row"
+    assert Message.objects.get(pk=first).status == Message.Status.QUEUED

@@ -59,6 +59,11 @@ def zone_text(keys: dict[str, rsa.RSAPrivateKey]) -> str:
     spf_ok = "v=spf1 include:spf.relay.test ip4:198.51.100.7 -all"
     near = " ".join(["v=spf1", *(f"a:a{i}.nearlimit.test" for i in range(1, 10)), "-all"])
     big = "v=spf1 " + " ".join(f"ip4:203.0.113.{i}" for i in range(1, 60)) + " -all"
+    nets = (
+        "v=spf1 ip6:2001:db8::/32 a:out1.relay.test mx:clean.test a:gone.nets.test "
+        "-a:out2.relay.test a:%{i}.nets.test include:spf.relay.test include:nets.test "
+        "include:SPF.relay.test. include:spf.RELAYX ~all"
+    )
     return f"""
 $TTL 300
 @ SOA ns.test. hostmaster.test. 1 3600 600 86400 60
@@ -214,6 +219,32 @@ default._bimi.bimi TXT "v=BIMI1; l=https://bimi.test/logo.svg"
 ; Switched by the server: servfail.test answers SERVFAIL, timeout.test never answers.
 servfail TXT "{spf_ok}"
 timeout TXT "{spf_ok}"
+
+; ptr: the reverse name of the connecting IP, checked forward, under a domain.
+ptr TXT "v=spf1 ptr:relay.test -all"
+ptrexact TXT "v=spf1 ptr:out1.relay.test -all"
+ptrlabel TXT "v=spf1 ptr:ut1.relay.test -all"
+ptrself TXT "v=spf1 ptr -all"
+a6 TXT "v=spf1 a:v6.a6.test/24//64 -all"
+v6.a6 AAAA 2001:db8:1:2::10
+mxnet TXT "v=spf1 mx:clean.test/24 -all"
+tempa TXT "v=spf1 a:servfail.test -all"
+
+; networks_of: what a relay's SPF include authorizes (pass terms, no macros).
+nets TXT "{nets}"
+netsredirect TXT "v=spf1 ip4:203.0.113.0/24 redirect=spf.relay.test"
+netsnoall TXT "v=spf1 ip4:203.0.113.7"
+netsplusall TXT "v=spf1 include:plusall.test ip4:203.0.113.9"
+netsmacro TXT "v=spf1 ip4:203.0.113.8 redirect=%{{d}}.nets.test"
+; Names a macro would expand to, if macros were (wrongly) taken literally.
+%{{i}}.nets A 192.0.2.99
+%{{d}}.nets TXT "v=spf1 ip4:192.0.2.98"
+tempinc TXT "v=spf1 include:servfail.test -all"
+
+; DMARCbis tree walk: psd=y marks a public suffix domain, psd=n an organization.
+_dmarc.psd TXT "v=DMARC1; p=reject; psd=y"
+_dmarc.org.npsd TXT "v=DMARC1; p=none; psd=n"
+_dmarc.npsd TXT "v=DMARC1; p=reject"
 """
 
 
@@ -257,9 +288,17 @@ def mta_sts_server(tls_certs: TLSCerts):
     server.stop()
 
 
+# A relay under a name that ends in an x, written upper-case in an include.
+RELAYX = """
+$TTL 300
+@ SOA ns.test. hostmaster.test. 1 3600 600 86400 60
+spf TXT "v=spf1 ip4:198.18.0.0/15 -all"
+"""
+
+
 @pytest.fixture(scope="session")
 def dns_server(keys: dict[str, rsa.RSAPrivateKey]):
-    server = DNSServer({"test.": zone_text(keys), "in-addr.arpa.": REVERSE})
+    server = DNSServer({"test.": zone_text(keys), "in-addr.arpa.": REVERSE, "relayx.": RELAYX})
     server.servfail |= {"servfail.test", "_dmarc.servfail.test", "s1._domainkey.servfail.test"}
     server.drop |= {"timeout.test", "_dmarc.timeout.test", "s1._domainkey.timeout.test"}
     server.start()

@@ -44,6 +44,8 @@ def test_parse_valid_record():
         ("v=DMARC1; p=none; t=maybe", "dmarc.invalid_tag"),
         ("v=DMARC1; p=none; rua=a@b.test", "dmarc.invalid_tag"),
         ("v=DMARC1; p=none; ruf=mailto:", "dmarc.invalid_tag"),
+        ("v=DMARC1; p=none; ri=daily", "dmarc.invalid_tag"),
+        ("v=DMARC1; p=none; fo=1:x", "dmarc.invalid_tag"),
     ],
 )
 def test_parse_errors(text, code):
@@ -58,6 +60,29 @@ def test_organizational_domain_by_tree_walk(dns):
     assert dmarc.aligned("bounce.parent.test", "news.parent.test", "r", resolver)
     assert not dmarc.aligned("bounce.parent.test", "news.parent.test", "s", resolver)
     assert not dmarc.aligned("bounce.relay.test", "clean.test", "r", resolver)
+
+
+def test_the_tree_walk_follows_psd_tags(dns):
+    resolver = Resolver()
+    # psd=y: the organization is one label below the public suffix domain.
+    assert dmarc.organizational_domain("a.b.c.psd.test", resolver) == "c.psd.test"
+    assert dmarc.organizational_domain("psd.test", resolver) == "psd.test"
+    # psd=n: the name that says so is the organization, however deep.
+    assert dmarc.organizational_domain("mail.org.npsd.test", resolver) == "org.npsd.test"
+    assert dmarc.organizational_domain("other.npsd.test", resolver) == "npsd.test"
+
+
+def test_alignment_of_an_empty_identifier_is_never_true(dns):
+    assert not dmarc.aligned("", "clean.test", "r", Resolver())
+    assert not dmarc.aligned("clean.test", ".", "r", Resolver())
+    assert dmarc.aligned("CLEAN.test.", "clean.test", "s", Resolver())
+
+
+def test_a_pct_that_is_not_a_number_counts_as_100_and_is_reported():
+    record = dmarc.parse("v=DMARC1; p=none; pct=half")
+    assert record.pct == 100
+    assert [c for c, *_ in record.errors] == ["dmarc.invalid_tag"]
+    assert dmarc.parse("v=DMARC1; p=none; pct=0").pct == 0
 
 
 def test_discovery_stops_at_the_domain_record(dns):

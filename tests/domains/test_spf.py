@@ -17,18 +17,27 @@ def test_parse_terms_and_modifiers():
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "error"),
     [
-        "v=spf1 ip4:300.1.2.3 -all",
-        "v=spf1 ip4:2001:db8::1 -all",
-        "v=spf1 foo -all",
-        "v=spf1 include -all",
-        "v=spf1 redirect=a.test redirect=b.test",
-        "v=spf2 -all",
+        ("v=spf1 ip4:300.1.2.3 -all", "'ip4:300.1.2.3': '300.1.2.3' is not an ip4 address"),
+        ("v=spf1 ip4:2001:db8::1 -all", "'ip4:2001:db8::1': '2001:db8::1' is not an ip4 address"),
+        ("v=spf1 ip6:192.0.2.1 -all", "'ip6:192.0.2.1': '192.0.2.1' is not an ip6 address"),
+        ("v=spf1 ip4:192.0.2.1/24//64 -all", "'ip4:192.0.2.1/24//64': one prefix length only"),
+        ("v=spf1 foo -all", "unknown term 'foo'"),
+        ("v=spf1 include -all", "'include': include needs a domain (include:example.com)"),
+        ("v=spf1 exists -all", "'exists': exists needs a domain (exists:example.com)"),
+        ("v=spf1 all:x.test", "'all:x.test': all takes no value"),
+        ("v=spf1 -all/24", "'-all/24': all takes no value"),
+        ("v=spf1 redirect=a.test redirect=b.test", "redirect= appears twice"),
+        ("v=spf1 exp=a.test exp=b.test -all", "exp= appears twice"),
+        ("v=spf1 redirect=", "'redirect=' has no domain"),
+        ("v=spf2 -all", "'v=spf2 -all' does not start with v=spf1"),
+        ("", "'' does not start with v=spf1"),
     ],
 )
-def test_parse_errors(text):
-    assert spf.parse(text).errors
+def test_parse_errors_name_the_term_and_what_is_wrong(text, error):
+    # The exact message: it is what the admin shows the owner of the domain.
+    assert spf.parse(text).errors == [error]
 
 
 @pytest.mark.parametrize(
@@ -126,6 +135,17 @@ def test_macro_expansion():
         ("192.0.2.1", "servfail.test", "temperror"),
         ("203.0.113.3", "lookups.test", "pass"),  # l3's a matches at lookup 5
         ("198.51.100.7", "lookups.test", "permerror"),  # needs the 11th lookup
+        ("192.0.2.1", "ptr.test", "pass"),  # out1.relay.test, whose A is 192.0.2.1
+        ("192.0.2.1", "ptrexact.test", "pass"),
+        ("192.0.2.1", "ptrlabel.test", "fail"),  # a suffix counts at a dot only
+        ("192.0.2.1", "ptrself.test", "fail"),  # not under ptrself.test
+        ("192.0.2.3", "ptr.test", "fail"),  # out3.relay.test has no address
+        ("203.0.113.9", "ptr.test", "fail"),  # no reverse name at all
+        ("2001:db8:1:2::99", "a6.test", "pass"),  # the /64 of an AAAA
+        ("2001:db8:1:3::10", "a6.test", "fail"),
+        ("198.51.100.99", "mxnet.test", "pass"),  # the /24 of the MX host's address
+        ("198.51.101.25", "mxnet.test", "fail"),
+        ("192.0.2.1", "tempa.test", "temperror"),
     ],
 )
 def test_check_host(dns, ip, domain, result):
@@ -165,3 +185,41 @@ def test_a_record_with_a_bad_macro_is_a_permerror_not_a_pass(dns, domain, why):
 def test_valid_macros_are_evaluated_as_receivers_do(dns, ip, sender, result):
     outcome = spf.check_host(ip, "macro.test", sender, Resolver())
     assert outcome.result == result, outcome.reason
+
+
+def test_networks_of_a_record_are_its_pass_terms_through_includes_and_redirects(dns):
+    from ipaddress import ip_network
+
+    from django_smtprelay.domains.spf_audit import networks_of
+
+    assert networks_of("nets.test", Resolver()) == [
+        ip_network("2001:db8::/32"),
+        ip_network("192.0.2.1/32"),  # a:out1.relay.test
+        ip_network("198.51.100.25/32"),  # mx:clean.test's host
+        # include:spf.relay.test; nets.test and SPF.relay.test. again add nothing
+        ip_network("192.0.2.0/30"),
+        ip_network("198.18.0.0/15"),  # include:spf.RELAYX, names being case-blind
+    ]
+    assert networks_of("netsredirect.test", Resolver()) == [
+        ip_network("203.0.113.0/24"),
+        ip_network("192.0.2.0/30"),
+    ]
+    # Not a redirect without one, nor a term whose name is a macro taken literally.
+    assert networks_of("netsnoall.test", Resolver()) == [ip_network("203.0.113.7/32")]
+    assert networks_of("netsmacro.test", Resolver()) == [ip_network("203.0.113.8/32")]
+    # +all names no network, and the terms after the include still count.
+    assert networks_of("netsplusall.test", Resolver()) == [ip_network("203.0.113.9/32")]
+    assert networks_of("nothing.test", Resolver()) == []
+
+
+def test_lookups_an_include_adds_count_itself_and_its_record(dns):
+    from django_smtprelay.domains.spf_audit import lookups_added_by_include
+
+    resolver = Resolver()
+    assert lookups_added_by_include("spf.relay.test", resolver) == 1
+    assert lookups_added_by_include("bounce.relay.test", resolver) == 2
+    assert lookups_added_by_include("nothing.test", resolver) == 1
+    assert lookups_added_by_include("servfail.test", resolver) is None
+    assert lookups_added_by_include("tempinc.test", resolver) is None  # servfail inside
+    # l1's bare a and mx are its own name's: 1 + a + mx + include (l3: a, mx, exists, include)
+    assert lookups_added_by_include("l1.lookups.test", resolver) == 8

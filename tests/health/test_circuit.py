@@ -151,3 +151,22 @@ def test_policy_comes_from_settings(relay_settings):
     relay_settings(BREAKER_FAILURE_THRESHOLD=2, BREAKER_COOLDOWN_SECONDS=30)
     policy = CircuitBreaker("relay").policy
     assert policy.failure_threshold == 2 and policy.cooldown == timedelta(seconds=30)
+
+
+def test_a_group_kept_off_a_route_is_told_until_when_or_that_a_probe_is_under_way():
+    from django.utils import timezone
+
+    from django_smtprelay.delivery.session import _circuit_open
+    from django_smtprelay.health.circuit import BreakerState
+
+    until = T0 + timedelta(minutes=5)
+    state = BreakerState(state="open", until=until, reason="5 faults in a row")
+    assert _circuit_open(state, T0) == (
+        f"circuit open until {timezone.localtime(until):%H:%M:%S %Z} (5 faults in a row)"
+    )
+    # From the end of the cool-down on, one worker probes and the others wait.
+    for ended in (until, None):
+        state = BreakerState(state="open", until=ended, reason="probe")
+        assert _circuit_open(state, until) == (
+            "circuit half-open, another worker is probing it (probe)"
+        )
