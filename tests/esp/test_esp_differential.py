@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+import django
 import pytest
 from anymail.message import attach_inline_image
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
@@ -185,11 +186,27 @@ def _through_the_route(server: ESPServer, make_esp_route: Any, message: EmailMes
     return server.requests[-1]
 
 
+# Multipart cases whose parts gain a final line break in Django 6's bytes.
+DJANGO6_NEWLINE_CASES = {"alternatives", "attachments", "html_alternative_only", "inline_image"}
+
+
 @pytest.mark.parametrize("flavour", ["postmark", "mailgun", "sendgrid", "resend"])
 @pytest.mark.parametrize("case", sorted(CORPUS))
 def test_the_route_makes_the_request_anymail_makes_for_the_original_message(
-    flavour, case, esp_server, make_esp_route
+    flavour, case, esp_server, make_esp_route, request
 ):
+    if django.VERSION >= (6, 0) and case in DJANGO6_NEWLINE_CASES:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "Django 6 writes each text part and text attachment of a multipart "
+                    "message with a final line break ('terms' is sent as 'terms\\n', over "
+                    "SMTP too); the queue stores those bytes, so the request built from them "
+                    "has it where anymail's, built from the fields, does not"
+                ),
+            )
+        )
     server = esp_server(flavour)
     # Twins: one message, so the random Content-IDs of inline images are the same.
     original = CORPUS[case]()
