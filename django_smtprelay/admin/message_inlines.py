@@ -22,7 +22,15 @@ from django.utils.translation import gettext_lazy as _
 
 from ..models import DeliveryAttempt, Recipient
 from .base import PlainHelpTextTabularInline
-from .queue_badges import address, duration_text, help_line, short_time, state_badge, wrapped
+from .queue_badges import (
+    address,
+    duration_text,
+    help_line,
+    route_and_code_cell,
+    short_time,
+    state_badge,
+    wrapped,
+)
 
 # Rows shown per inline (and per kind of event in the timeline).
 SHOWN = 50
@@ -87,14 +95,7 @@ class RecipientInline(ReadOnlyInline):
 
     @admin.display(description=_("route, code"))
     def route_and_code(self, obj: Recipient) -> SafeString | str:
-        code = " ".join(str(c) for c in (obj.smtp_code, obj.enhanced_code) if c)
-        if obj.route is None and not code:
-            return "-"
-        return format_html(
-            '<span style="white-space:nowrap">{}</span>{}',
-            obj.route.name if obj.route else "-",
-            help_line(code) if code else "",
-        )
+        return route_and_code_cell(obj)
 
     @admin.display(description=_("reply"))
     def reply_wrapped(self, obj: Recipient) -> SafeString | str:

@@ -74,3 +74,20 @@ def help_line(text: str) -> SafeString:
 def duration_text(seconds: float) -> str:
     """``40 ms`` below a second, ``2.4 s`` above."""
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def route_and_code_cell(recipient: object) -> SafeString | str:
+    """A recipient's route, with its SMTP and enhanced codes under it ("-" if neither)."""
+    route = getattr(recipient, "route", None)
+    code = " ".join(
+        str(c)
+        for c in (recipient.smtp_code, recipient.enhanced_code)
+        if c  # type: ignore[attr-defined]
+    )
+    if route is None and not code:
+        return "-"
+    return format_html(
+        '<span style="white-space:nowrap">{}</span>{}',
+        route.name if route else "-",
+        help_line(code) if code else "",
+    )

@@ -26,7 +26,7 @@ from .filters import (
     SmtpCodeFilter,
 )
 from .paginator import HistoryPaginator
-from .queue_badges import address, help_line, short_time, state_badge, wrapped
+from .queue_badges import address, route_and_code_cell, short_time, state_badge, wrapped
 
 
 class RecipientEventInline(admin.TabularInline):
@@ -136,15 +136,7 @@ class RecipientAdmin(PlainHelpTextAdmin):
 
     @admin.display(description=_("route, code"), ordering="smtp_code")
     def route_and_code(self, obj: Recipient) -> SafeString | str:
-        """The route, with the SMTP and enhanced codes under it."""
-        code = " ".join(str(c) for c in (obj.smtp_code, obj.enhanced_code) if c)
-        if obj.route is None and not code:
-            return "-"
-        return format_html(
-            '<span style="white-space:nowrap">{}</span>{}',
-            obj.route.name if obj.route else "-",
-            help_line(code) if code else "",
-        )
+        return route_and_code_cell(obj)
 
     @admin.display(description=_("reply"))
     def reply_wrapped(self, obj: Recipient) -> SafeString | str:
