@@ -49,6 +49,8 @@ class RouteSpec:
     esp: str = ""
     esp_settings: tuple[tuple[str, object], ...] = field(default=(), repr=False)
     sealed_esp_secrets: str = field(default="", repr=False)
+    # Sign with the From domain's active DKIM keys just before sending.
+    dkim_sign: bool = False
 
     @classmethod
     def from_route(cls, route: Route) -> RouteSpec:
@@ -77,6 +79,7 @@ class RouteSpec:
             esp=route.esp,
             esp_settings=tuple(sorted((route.esp_settings or {}).items())),
             sealed_esp_secrets=route.esp_secrets_ciphertext,
+            dkim_sign=route.dkim_sign,
         )
 
     @property

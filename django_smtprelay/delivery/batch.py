@@ -18,6 +18,7 @@ from .lease import LeaseHeartbeat, renew
 from .loading import load_parts
 from .reasons import NoRouteLeft
 from .results import Flush, ResultWriter, attempt_preparer
+from .signing import Signatures
 from .state import RunReport, _Msg, _Part, _Rcpt
 
 logger = logging.getLogger("django_smtprelay.delivery")
@@ -68,6 +69,8 @@ class Batch:
         self._no_route_left: NoRouteLeft | None = None
         # Why each route found down in this batch was (for the parts it drops).
         self._down: dict[str, str] = {}
+        # The From domains' DKIM keys, for routes that sign.
+        self.signatures = Signatures()
 
     # -- loading ---------------------------------------------------------------
 
@@ -237,6 +240,7 @@ class Batch:
                 if overall == Attempt.PARTIAL
                 else None
             ),
+            dkim_keys=part.signed_by,
         )
         if not still_open:
             self.finish(part)
@@ -315,6 +319,7 @@ class Batch:
         *,
         possible_duplicate: bool = False,
         error_reply: Reply | None = None,
+        dkim_keys: str = "",
     ) -> None:
         """Add one attempt row to the next flush (and to its statistics, where a
         failure counts as ``error_reply`` when given)."""
@@ -335,6 +340,7 @@ class Batch:
             reply.exception,
             recipients if len(recipients) > 1 else _NO_RECIPIENTS,
             possible_duplicate,
+            dkim_keys[:600],
         )
         self._pending.attempts.append(self._prepare_attempt(row))
         error = error_reply or reply

@@ -22,6 +22,7 @@ from ..health.circuit import BreakerState
 from ..health.ratelimit import RateLimits
 from ..replies import Outcome, Stage, Verdict
 from ..routing import RouteSpec
+from ..signing.signer import SigningError
 from ..transports.base import Envelope, Reply, SendResult, Transport, TransportError
 from .batch import Batch
 from .state import _Part
@@ -55,10 +56,6 @@ def _limits(route: RouteSpec) -> RateLimits | None:
         per_hour=route.max_per_hour,
         max_connections=route.max_connections,
     )
-
-
-def _envelope(part: _Part) -> Envelope:
-    return Envelope(part.msg.sender, list(part.open_addresses), part.msg.data)
 
 
 def _route_outcome(result: SendResult) -> Outcome:
@@ -201,7 +198,12 @@ class RouteSession:
             if announced is not None and announced[0] is part:
                 envelope = announced[1]
             else:
-                envelope = _envelope(part)
+                try:
+                    envelope = self._envelope(part)
+                except SigningError as exc:
+                    self.waiting = _settle(self.waiting)
+                    self._signing_fault(part, exc, started)
+                    continue
             announced = None
             waiting = self.waiting
             self.batch.expect(route.timeout * (_SEND_REPLIES + len(part.open_addresses)))
@@ -209,7 +211,7 @@ class RouteSession:
                 if lookahead:
                     following = group[index] if index < len(group) else None
                     if not self.paced and following is not None and not following.done:
-                        announced = (following, _envelope(following))
+                        announced = self._announce(following)
                     result = transport.send(  # type: ignore[call-arg]
                         envelope,
                         following=announced[1] if announced else None,
@@ -234,6 +236,30 @@ class RouteSession:
             if not lookahead:
                 self.waiting = _settle(self.waiting)
         return True
+
+    def _envelope(self, part: _Part) -> Envelope:
+        """What goes out for ``part``: signed with its From domain's keys if the route signs."""
+        data, part.signed_by = part.msg.data, ""
+        if self.route.dkim_sign:
+            data, part.signed_by = self.batch.signatures.sign(part.msg)
+        return Envelope(part.msg.sender, list(part.open_addresses), data)
+
+    def _announce(self, part: _Part) -> tuple[_Part, Envelope] | None:
+        """``part`` with its envelope, to send next; None if it cannot be signed
+        (its turn then makes the route fault)."""
+        try:
+            return part, self._envelope(part)
+        except SigningError:
+            return None
+
+    def _signing_fault(self, part: _Part, exc: SigningError, started: float) -> None:
+        """``part`` cannot be signed: a route fault for it alone (the next route
+        takes it, or it waits); the route goes on with the other messages."""
+        reason = f"DKIM signing failed: {exc}"
+        logger.warning("Route %s: message %s not sent: %s", self.route.name, part.msg.pk, reason)
+        verdict = Verdict(Outcome.ROUTE_FAULT, reason)
+        reply = Reply(stage=Stage.MAIL, text=reason, exception=type(exc).__name__)
+        self.batch.route_fault(part, self.route, verdict, reply, started)
 
     def _pace(self, index: int) -> bool:
         """Wait for the route's rate limit; False (the rest held back) if it is too long."""
