@@ -18,18 +18,12 @@ import logging
 
 from ..exceptions import SMTPRelayError
 from ..models import DkimKey
-from ..signing.keys import load_private_key
+from ..signing.keys import domain_and_parents, load_private_key
 from ..signing.signer import SigningError, SigningKey, sign_message
 from ..transports.base import Content
 from .state import _Msg
 
 logger = logging.getLogger("django_smtprelay.delivery")
-
-
-def _candidates(domain: str) -> list[str]:
-    """``domain`` and the domains above it, most specific first (not the TLD)."""
-    labels = domain.lower().rstrip(".").split(".")
-    return [".".join(labels[i:]) for i in range(max(1, len(labels) - 1))]
 
 
 class Signatures:
@@ -56,7 +50,7 @@ class Signatures:
 
     @staticmethod
     def _load(from_domain: str) -> list[SigningKey] | SigningError:
-        candidates = _candidates(from_domain)
+        candidates = domain_and_parents(from_domain)
         rows = list(
             DkimKey.objects.filter(active=True, domain__domain__in=candidates).select_related(
                 "domain"

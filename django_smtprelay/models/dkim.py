@@ -44,6 +44,10 @@ class DkimKey(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    # What the last domain check found at ``name``: "published" (the record
+    # matches the private key), or a finding code (dkim.missing, dkim.key_mismatch, ...).
+    dns_status = models.CharField(_("DNS"), max_length=32, blank=True, editable=False)
+    dns_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ("domain", "-active", "-created_at")

@@ -79,3 +79,10 @@ def zone_line(name: str, value: str) -> str:
     """The record as a zone-file line: ``name. IN TXT ( "..." "..." )``."""
     strings = " ".join(f'"{s}"' for s in txt_strings(value))
     return f"{name}. IN TXT ( {strings} )"
+
+
+def domain_and_parents(domain: str) -> list[str]:
+    """``domain`` and the domains above it, most specific first (not the TLD): mail
+    from ``news.example.com`` is signed with the keys of the first that has any."""
+    labels = domain.lower().rstrip(".").split(".")
+    return [".".join(labels[i:]) for i in range(max(1, len(labels) - 1))]
