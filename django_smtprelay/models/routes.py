@@ -329,6 +329,15 @@ class Route(models.Model):
         super().clean()
         if self.kind == self.Kind.SMTP and not self.host:
             raise ValidationError({"host": _("An SMTP route needs the relay's host name.")})
+        if self.dkim_sign and self.kind == self.Kind.ANYMAIL:
+            raise ValidationError(
+                {
+                    "dkim_sign": _(
+                        "An ESP route cannot sign: the ESP signs the mail it sends (set up "
+                        "DKIM in the ESP's console). Untick 'sign with DKIM'."
+                    )
+                }
+            )
         if self.kind == self.Kind.ANYMAIL and not self.esp:
             raise ValidationError({"esp": _("Choose the ESP this route sends through.")})
         if self.esp and self.esp not in esps.available():
@@ -347,15 +356,6 @@ class Route(models.Model):
                 esps.validate(self.esp, options)
             except esps.ESPOptionsError as exc:
                 raise ValidationError({"esp": str(exc)}) from exc
-        if self.dkim_sign and self.kind == self.Kind.ANYMAIL:
-            raise ValidationError(
-                {
-                    "dkim_sign": _(
-                        "An ESP route cannot sign: the ESP signs the mail it sends (set up "
-                        "DKIM in the ESP's console). Untick 'sign with DKIM'."
-                    )
-                }
-            )
         if self.dkim_domain and not self.dkim_selector:
             raise ValidationError(
                 {
