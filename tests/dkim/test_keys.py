@@ -46,7 +46,7 @@ def test_the_private_key_is_never_in_repr_or_str(sender_domain):
 def test_a_key_is_sealed_to_its_own_name(sender_domain):
     key = DkimKey.generate(sender_domain, "s1", RSA)
     key.selector = "s2"
-    with pytest.raises(SecretDestinationError, match="s1._domainkey.sign.test"):
+    with pytest.raises(SecretDestinationError, match=r"s1\._domainkey\.sign\.test"):
         key.private_key  # noqa: B018
 
 
