@@ -120,6 +120,8 @@ class AttemptInline(ReadOnlyInline):
     @admin.display(description=_("outcome, route"))
     def outcome_cell(self, obj: DeliveryAttempt) -> SafeString:
         where = obj.route_name + (f", at {obj.stage}" if obj.stage else "")
+        if obj.dkim_keys:
+            where += _(", DKIM %(keys)s") % {"keys": obj.dkim_keys}
         flag = _(" (possible duplicate)") if obj.possible_duplicate else ""
         return format_html("{}{}{}", obj.get_outcome_display(), flag, help_line(where))
 
