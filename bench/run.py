@@ -2,7 +2,8 @@
 
     python bench/run.py [--n 5000] [--runs 3] [--sqlite] [--postgres] [--skip-others]
                         [--one-n 2000] [--memory] [--large 100 [--large-mb 10]]
-                        [--scale-workers 4] [--admin-scale] [--strict] [--json OUT]
+                        [--scale-workers 4] [--admin-scale] [--dkim 2000] [--strict]
+                        [--json OUT]
 
 See bench/README.md for what each figure means and the targets it checks.
 """
@@ -31,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import admin_scale, esp_sink, report, sink, workload  # noqa: E402
+from bench import admin_scale, dkim, esp_sink, report, sink, workload  # noqa: E402
 from bench.databases import PostgreSQL, SQLite  # noqa: E402
 
 OTHERS = {"post_office": "post_office", "mailer": "mailer"}  # subject -> import name
@@ -557,6 +558,13 @@ def main(argv: list[str] | None = None) -> int:
         "--webhook-n", type=int, default=2000, help="ESP events in the webhook step (0: skip)"
     )
     parser.add_argument("--broker", help="Celery broker URL (default: local Redis, else SQLite)")
+    parser.add_argument(
+        "--dkim",
+        type=int,
+        default=0,
+        metavar="N",
+        help="drain N messages signed (RSA-2048) and unsigned; the cost of one signature",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("--json", metavar="OUT", help="write every figure to this JSON file")
     args = parser.parse_args(argv)
@@ -632,6 +640,12 @@ def main(argv: list[str] | None = None) -> int:
                     output["databases"][kind]["large"] = big
                     side[db.label]["large"] = big
                     targets.append(report.large_target(db.label, big))
+                if kind == "sqlite" and args.dkim:
+                    print(f"{db.label}: DKIM signing (N={args.dkim:,})", file=sys.stderr)
+                    signed = dkim.run(bench, db, args.dkim, args.runs)
+                    output["dkim"] = signed
+                    print(dkim.table(db.label, signed))
+                    targets.append(dkim.target(signed))
                 if kind == "sqlite" and args.memory:
                     print("SQLite: peak memory of one drain", file=sys.stderr)
                     peaks = bench.memory(db, (5000, 50000))

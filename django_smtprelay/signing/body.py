@@ -14,10 +14,26 @@ from __future__ import annotations
 import hashlib
 import re
 
-_EOL = re.compile(rb"\r?\n")
+# Each as dkimpy's, but matching only what changes: a bare LF (not every line
+# end), and a tab or a run of blanks (not every single space). The output is
+# the same; a 2 KB body of prose is canonicalized several times faster.
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
-_WSP = re.compile(rb"[\t ]+")
+_WSP = re.compile(rb"[\t ]{2,}|\t")
 CRLF = b"\r\n"
+
+
+def _canonical_lines(block: bytes) -> bytes:
+    """Whole lines, relaxed: CRLF line ends, no blanks before them, runs of blanks
+    made one space. Each regex runs only when a fast ``in`` test finds its case:
+    most lines of most bodies need none of them."""
+    if block.count(b"\n") != block.count(CRLF):
+        block = _BARE_LF.sub(CRLF, block)
+    if b" \r\n" in block or b"\t" in block:
+        block = _TRAILING_WSP.sub(CRLF, block)
+    if b"  " in block or b"\t" in block:
+        block = _WSP.sub(b" ", block)
+    return block
 
 
 class RelaxedBodyHash:
@@ -33,8 +49,7 @@ class RelaxedBodyHash:
         cut = data.rfind(b"\n") + 1
         self._rest = data[cut:]
         if cut:
-            block = _EOL.sub(CRLF, data[:cut])
-            self._lines(_WSP.sub(b" ", _TRAILING_WSP.sub(CRLF, block)))
+            self._lines(_canonical_lines(data[:cut]))
 
     def _lines(self, block: bytes) -> None:
         # ``block`` is whole canonical lines. Its trailing empty lines are held
