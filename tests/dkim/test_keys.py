@@ -72,3 +72,22 @@ def test_an_esp_route_cannot_sign():
     assert "ESP route cannot sign" in str(raised.value.message_dict["dkim_sign"])
     smtp = Route(name="smtp", host="relay.test", dkim_sign=True)
     smtp.clean()
+
+
+def test_rotating_the_encryption_key_moves_dkim_keys_too(sender_domain, relay_settings, settings):
+    from io import StringIO
+
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    key = DkimKey.generate(sender_domain, "s1", RSA)
+    pem = key.private_key
+    new = Fernet.generate_key()
+    relay_settings(ENCRYPTION_KEYS=[new.decode()])
+    out = StringIO()
+    call_command("smtprelay_rotate_secrets", stdout=out, stderr=out)
+    assert "django_smtprelay.dkimkey.private_key_ciphertext: 1 re-encrypted" in out.getvalue()
+    settings.SECRET_KEY = "an-unrelated-secret-key"
+    settings.SECRET_KEY_FALLBACKS = []
+    assert DkimKey.objects.get(pk=key.pk).private_key == pem
+    assert pem.splitlines()[1] not in out.getvalue()
