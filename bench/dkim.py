@@ -3,7 +3,8 @@
 Two figures, each a ratio to a baseline measured in the same run:
 
 - the drain with RSA-2048 signing on the route, against the same drain
-  through the same route unsigned (fresh databases, the same N messages);
+  through the same route unsigned (fresh databases, the same N messages),
+  and with an Ed25519 key for comparison;
 - the signing cost per message (``django_smtprelay.signing.signer.sign_message``:
   parse, canonicalize, hash, sign, build the header) against a bare RSA-2048
   signature by ``cryptography`` over the message's SHA-256, the same key,
@@ -55,7 +56,7 @@ def drain_route(args: argparse.Namespace) -> dict[str, Any]:
     )
     if args.sign:
         domain, _ = SenderDomain.objects.get_or_create(domain="example.com")
-        DkimKey.generate(domain, SELECTOR, DkimKey.Algorithm.RSA_SHA256).activate()
+        DkimKey.generate(domain, SELECTOR, args.algorithm).activate()
     started = time.perf_counter()
     report = DeliveryEngine().run()
     seconds = time.perf_counter() - started
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=0)
     parser.add_argument("--sign", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--algorithm", default="rsa-sha256", help="drain-route: the key's kind")
     args = parser.parse_args(argv)
     _setup()
     result = STEPS[args.step](args)
@@ -152,16 +154,27 @@ def run(bench: Any, db: Any, n: int, runs: int) -> dict[str, Any]:
     """The drain unsigned and signed (``runs`` times each, alternated), and the signing cost."""
     from bench import sink, workload
 
-    rates: dict[str, list[float]] = {"unsigned": [], "signed": []}
+    rates: dict[str, list[float]] = {"unsigned": [], "signed": [], "ed25519": []}
+    variants = (
+        ("unsigned", 0, "rsa-sha256"),
+        ("signed", 1, "rsa-sha256"),
+        ("ed25519", 1, "ed25519-sha256"),
+    )
     for _ in range(runs):
-        for label, sign in (("unsigned", 0), ("signed", 1)):
+        for label, sign, algorithm in variants:
             database = db.fresh("smtprelay")
             try:
                 with sink.SmtpSink(workdir=bench.workdir) as relay:
                     env = bench.env("smtprelay", database, relay.port)
                     bench.step("enqueue", env, "--n", str(n))
                     drained = bench.step_module(
-                        "bench.dkim", "drain-route", env, "--sign", str(sign)
+                        "bench.dkim",
+                        "drain-route",
+                        env,
+                        "--sign",
+                        str(sign),
+                        "--algorithm",
+                        algorithm,
                     )
                     tally = relay.tally(workload.recipients(n))
             finally:
@@ -174,13 +187,15 @@ def run(bench: Any, db: Any, n: int, runs: int) -> dict[str, Any]:
             rates[label].append(n / drained["seconds"])
     env = bench.env("smtprelay", db.template("smtprelay"))
     cost = bench.step_module("bench.dkim", "sign-cost", env, "--n", str(min(n, 2000)))
-    unsigned, signed = (statistics.median(rates[k]) for k in ("unsigned", "signed"))
+    unsigned, signed, ed = (statistics.median(rates[k]) for k in ("unsigned", "signed", "ed25519"))
     return {
         "n": n,
         "runs": runs,
         "drain_rate_unsigned": unsigned,
         "drain_rate_signed": signed,
         "drain_ratio": signed / unsigned,
+        "drain_rate_ed25519": ed,
+        "drain_ratio_ed25519": ed / unsigned,
         "bare_rsa_ms": cost["bare"] * 1e3,
         "sign_message_ms": cost["ours"] * 1e3,
         "dkimpy_sign_ms": cost["dkimpy"] * 1e3,
@@ -195,7 +210,8 @@ def table(label: str, result: dict[str, Any]) -> str:
             f"DKIM signing ({label}, N={result['n']:,}, medians of {result['runs']} runs):",
             f"  drain unsigned {result['drain_rate_unsigned']:,.0f} msg/s, "
             f"RSA-2048 signed {result['drain_rate_signed']:,.0f} msg/s "
-            f"= {result['drain_ratio']:.2f}x",
+            f"= {result['drain_ratio']:.2f}x; Ed25519 signed {result['drain_rate_ed25519']:,.0f} "
+            f"msg/s = {result['drain_ratio_ed25519']:.2f}x",
             f"  per message: bare RSA-2048 sign (cryptography) {result['bare_rsa_ms']:.3f} ms, "
             f"sign_message {result['sign_message_ms']:.3f} ms "
             f"({result['signing_ratio']:.2f}x), dkimpy's dkim.sign "

@@ -25,6 +25,7 @@ from ..routing import RouteSpec
 from ..signing.signer import SigningError
 from ..transports.base import Envelope, Reply, SendResult, Transport, TransportError
 from .batch import Batch
+from .signing import signing_fault
 from .state import _Part
 
 logger = logging.getLogger("django_smtprelay.delivery")
@@ -240,7 +241,7 @@ class RouteSession:
     def _envelope(self, part: _Part) -> Envelope:
         """What goes out for ``part``: signed with its From domain's keys if the route signs."""
         data, part.signed_by = part.msg.data, ""
-        if self.route.dkim_sign:
+        if self.route.dkim_sign and self.route.kind != "anymail":  # an ESP signs itself
             data, part.signed_by = self.batch.signatures.sign(part.msg)
         return Envelope(part.msg.sender, list(part.open_addresses), data)
 
@@ -253,12 +254,9 @@ class RouteSession:
             return None
 
     def _signing_fault(self, part: _Part, exc: SigningError, started: float) -> None:
-        """``part`` cannot be signed: a route fault for it alone (the next route
-        takes it, or it waits); the route goes on with the other messages."""
-        reason = f"DKIM signing failed: {exc}"
-        logger.warning("Route %s: message %s not sent: %s", self.route.name, part.msg.pk, reason)
-        verdict = Verdict(Outcome.ROUTE_FAULT, reason)
-        reply = Reply(stage=Stage.MAIL, text=reason, exception=type(exc).__name__)
+        """``part`` cannot be signed: a route fault for it alone (see delivery/signing.py)."""
+        logger.warning("Route %s: message %s not sent: %s", self.route.name, part.msg.pk, exc)
+        verdict, reply = signing_fault(exc)
         self.batch.route_fault(part, self.route, verdict, reply, started)
 
     def _pace(self, index: int) -> bool:

@@ -18,9 +18,10 @@ import logging
 
 from ..exceptions import SMTPRelayError
 from ..models import DkimKey
+from ..replies import Outcome, Stage, Verdict
 from ..signing.keys import domain_and_parents, load_private_key
 from ..signing.signer import SigningError, SigningKey, sign_message
-from ..transports.base import Content
+from ..transports.base import Content, Reply
 from .state import _Msg
 
 logger = logging.getLogger("django_smtprelay.delivery")
@@ -70,3 +71,12 @@ class Signatures:
                 return SigningError(f"the DKIM key {row.name} cannot be opened: {exc}")
             opened.append(SigningKey(domain, row.selector, row.algorithm, private))
         return opened
+
+
+def signing_fault(exc: SigningError) -> tuple[Verdict, Reply]:
+    """The route fault for a message that cannot be signed: the next route takes
+    it, or it waits; the route goes on with the other messages."""
+    reason = f"DKIM signing failed: {exc}"
+    return Verdict(Outcome.ROUTE_FAULT, reason), Reply(
+        stage=Stage.MAIL, text=reason, exception=type(exc).__name__
+    )

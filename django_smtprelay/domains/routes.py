@@ -8,6 +8,7 @@ admin's per-route table comes from here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -77,7 +78,7 @@ def evaluate(
     resolver: Resolver,
     policy: dmarc.Policy,
     keys: dict[tuple[str, str], DKIMKey],
-    app_signing: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    app_signing: Sequence[tuple[str, str]] = (),
 ) -> RouteResult:
     """Evaluate one route for mail with From: ``...@domain``."""
     envelope = route.envelope_domain(domain)
@@ -141,7 +142,7 @@ def _evaluate_app_dkim(
     resolver: Resolver,
     adkim: str,
     keys: dict[tuple[str, str], DKIMKey],
-    app_signing: list[tuple[str, str]],
+    app_signing: Sequence[tuple[str, str]],
     result: RouteResult,
 ) -> bool:
     """The route signs in the app, with the domain's active keys: True if it has any.
