@@ -26,7 +26,9 @@ def test_a_down_host_and_a_busy_host_are_passed_for_the_next_preference(
 ):
     busy = smtp_server(mail_reply="451 4.3.0 try again later")
     ok = smtp_server()
-    mx_settings({"mx-down.multi.test": refused_port, "mx-busy.multi.test": busy, "mx-ok.multi.test": ok})
+    mx_settings(
+        {"mx-down.multi.test": refused_port, "mx-busy.multi.test": busy, "mx-ok.multi.test": ok}
+    )
     mx_route()
     message = queue("a@multi.test", "b@multi.test")
     report = DeliveryEngine().run()
