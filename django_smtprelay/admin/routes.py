@@ -148,6 +148,9 @@ class RouteForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         route = self.instance
+        if "mx_tls" in self.fields:
+            # Only direct-to-MX routes use it: a form without it keeps the default.
+            self.fields["mx_tls"].required = False
         self.fields["esp_settings_text"].initial = "\n".join(
             f"{k} = {str(v).lower() if isinstance(v, bool) else v}"
             for k, v in sorted((route.esp_settings or {}).items())
@@ -163,6 +166,9 @@ class RouteForm(forms.ModelForm):
             "shown; leave blank to keep the stored ones (%(stored)s). A change of ESP or "
             "API URL asks for them again."
         ) % {"stored": stored or _("none stored")}
+
+    def clean_mx_tls(self) -> str:
+        return self.cleaned_data.get("mx_tls") or Route.MXTLS.OPPORTUNISTIC
 
     def clean_dkim_private_key(self) -> str:
         pem = self.cleaned_data.get("dkim_private_key") or ""

@@ -50,3 +50,26 @@ def test_the_route_page_shows_the_check(mx_settings, mx_route, admin_client):
     smtp = Route.objects.create(name="relay", host="relay.example")
     page = admin_client.get(reverse("admin:django_smtprelay_route_change", args=[smtp.pk]))
     assert "ehlo-check" not in page.content.decode()
+
+
+def test_an_mx_route_is_added_in_the_admin(admin_client, mx_settings):
+    form = {
+        "name": "direct",
+        "kind": "mx",
+        "mx_tls": "verified",
+        "ehlo_hostname": "good-ehlo.test",
+        "sending_ips": "192.0.2.10",
+        "port": "25",
+        "security": "starttls",
+        "timeout": "30",
+        "priority": "10",
+        "weight": "1",
+        "enabled": "on",
+    }
+    response = admin_client.post(reverse("admin:django_smtprelay_route_add"), form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    route = Route.objects.get(name="direct")
+    assert (route.kind, route.mx_tls, route.ehlo_hostname) == ("mx", "verified", "good-ehlo.test")
+    bad = {**form, "name": "direct2", "username": "someone"}
+    page = admin_client.post(reverse("admin:django_smtprelay_route_add"), bad).content.decode()
+    assert "logs in nowhere" in page
