@@ -53,3 +53,20 @@ def test_the_dns_cache_is_bounded(monkeypatch):
     assert len(resolver_module._cache) <= 10
     assert ("d24.test", "MX") in resolver_module._cache
     resolver_module.clear_cache()
+
+
+@pytest.mark.django_db
+def test_the_route_test_sends_through_the_mx_hosts(smtp_server, mx_settings, mx_route):
+    from django_smtprelay.transports.probe import check_connection, send_test_message
+
+    server = smtp_server()
+    mx_settings({"amx.test": server})
+    spec = RouteSpec.from_route(mx_route())
+    data = b"From: s@example.com\r\nTo: a@amx.test\r\nSubject: test\r\n\r\nBody\r\n"
+    result = send_test_message(spec, "s@example.com", "a@amx.test", data)
+    assert result.ok, result
+    assert "an MX host of amx.test accepted the message" in result.summary
+    assert "amx.test [127.0.0.1]" in result.reply
+    assert list(server.messages[0].rcpt_tos) == ["a@amx.test"]
+    probe = check_connection(spec)
+    assert not probe.ok and "send a test message" in probe.summary
