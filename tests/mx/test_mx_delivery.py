@@ -171,3 +171,32 @@ def test_an_mx_route_takes_no_username():
     assert repr(Route(name="direct", kind=Route.Kind.MX)) == (
         "<Route 'direct' mx tls=opportunistic priority=100>"
     )
+
+
+def test_a_recipient_refused_with_4xx_moves_to_the_next_host_alone(
+    smtp_server, mx_settings, mx_route
+):
+    first = smtp_server(rcpt_replies={"a@multi.test": "450 4.2.1 try later"})
+    second = smtp_server()
+    mx_settings({"mx-down.multi.test": first, "mx-busy.multi.test": second})
+    mx_route()
+    message = queue("a@multi.test", "b@multi.test")
+    DeliveryEngine().run()
+    assert set(status(message).values()) == {Recipient.Status.DELIVERED}
+    assert [list(m.rcpt_tos) for m in first.messages] == [["b@multi.test"]]
+    assert [list(m.rcpt_tos) for m in second.messages] == [["a@multi.test"]]
+
+
+def test_a_reply_lost_after_the_dot_is_not_sent_again_to_another_host(
+    smtp_server, mx_settings, mx_route
+):
+    first = smtp_server(drop_after_dot=True)
+    second = smtp_server()
+    mx_settings({"mx-down.multi.test": first, "mx-busy.multi.test": second})
+    mx_route()
+    message = queue("a@multi.test")
+    DeliveryEngine().run()
+    message.refresh_from_db()
+    assert status(message) == {"a@multi.test": Recipient.Status.DEFERRED}
+    assert message.possible_duplicate
+    assert second.sessions == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 from django.core.mail import EmailMessage
 
@@ -161,3 +163,36 @@ def test_the_policy_cache_is_bounded(mx_settings, monkeypatch):
     for number in range(5):
         sts_policies._store(f"d{number}.test", sts_policies._Cached("1", Policy("none"), 1e12))
     assert list(sts_policies._cache) == ["d2.test", "d3.test", "d4.test"]
+
+
+@pytest.fixture
+def no_shared_cipher(tls_certs) -> ssl.SSLContext:
+    """A server context no client default shares a cipher with: the handshake fails."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_certs.cert_file, tls_certs.key_file)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("ECDHE-ECDSA-NULL-SHA:@SECLEVEL=0")
+    return context
+
+
+def test_a_failed_tls_handshake_falls_back_to_plaintext_when_opportunistic(
+    smtp_server, mx_settings, mx_route, no_shared_cipher
+):
+    server = smtp_server(tls="starttls", tls_context=no_shared_cipher)
+    mx_settings({"mx.tls.test": server})
+    mx_route()
+    status, reply = outcome_after(queue("a@tls.test"))
+    assert status == Recipient.Status.DELIVERED
+    assert "no TLS (an earlier TLS handshake failed)" in reply
+    assert server.sessions == 2 and not server.messages[0].tls
+
+
+def test_a_failed_tls_handshake_defers_when_tls_is_required(
+    smtp_server, mx_settings, mx_route, no_shared_cipher
+):
+    server = smtp_server(tls="starttls", tls_context=no_shared_cipher)
+    mx_settings({"mx.tls.test": server})
+    mx_route(mx_tls=Route.MXTLS.VERIFIED)
+    status, reply = outcome_after(queue("a@tls.test"))
+    assert status == Recipient.Status.DEFERRED
+    assert "TLS" in reply and not server.messages
