@@ -99,7 +99,7 @@ class MXTransport:
         two hosts per domain, more only while time is left."""
         domains = len({_domain(a) for a in addresses})
         tries = min(2 * domains, MAX_TRIES * domains)
-        lookups = 4 * domains * app_settings.dns_timeout
+        lookups = domains * (6 * app_settings.dns_timeout + app_settings.mta_sts_timeout)
         return self.route.timeout * (_HOST_REPLIES * tries + len(addresses)) + lookups
 
     def send(self, envelope: Envelope) -> SendResult:
@@ -179,6 +179,12 @@ class MXTransport:
             del self._sessions[key]
 
 
+def _went_stale(result: SendResult) -> bool:
+    """The session was gone before MAIL got any reply (the host closed it while idle)."""
+    reply = result.reply
+    return reply.stage == Stage.MAIL and reply.code is None and bool(reply.exception)
+
+
 def _certificate_fault(host: str, why: str) -> TransportError:
     reason = f"no verified TLS with {host} ({why})"
     return TransportError(Verdict(Outcome.ROUTE_FAULT, reason), Reply(Stage.STARTTLS, text=reason))
@@ -255,8 +261,20 @@ class _Delivery:
             self._failed(f"{host} [{address}]", exc.verdict, exc.reply)
             return
         wire = Envelope(self.envelope.sender, list(self.pending), self.envelope.data)
+        reused = session.sent > 0
         result = session.send(wire)
         transport.forget(session)
+        if reused and _went_stale(result):
+            # A session kept from an earlier message, closed by the host while
+            # idle: that says nothing about the host. Once more, on a new one.
+            try:
+                session = transport.session(host, address, require=require)
+            except TransportError as exc:
+                self._failed(f"{host} [{address}]", exc.verdict, exc.reply)
+                return
+            result = session.send(wire)
+            transport.forget(session)
+        session.sent += 1
         notes = [session.tls]
         if sts.mode == "testing":
             assert sts.policy is not None

@@ -41,6 +41,7 @@ class MXSession(SMTPTransport):
         self.use_tls = tls  # False: a TLS handshake with this host failed before
         self.tls = ""  # what the session got: "TLS verified", "TLS not verified (...)", ...
         self.verified = False
+        self.sent = 0  # transactions on this session (a reused one may have gone stale)
 
     def __repr__(self) -> str:
         return f"<MXSession {self.mx_host} [{self.address}]:{self.port} {self.tls or 'closed'}>"

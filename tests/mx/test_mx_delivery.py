@@ -200,3 +200,28 @@ def test_a_reply_lost_after_the_dot_is_not_sent_again_to_another_host(
     assert status(message) == {"a@multi.test": Recipient.Status.DEFERRED}
     assert message.possible_duplicate
     assert second.sessions == 0
+
+
+def test_a_session_the_host_closed_while_idle_is_opened_again(smtp_server, mx_settings, mx_route):
+    import time
+
+    from django_smtprelay.routing import RouteSpec
+    from django_smtprelay.transports.base import Envelope
+    from django_smtprelay.transports.mx import MXTransport
+
+    server = smtp_server()
+    mx_settings({"amx.test": server})
+    transport = MXTransport(RouteSpec.from_route(mx_route()))
+    transport.open()
+    data = b"Subject: x\r\n\r\nBody\r\n"
+    try:
+        first = transport.send(Envelope("s@example.com", ["a@amx.test"], data))
+        assert first.verdict.outcome == "delivered"
+        for connection in list(server._connections):  # the host hangs up on the idle session
+            server._loop.call_soon_threadsafe(connection.transport.close)
+        time.sleep(0.2)
+        second = transport.send(Envelope("s@example.com", ["b@amx.test"], data))
+    finally:
+        transport.close()
+    assert second.verdict.outcome == "delivered", second.reply
+    assert server.sessions == 2 and len(server.messages) == 2
