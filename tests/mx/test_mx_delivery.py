@@ -6,7 +6,7 @@ import pytest
 from django.core.mail import EmailMessage
 
 from django_smtprelay.delivery import DeliveryEngine
-from django_smtprelay.models import DeliveryAttempt, Message, Recipient, Route
+from django_smtprelay.models import DeliveryAttempt, Message, Recipient, Route, Suppression
 from django_smtprelay.transports import mx_hosts
 
 pytestmark = pytest.mark.django_db
@@ -89,6 +89,7 @@ def test_a_null_mx_fails_the_domains_recipients_at_once(smtp_server, mx_settings
     failed = message.recipients.get(address="a@nullmx.test")
     assert "accepts no mail (null MX, RFC 7505)" in failed.reply
     assert failed.enhanced_code == "5.1.10"
+    assert Suppression.objects.filter(address="a@nullmx.test").exists()
     assert [list(m.rcpt_tos) for m in ok.messages] == [["b@amx.test"]]
 
 
