@@ -67,6 +67,10 @@ mx.sts-testing A 127.0.0.1
 _mta-sts.sts-testing TXT "v=STSv1; id=7"
 mta-sts.sts-testing A 127.0.0.1
 
+; v6.test: its one MX host has only an IPv6 address.
+v6 MX 10 mx.v6.test.
+mx.v6 AAAA ::1
+
 ; The EHLO name check: a name that resolves to the sending IP and back, and others.
 good-ehlo A 192.0.2.10
 noptr-ehlo A 192.0.2.11
@@ -97,7 +101,9 @@ MX_TLS_NAMES = ["mx.tls.test", "mx.sts-enforce.test", "mx.sts-testing.test"]
 
 @pytest.fixture(scope="session")
 def mx_dns() -> Any:
-    server = DNSServer({"test.": ZONE, "in-addr.arpa.": REVERSE}).start()
+    server = DNSServer({"test.": ZONE, "in-addr.arpa.": REVERSE})
+    server.servfail.add("servfail.test")
+    server.start()
     yield server
     server.stop()
 

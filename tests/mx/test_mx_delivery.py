@@ -226,3 +226,39 @@ def test_a_session_the_host_closed_while_idle_is_opened_again(smtp_server, mx_se
         transport.close()
     assert second.verdict.outcome == "delivered", second.reply
     assert server.sessions == 2 and len(server.messages) == 2
+
+
+def test_a_failed_mx_lookup_defers(mx_settings, mx_route):
+    mx_settings({})
+    mx_route()
+    message = queue("a@servfail.test")
+    DeliveryEngine().run()
+    assert status(message) == {"a@servfail.test": Recipient.Status.DEFERRED}
+    assert "the MX lookup for servfail.test failed" in message.recipients.get().reply
+
+
+def test_mx_lookups_are_cached_for_their_ttl(smtp_server, mx_settings, mx_route, mx_dns):
+    ok = smtp_server()
+    mx_settings({"amx.test": ok, "mx-down.multi.test": ok})
+    mx_route()
+    before = sum(n for (name, kind, _), n in mx_dns.queries.items() if name == "multi.test")
+    queue("a@multi.test")
+    DeliveryEngine().run()
+    queue("b@multi.test")
+    DeliveryEngine().run()  # another batch, another transport: the cache answers
+    after = sum(n for (name, kind, _), n in mx_dns.queries.items() if name == "multi.test")
+    assert after - before == 1
+    assert len(ok.messages) == 2
+
+
+def test_an_mx_host_with_only_an_ipv6_address(smtp_server, mx_settings, mx_route):
+    try:
+        server = smtp_server(host="::1")
+    except RuntimeError as exc:
+        pytest.skip(f"no IPv6 loopback here ({exc}); a host with ::1 runs this")
+    mx_settings({"mx.v6.test": server})
+    mx_route()
+    message = queue("a@v6.test")
+    DeliveryEngine().run()
+    assert status(message) == {"a@v6.test": Recipient.Status.DELIVERED}
+    assert "mx.v6.test [::1]" in message.attempts.get().reply
