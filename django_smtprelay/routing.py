@@ -49,6 +49,10 @@ class RouteSpec:
     esp: str = ""
     esp_settings: tuple[tuple[str, object], ...] = field(default=(), repr=False)
     sealed_esp_secrets: str = field(default="", repr=False)
+    # A direct-to-MX route's TLS policy (Route.MXTLS), and the EHLO name ("":
+    # the EHLO_HOSTNAME setting, or the machine's name).
+    mx_tls: str = Route.MXTLS.OPPORTUNISTIC
+    ehlo_hostname: str = ""
 
     @classmethod
     def from_route(cls, route: Route) -> RouteSpec:
@@ -77,6 +81,8 @@ class RouteSpec:
             esp=route.esp,
             esp_settings=tuple(sorted((route.esp_settings or {}).items())),
             sealed_esp_secrets=route.esp_secrets_ciphertext,
+            mx_tls=route.mx_tls,
+            ehlo_hostname=route.ehlo_hostname,
         )
 
     @property
