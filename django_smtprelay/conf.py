@@ -81,6 +81,14 @@ DEFAULTS: dict[str, Any] = {
     # instead of the system's (which also lets the policy host be a loopback address).
     "MTA_STS_PORT": 443,
     "MTA_STS_CA_FILE": "",
+    # Direct-to-MX routes (kind "mx"): the port MX hosts are reached on (25;
+    # tests point it elsewhere), and for tests only a port per MX host name
+    # ({"mx1.example.test": 2525}), since loopback servers cannot share one.
+    "MX_PORT": 25,
+    "MX_PORTS": {},
+    # Deliver to MX hosts whose addresses are loopback, private or otherwise
+    # not global. Off: a domain cannot point its MX at the relay's own network.
+    "MX_PRIVATE_ADDRESSES": False,
     # Route health (django_smtprelay.health). Circuit breakers, rate limits and
     # health scores share state through this cache. LocMemCache is per process:
     # fine for one worker; with several workers use Redis (or another shared cache).
@@ -145,6 +153,13 @@ def _number(name: str, *, minimum: float = 0) -> float:
             f"SMTPRELAY[{name!r}] must be a number >= {minimum}, got {value!r}."
         )
     return value
+
+
+def _port(label: str, port: object) -> int:
+    """``port`` checked; ``label`` names the setting in the error."""
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise ImproperlyConfigured(f"{label} must be a port number (1-65535), got {port!r}.")
+    return port
 
 
 class AppSettings:
@@ -315,6 +330,26 @@ class AppSettings:
     def mta_sts_ca_file(self) -> str:
         """A CA file trusted for the policy host instead of the system's (tests only)."""
         return str(get_config()["MTA_STS_CA_FILE"] or "")
+
+    @property
+    def mx_port(self) -> int:
+        """The port MX hosts are reached on: 25 except in tests."""
+        return _port("SMTPRELAY['MX_PORT']", get_config()["MX_PORT"])
+
+    def mx_port_for(self, host: str) -> int:
+        """The port of one MX host: ``MX_PORTS[host]`` (tests only), else ``MX_PORT``."""
+        ports = get_config()["MX_PORTS"] or {}
+        if not isinstance(ports, dict):
+            raise ImproperlyConfigured(
+                f"SMTPRELAY['MX_PORTS'] must be a dict of MX host name -> port, got {ports!r}."
+            )
+        port = ports.get(host.rstrip(".").lower())
+        return _port(f"SMTPRELAY['MX_PORTS'][{host!r}]", port) if port is not None else self.mx_port
+
+    @property
+    def mx_private_addresses(self) -> bool:
+        """Whether MX hosts at loopback or private addresses are delivered to."""
+        return bool(get_config()["MX_PRIVATE_ADDRESSES"])
 
     @property
     def cache_alias(self) -> str:

@@ -51,6 +51,10 @@ class RouteSpec:
     sealed_esp_secrets: str = field(default="", repr=False)
     # Sign with the From domain's active DKIM keys just before sending.
     dkim_sign: bool = False
+    # A direct-to-MX route's TLS policy (Route.MXTLS), and the EHLO name ("":
+    # the EHLO_HOSTNAME setting, or the machine's name).
+    mx_tls: str = Route.MXTLS.OPPORTUNISTIC
+    ehlo_hostname: str = ""
 
     @classmethod
     def from_route(cls, route: Route) -> RouteSpec:
@@ -80,6 +84,8 @@ class RouteSpec:
             esp_settings=tuple(sorted((route.esp_settings or {}).items())),
             sealed_esp_secrets=route.esp_secrets_ciphertext,
             dkim_sign=route.dkim_sign,
+            mx_tls=route.mx_tls,
+            ehlo_hostname=route.ehlo_hostname,
         )
 
     @property

@@ -21,6 +21,7 @@ from ..exceptions import SMTPRelayError
 from ..models import DeliveryAttempt, Route
 from .base import PlainHelpTextAdmin
 from .queue_badges import help_line
+from .route_ehlo import ehlo_panel
 from .route_tools import tool_view
 from .route_webhooks import webhook_panel
 
@@ -147,6 +148,9 @@ class RouteForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         route = self.instance
+        if "mx_tls" in self.fields:
+            # Only direct-to-MX routes use it: a form without it keeps the default.
+            self.fields["mx_tls"].required = False
         self.fields["esp_settings_text"].initial = "\n".join(
             f"{k} = {str(v).lower() if isinstance(v, bool) else v}"
             for k, v in sorted((route.esp_settings or {}).items())
@@ -162,6 +166,9 @@ class RouteForm(forms.ModelForm):
             "shown; leave blank to keep the stored ones (%(stored)s). A change of ESP or "
             "API URL asks for them again."
         ) % {"stored": stored or _("none stored")}
+
+    def clean_mx_tls(self) -> str:
+        return self.cleaned_data.get("mx_tls") or Route.MXTLS.OPPORTUNISTIC
 
     def clean_dkim_private_key(self) -> str:
         pem = self.cleaned_data.get("dkim_private_key") or ""
@@ -387,6 +394,17 @@ class RouteAdmin(PlainHelpTextAdmin):
             {"fields": ("host", "port", "security", "verify_certificate", "timeout")},
         ),
         (
+            _("Direct to MX (for MX routes)"),
+            {
+                "fields": ("mx_tls", "ehlo_hostname"),
+                "description": _(
+                    "Mail goes to each recipient domain's MX hosts on port 25 (MTA-STS "
+                    "policies enforced). Set the sending IPs below: the page then checks "
+                    "that the EHLO name and the IP's reverse DNS match."
+                ),
+            },
+        ),
+        (
             _("Authentication"),
             {"fields": ("username", "password", "clear_password", "allow_plaintext_auth")},
         ),
@@ -490,6 +508,8 @@ class RouteAdmin(PlainHelpTextAdmin):
         extra_context = {**(extra_context or {})}
         if route is not None and route.esp:
             extra_context["webhooks"] = webhook_panel(request, route)
+        if route is not None:
+            extra_context["ehlo_check"] = ehlo_panel(route)
         return super().change_view(request, object_id, form_url, extra_context)
 
     def connection_test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -59,6 +59,16 @@ def _limits(route: RouteSpec) -> RateLimits | None:
     )
 
 
+def _send_seconds(transport: Transport, route: RouteSpec, part: _Part) -> float:
+    """The longest one send of ``part`` may take: the transport's own bound
+    (``send_seconds(addresses)``: an MX route may try several hosts), or one
+    reply per command."""
+    bound = getattr(transport, "send_seconds", None)
+    if bound is not None:
+        return float(bound(part.open_addresses))
+    return route.timeout * (_SEND_REPLIES + len(part.open_addresses))
+
+
 def _route_outcome(result: SendResult) -> Outcome:
     """What one send says about the route (not the recipients)."""
     outcomes = {r.verdict.outcome for r in result.recipients}
@@ -207,7 +217,7 @@ class RouteSession:
                     continue
             announced = None
             waiting = self.waiting
-            self.batch.expect(route.timeout * (_SEND_REPLIES + len(part.open_addresses)))
+            self.batch.expect(_send_seconds(transport, route, part))
             try:
                 if lookahead:
                     following = group[index] if index < len(group) else None

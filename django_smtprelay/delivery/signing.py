@@ -61,7 +61,10 @@ class Signatures:
             return []
         domain = min({r.domain.domain for r in rows}, key=candidates.index)
         # RSA first: the signature every receiver verifies sits on top.
-        rows = sorted((r for r in rows if r.domain.domain == domain), key=lambda r: r.algorithm)
+        rows = sorted(
+            (r for r in rows if r.domain.domain == domain),
+            key=lambda r: r.algorithm != DkimKey.Algorithm.RSA_SHA256,
+        )
         opened = []
         for row in rows:
             try:

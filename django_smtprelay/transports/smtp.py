@@ -319,7 +319,7 @@ class SMTPTransport:
             if route.security != Route.Security.NONE
             else None
         )
-        hostname = app_settings.ehlo_hostname or socket.getfqdn()
+        hostname = route.ehlo_hostname or app_settings.ehlo_hostname or socket.getfqdn()
         password = self._password()
         try:
             if route.security == Route.Security.TLS:
