@@ -221,7 +221,7 @@ class RouteHealthService:
             key = (names, group)
             cached = self._dest_memo.get(key)
             if cached is None or abs(now.timestamp() - cached[0]) > SCORE_TTL:
-                cached = (now.timestamp(), *self._destination_shares(members, group, now))
+                cached = (now.timestamp(), *self.destination_shares(members, group, now))
                 self._dest_memo[key] = cached
             share_of = cached[1]
             keyed = []
@@ -238,16 +238,18 @@ class RouteHealthService:
             return result, cached[2]  # one priority: the memo's own object
         return result, {"destination": group, "routes": explained}
 
-    def _destination_shares(
-        self, members: list[Any], group: str, now: datetime
+    def destination_shares(
+        self, members: list[Any], group: str, now: datetime, *, persist: bool = True
     ) -> tuple[dict[str, float], dict[str, Any]]:
+        """The shares of ``group``'s mail for routes of one priority, and why
+        (see :meth:`order_for`); ``persist=False`` writes nothing (the admin)."""
         names = [_name(r) for r in members]
-        route_scores = self.scores.scores(names, now)
+        route_scores = self.scores.scores(names, now, persist=persist)
         health = self.scores.weights(names, now=now, scores=route_scores)
-        weights = {
-            n: health[n] * max(getattr(r, "weight", 1), 0)
-            for n, r in zip(names, members, strict=True)
+        weights_in = {
+            n: max(getattr(r, "weight", 1), 0) for n, r in zip(names, members, strict=True)
         }
+        weights = {n: health[n] * weights_in[n] for n in names}
         standing = self.destinations.scores(names, group, now)
         share_of = shares(weights, standing) if len(names) > 1 else dict.fromkeys(names, 1.0)
         if len(names) == 1 and standing[names[0]].open_until is not None:
@@ -259,6 +261,7 @@ class RouteHealthService:
                 {
                     "route": n,
                     "share": round(share_of[n], 3),
+                    "weight": weights_in[n],
                     "health": route_scores[n].score,
                     "factor": standing[n].factor,
                     "sends": figures.sends,
