@@ -136,14 +136,16 @@ class RouteHealthService:
             )
         if group:
             self.destinations.record(route_name, group, classify(value, throttle), latency, now)
-        if throttle and not group:
+            if throttle:  # that receiver's word about the route, not a fault of the route
+                self.scores.record(route_name, True, latency, now)
+                return
+        if throttle:
             self._slow_down(route_name, limits, reason, now)
         elif value in ROUTE_BAD:
             self.breaker(route_name).record_fault(reason or value, now)
         else:
             self.breaker(route_name).record_success(now)
-        throttled = throttle and not group
-        self.scores.record(route_name, value in ROUTE_OK and not throttled, latency, now)
+        self.scores.record(route_name, value in ROUTE_OK and not throttle, latency, now)
 
     def record_successes(
         self,

@@ -134,9 +134,7 @@ def test_a_circuit_opens_for_one_group_on_one_route(health_cache, relay_settings
 
 
 @pytest.mark.django_db
-def test_the_simulation_moves_a_throttled_groups_mail_and_gives_it_back(
-    health_cache, admin_client
-):
+def test_the_simulation_moves_a_throttled_groups_mail_and_gives_it_back(health_cache, admin_client):
     """Route A answers 421 4.7.0 to group X 40% of the time, B answers everything."""
     result = simulate(throttled_ticks=32, recovered_ticks=32, per_tick=20, tick_seconds=15)
     assert result.lost == [] and result.duplicates == []
