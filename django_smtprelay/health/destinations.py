@@ -11,7 +11,8 @@ A look-up is bounded by ``DESTINATION_MX_TIMEOUT`` and cached (in the process
 and in the health cache, for ``DESTINATION_CACHE_SECONDS``). A look-up that
 fails (timeout, SERVFAIL, no resolver) makes the domain its own group for at
 most :data:`FAILED_SECONDS`: a worker never waits on DNS more than once per
-domain in that time, and never fails a message over it.
+domain in that time, and never fails a message over it; and one batch spends at most
+:data:`LOOKUP_BUDGET` seconds on look-ups in all.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ PROVIDERS: dict[str, str] = {
 }
 # How long a domain whose MX look-up failed stays its own group before it is asked again.
 FAILED_SECONDS = 300
+# The most seconds one DestinationGroups (one batch) spends on look-ups; past
+# them, domains not yet known are their own group for this batch only.
+LOOKUP_BUDGET = 5.0
 # The most domains one process remembers (a bulk send to many small domains).
 MEMO_LIMIT = 50_000
 
@@ -91,6 +95,7 @@ class DestinationGroups:
     def __init__(self, cache: BaseCache | None = None) -> None:
         self._cache = cache
         self._table: dict[str, str] | None = None
+        self._spent = 0.0  # seconds of look-ups so far
 
     def group(self, domain: str) -> str:
         """The domain's group: a provider's name, or the domain itself. Never raises."""
@@ -110,7 +115,10 @@ class DestinationGroups:
         if isinstance(cached, str):
             self._remember(domain, cached, app_settings.destination_cache_seconds, now)
             return cached
+        if self._spent >= LOOKUP_BUDGET:
+            return domain  # asked again by a later batch
         group, seconds = self._look_up(domain)
+        self._spent += time.monotonic() - now
         self._remember(domain, group, seconds, now)
         if cache is not None:
             try:

@@ -152,3 +152,22 @@ def test_the_simulation_moves_a_throttled_groups_mail_and_gives_it_back(health_c
     # The admin shows each group's routes and their shares.
     page = admin_client.get("/admin/django_smtprelay/routehealth/").content.decode()
     assert "By destination" in page and "xmail" in page and "ymail" in page
+
+
+@pytest.mark.django_db
+def test_one_batch_spends_a_bounded_time_on_look_ups(dns, monkeypatch):
+    from django_smtprelay.health import destinations
+
+    monkeypatch.setattr(destinations, "LOOKUP_BUDGET", 0.5)
+    for name in ("a", "b", "c", "d"):
+        dns.drop.add(f"{name}.slow.sim.test.")
+    groups = DestinationGroups()
+    started = time.monotonic()
+    found = [groups.group(f"{name}.slow.sim.test") for name in ("a", "b", "c", "d")]
+    assert found == [f"{name}.slow.sim.test" for name in ("a", "b", "c", "d")]
+    assert time.monotonic() - started < 1.5  # two look-ups of 0.3 s at most, not four
+    asked = {name for name, rdtype, _ in dns.queries if rdtype == "MX"}
+    assert "d.slow.sim.test" not in asked
+    # Domains skipped for the budget are asked by a later batch.
+    DestinationGroups().group("d.slow.sim.test")
+    assert ("d.slow.sim.test", "MX") in {(n, t) for n, t, _ in dns.queries}
