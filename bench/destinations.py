@@ -40,17 +40,22 @@ def main(argv: list[str] | None = None) -> int:
 
     django.setup()
     from django.core.management import call_command
+    from django.test import override_settings
 
     from tests.destination_sim import simulate
 
     call_command("migrate", verbosity=0, interactive=False)
     started = time.perf_counter()
-    result = simulate(
-        throttled_ticks=args.ticks,
-        recovered_ticks=args.ticks,
-        per_tick=args.per_tick,
-        tick_seconds=args.tick_seconds,
-    )
+    # Room for every health counter: LocMemCache's default of 300 entries
+    # culls a third of them at random when full (see README, "Route health").
+    cache = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    with override_settings(CACHES={"default": {**cache, "OPTIONS": {"MAX_ENTRIES": 100_000}}}):
+        result = simulate(
+            throttled_ticks=args.ticks,
+            recovered_ticks=args.ticks,
+            per_tick=args.per_tick,
+            tick_seconds=args.tick_seconds,
+        )
     seconds = time.perf_counter() - started
     figures = summarise(result, seconds)
     out = Path(args.out)

@@ -72,6 +72,7 @@ class SimResult:
     duplicates: list[str]
     recovery_minute: float
     tick_seconds: int
+    start: datetime  # the simulated clock's first tick
 
     def share(self, route: str, group: str, first: int, last: int) -> float | None:
         """``route``'s share of ``group``'s accepted mail over ticks first..last (inclusive)."""
@@ -202,6 +203,7 @@ def _run(
         duplicates=[a for a, n in arrived.items() if n > 1],
         recovery_minute=throttled_ticks * tick_seconds / 60,
         tick_seconds=tick_seconds,
+        start=start,
     )
 
 

@@ -44,9 +44,10 @@ PRIOR = 5.0
 EXPONENT = 8
 TOLERANCE = 0.02
 PROBE_SHARE = 0.05
-# Kinds of result, each a counter per bucket; "n" counts them all.
+# Kinds of result, each a counter per bucket (sends are their sum: one key fewer,
+# and a kind that never happens costs no key at all).
 KINDS = ("accepted", "deferred", "throttled", "failed", "fault")
-_COUNTERS = ("n", *KINDS, "ms")
+_COUNTERS = (*KINDS, "ms")
 _BAD = {"deferred", "throttled", "fault"}
 
 
@@ -130,7 +131,6 @@ class DestinationHealth:
         cache, bucket = self.cache, int(now.timestamp() // BUCKET_SECONDS)
         timeout = BUCKET_SECONDS * (WINDOW_BUCKETS + 1)
         name = _name(route_name, group)
-        store.bump(cache, store.key("dh-n", name, bucket), count, timeout)
         store.bump(cache, store.key(f"dh-{kind}", name, bucket), count, timeout)
         millis = max(0, round(latency * 1000))
         if millis:
@@ -162,7 +162,8 @@ class DestinationHealth:
 
         result = {}
         for r, g in pairs:
-            n, acc, de, th, fa, fl, ms = (total(c, r, g) for c in _COUNTERS)
+            acc, de, th, fa, fl, ms = (total(c, r, g) for c in _COUNTERS)
+            n = acc + de + th + fa + fl
             result[(r, g)] = DestinationFigures(r, g, n, acc, de, th, fa, fl, ms)
         return result
 

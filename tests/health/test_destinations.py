@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from django_smtprelay.health import RouteHealthService
+from django_smtprelay.health.destination_overview import destination_overview
 from django_smtprelay.health.destinations import PROVIDERS, DestinationGroups, provider_for
 from django_smtprelay.health.per_destination import PROBE_SHARE
 from django_smtprelay.models import DeliveryAttempt, RouteHealth
@@ -150,6 +151,12 @@ def test_the_simulation_moves_a_throttled_groups_mail_and_gives_it_back(health_c
     attempt = DeliveryAttempt.objects.filter(route_choice__isnull=False).latest("pk")
     assert attempt.route_choice["destination"] in ("xmail", "ymail")
     assert {r["route"] for r in attempt.route_choice["routes"]} == {"A", "B"}
+    # The admin's figures, as they were late in the throttled phase.
+    overview = destination_overview(result.start + timedelta(minutes=7))
+    rows = {(d.group, r.route_name): r for d in overview for r in d.rows}
+    assert rows[("xmail", "B")].share >= 0.9 and rows[("xmail", "A")].share <= 0.1
+    assert rows[("xmail", "A")].figures.sends > 0
+    assert rows[("ymail", "A")].share == pytest.approx(0.5, abs=0.1)
     # The admin shows each group's routes and their shares.
     page = admin_client.get("/admin/django_smtprelay/routehealth/").content.decode()
     assert "By destination" in page and "xmail" in page and "ymail" in page
