@@ -3,6 +3,7 @@ shares of each group's traffic, per-group circuits, and the choice on each attem
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -160,6 +161,9 @@ def test_the_simulation_moves_a_throttled_groups_mail_and_gives_it_back(health_c
     # The admin shows each group's routes and their shares.
     page = admin_client.get("/admin/django_smtprelay/routehealth/").content.decode()
     assert "By destination" in page and "xmail" in page and "ymail" in page
+    # The attempts list says, under each attempt, the shares that chose its route.
+    page = admin_client.get("/admin/django_smtprelay/deliveryattempt/").content.decode()
+    assert re.search(r"for [xy]mail: A \d+%, B \d+%", page)
 
 
 @pytest.mark.django_db
