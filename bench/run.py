@@ -2,7 +2,8 @@
 
     python bench/run.py [--n 5000] [--runs 3] [--sqlite] [--postgres] [--skip-others]
                         [--one-n 2000] [--memory] [--large 100 [--large-mb 10]]
-                        [--scale-workers 4] [--admin-scale] [--strict] [--json OUT]
+                        [--scale-workers 4] [--admin-scale] [--destinations] [--strict]
+                        [--json OUT]
 
 See bench/README.md for what each figure means and the targets it checks.
 """
@@ -557,6 +558,12 @@ def main(argv: list[str] | None = None) -> int:
         "--webhook-n", type=int, default=2000, help="ESP events in the webhook step (0: skip)"
     )
     parser.add_argument("--broker", help="Celery broker URL (default: local Redis, else SQLite)")
+    parser.add_argument(
+        "--destinations",
+        action="store_true",
+        help="simulate destination-aware routing (bench/destinations.py); table and chart "
+        "go next to --json's file (else bench/results/)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("--json", metavar="OUT", help="write every figure to this JSON file")
     args = parser.parse_args(argv)
@@ -664,6 +671,16 @@ def main(argv: list[str] | None = None) -> int:
             targets.append(admin_scale.target(admin))
         elif args.admin_scale:
             targets.append(admin_scale.skipped("PostgreSQL is not reachable on 127.0.0.1:5432"))
+        if args.destinations:
+            print("Destination-aware routing: simulation", file=sys.stderr)
+            results = Path(args.json).parent if args.json else ROOT / "bench" / "results"
+            command = [sys.executable, "-m", "bench.destinations", "--out", str(results)]
+            env = bench.env("smtprelay", "")
+            proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+            dest = parse_result("destinations", proc.returncode, proc.stdout, proc.stderr)
+            output["destinations"] = dest
+            print((results / "destinations.md").read_text())
+            targets += [report.Target(t["name"], t["status"], t["detail"]) for t in dest["targets"]]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -36,7 +36,7 @@ from .message_body import eml_response, may_see_body, preview, raw_of
 from .message_inlines import AttemptInline, RecipientInline
 from .message_timeline import timeline
 from .paginator import HistoryPaginator
-from .queue_badges import duration_text, help_line, short_time, state_badge, wrapped
+from .queue_badges import choice_text, duration_text, help_line, short_time, state_badge, wrapped
 
 WRAPPED_PRE = '<pre style="white-space:pre-wrap;overflow-wrap:anywhere">{}</pre>'
 
@@ -272,7 +272,14 @@ class DeliveryAttemptAdmin(PlainHelpTextAdmin):
     def outcome_cell(self, obj: DeliveryAttempt) -> str:
         where = obj.route_name + (f", at {obj.stage}" if obj.stage else "")
         flag = _(" (possible duplicate)") if obj.possible_duplicate else ""
-        return format_html("{}{}{}", obj.get_outcome_display(), flag, help_line(where))
+        chosen = choice_text(obj.route_choice)
+        return format_html(
+            "{}{}{}{}",
+            obj.get_outcome_display(),
+            flag,
+            help_line(where),
+            help_line(chosen) if chosen else "",
+        )
 
     @admin.display(description=_("code"), ordering="smtp_code")
     def code(self, obj: DeliveryAttempt) -> str:

@@ -114,6 +114,10 @@ class _Part:
     # What the router matched it by (hint, sender, From and recipient domains,
     # size), to say why the other routes do not take it if none is left.
     match: tuple[str, str, str, str, int] = ("", "", "", "", 0)
+    # The recipients' destination group ("" when there was no choice to make),
+    # and the figures that ordered its routes, as its attempts record them.
+    group: str = ""
+    choice: dict[str, object] | None = None
 
     def could_not_use(self, reason: str) -> None:
         """Keep ``reason`` ("route: why") for the message's error if no route is left."""

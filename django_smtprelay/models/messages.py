@@ -359,6 +359,14 @@ class DeliveryAttempt(models.Model):
     exception = models.CharField(max_length=255, blank=True)
     recipients = models.JSONField(default=list, blank=True)
     possible_duplicate = models.BooleanField(default=False)
+    route_choice = models.JSONField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "Why this route: the destination group and, per candidate route, its share "
+            "of that group's traffic and the figures behind it."
+        ),
+    )
 
     class Meta:
         ordering = ("-started_at", "-pk")
