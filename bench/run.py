@@ -2,8 +2,8 @@
 
     python bench/run.py [--n 5000] [--runs 3] [--sqlite] [--postgres] [--skip-others]
                         [--one-n 2000] [--memory] [--large 100 [--large-mb 10]]
-                        [--scale-workers 4] [--admin-scale] [--dkim 2000] [--strict]
-                        [--json OUT]
+                        [--scale-workers 4] [--admin-scale] [--destinations] [--dkim 2000]
+                        [--strict] [--json OUT]
 
 See bench/README.md for what each figure means and the targets it checks.
 """
@@ -565,6 +565,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="drain N messages signed (RSA-2048) and unsigned; the cost of one signature",
     )
+    parser.add_argument(
+        "--destinations",
+        action="store_true",
+        help="simulate destination-aware routing (bench/destinations.py); table and chart "
+        "go next to --json's file (else bench/results/)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("--json", metavar="OUT", help="write every figure to this JSON file")
     args = parser.parse_args(argv)
@@ -678,6 +684,16 @@ def main(argv: list[str] | None = None) -> int:
             targets.append(admin_scale.target(admin))
         elif args.admin_scale:
             targets.append(admin_scale.skipped("PostgreSQL is not reachable on 127.0.0.1:5432"))
+        if args.destinations:
+            print("Destination-aware routing: simulation", file=sys.stderr)
+            results = Path(args.json).parent if args.json else ROOT / "bench" / "results"
+            command = [sys.executable, "-m", "bench.destinations", "--out", str(results)]
+            env = bench.env("smtprelay", "")
+            proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+            dest = parse_result("destinations", proc.returncode, proc.stdout, proc.stderr)
+            output["destinations"] = dest
+            print((results / "destinations.md").read_text())
+            targets += [report.Target(t["name"], t["status"], t["detail"]) for t in dest["targets"]]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -110,6 +110,17 @@ DEFAULTS: dict[str, Any] = {
     # multiplied by THROTTLE_FACTOR for THROTTLE_SECONDS.
     "THROTTLE_FACTOR": 0.5,
     "THROTTLE_SECONDS": 600,
+    # Destination-aware routing: recipient domains are grouped by who receives
+    # their mail (the MX hosts' provider), and routes of one priority share each
+    # group's traffic by how that group has been answering them.
+    "DESTINATION_ROUTING": True,
+    # More MX host suffixes -> provider group, over the built-in table
+    # (django_smtprelay.health.destinations.PROVIDERS): {"mx.example.net": "example"}.
+    "DESTINATION_PROVIDERS": {},
+    # Seconds one MX look-up for grouping may take; on failure the domain is its own group.
+    "DESTINATION_MX_TIMEOUT": 2.0,
+    # How long a domain's group is reused (a failed look-up: at most 5 minutes).
+    "DESTINATION_CACHE_SECONDS": 3600,
     # Bodies and attempts of messages that reached a final state and were queued
     # more than this many days ago are purged (the message rows, their recipients
     # and the statistics stay). None keeps everything for ever.
@@ -350,6 +361,35 @@ class AppSettings:
     def mx_private_addresses(self) -> bool:
         """Whether MX hosts at loopback or private addresses are delivered to."""
         return bool(get_config()["MX_PRIVATE_ADDRESSES"])
+
+    @property
+    def destination_routing(self) -> bool:
+        """Order routes per destination group by how that group answers them."""
+        return bool(get_config()["DESTINATION_ROUTING"])
+
+    @property
+    def destination_providers(self) -> dict[str, str]:
+        """Extra MX host suffixes -> provider group, over the built-in table."""
+        value = get_config()["DESTINATION_PROVIDERS"] or {}
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k.strip(".") and v
+            for k, v in value.items()
+        ):
+            raise ImproperlyConfigured(
+                "SMTPRELAY['DESTINATION_PROVIDERS'] must map MX host suffixes to group "
+                f"names, like {{'mx.example.net': 'example'}}; got {value!r}."
+            )
+        return {k.strip(".").lower(): v for k, v in value.items()}
+
+    @property
+    def destination_mx_timeout(self) -> float:
+        """Seconds one MX look-up for a destination's group may take."""
+        return float(_number("DESTINATION_MX_TIMEOUT", minimum=0.01))
+
+    @property
+    def destination_cache_seconds(self) -> int:
+        """How long a recipient domain's group is reused."""
+        return int(_number("DESTINATION_CACHE_SECONDS", minimum=1))
 
     @property
     def cache_alias(self) -> str:

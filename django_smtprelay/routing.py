@@ -175,8 +175,9 @@ class Router:
     A route takes a message when its sender rule matches the envelope or From
     domain, its recipient rule matches the recipient's domain, the message fits
     its size limit, and (for a route with tags) the message asked for it by
-    name or tag. The order to try them in (priority, then weight and health)
-    is ``health.RouteHealthService.order``'s.
+    name or tag. The order to try them in (priority, then weight and health,
+    and how the recipients' destination group has been answering each route)
+    is ``health.RouteHealthService.order``'s or ``order_for``'s.
     """
 
     def __init__(self, routes: list[RouteSpec] | None = None) -> None:

@@ -37,7 +37,7 @@ from .message_body import eml_response, may_see_body, preview, raw_of
 from .message_inlines import AttemptInline, RecipientInline
 from .message_timeline import timeline
 from .paginator import HistoryPaginator
-from .queue_badges import duration_text, help_line, short_time, state_badge, wrapped
+from .queue_badges import choice_text, duration_text, help_line, short_time, state_badge, wrapped
 
 WRAPPED_PRE = '<pre style="white-space:pre-wrap;overflow-wrap:anywhere">{}</pre>'
 
@@ -275,7 +275,14 @@ class DeliveryAttemptAdmin(PlainHelpTextAdmin):
         if obj.dkim_keys:
             where += _(", DKIM %(keys)s") % {"keys": obj.dkim_keys}
         flag = _(" (possible duplicate)") if obj.possible_duplicate else ""
-        return format_html("{}{}{}", obj.get_outcome_display(), flag, help_line(where))
+        chosen = choice_text(obj.route_choice)
+        return format_html(
+            "{}{}{}{}",
+            obj.get_outcome_display(),
+            flag,
+            help_line(where),
+            help_line(chosen) if chosen else "",
+        )
 
     @admin.display(description=_("code"), ordering="smtp_code")
     def code(self, obj: DeliveryAttempt) -> str:

@@ -272,6 +272,7 @@ ATTEMPT_COLUMNS = (
     "recipients",
     "possible_duplicate",
     "dkim_keys",
+    "route_choice",
 )
 
 

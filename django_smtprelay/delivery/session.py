@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from ..health import RouteHealthService
 from ..health.circuit import BreakerState
+from ..health.per_destination import classify
 from ..health.ratelimit import RateLimits
 from ..replies import Outcome, Stage, Verdict
 from ..routing import RouteSpec
@@ -146,6 +147,8 @@ class RouteSession:
         self.transport: Transport | None = None
         self.paced = False
         self.good, self.good_latency = 0, 0.0  # reported together: a few cache operations
+        # The good sends' share of each destination group: (sends, latency).
+        self.good_groups: dict[str, tuple[int, float]] = {}
         # The result of the last send, not yet applied (see _Applied).
         self.waiting: _Applied | None = None
 
@@ -164,9 +167,7 @@ class RouteSession:
             return self._run()
         finally:
             self._close()
-            health.record_successes(
-                route.name, self.good, self.good_latency, limits=limits, counted=self.paced
-            )
+            self._report_good()
             health.close_session(slot)
 
     def _run(self) -> bool:
@@ -243,7 +244,7 @@ class RouteSession:
                 waiting.raise_failure()
             took = time.monotonic() - started
             self.waiting = _Applied(self.batch, group, part, route, result, started_at, took)
-            self._account(result, took)
+            self._account(result, took, part)
             if not lookahead:
                 self.waiting = _settle(self.waiting)
         return True
@@ -311,7 +312,7 @@ class RouteSession:
         self.batch.report.sessions += 1
         return True
 
-    def _account(self, result: SendResult, took: float) -> None:
+    def _account(self, result: SendResult, took: float, part: _Part) -> None:
         """Route health for one send: good ones are counted up and reported together.
 
         Health is advice: when its cache fails, the send's result still counts.
@@ -319,22 +320,26 @@ class RouteSession:
         if result.verdict.session_over:  # e.g. 421: the server is closing
             self._close(keep=True)
         try:
-            self._account_health(result, took)
+            self._account_health(result, took, part.group)
         except Exception:
             logger.warning("Route %s: recording its health failed", self.route.name, exc_info=True)
 
-    def _account_health(self, result: SendResult, took: float) -> None:
+    def _account_health(self, result: SendResult, took: float, group: str) -> None:
         route, health, limits = self.route, self.health, self.limits
         outcome = _route_outcome(result)
         if outcome in ROUTE_WORKS and not result.verdict.throttle:
             self.good, self.good_latency = self.good + 1, self.good_latency + took
+            if group:
+                kind = classify(outcome.value, False)
+                if kind == "accepted":
+                    sends, latency = self.good_groups.get(group, (0, 0.0))
+                    self.good_groups[group] = (sends + 1, latency + took)
+                else:  # the route works, but this receiver deferred or refused
+                    health.destinations.record(route.name, group, kind, took, self.clock())
             return
         # Settle the session's good sends first, so a slow-down is measured
         # against everything sent so far, this one included.
-        health.record_successes(
-            route.name, self.good, self.good_latency, limits=limits, counted=self.paced
-        )
-        self.good, self.good_latency = 0, 0.0
+        self._report_good()
         if not self.paced:
             health.limiter(route.name, limits).count_sends(1, self.clock())
         health.after_result(
@@ -344,8 +349,22 @@ class RouteSession:
             took,
             result.verdict.reason,
             limits=limits,
+            group=group,
         )
-        self.paced = self.paced or result.verdict.throttle
+        # A destination's throttling lowers the route's share of it (no slow-down).
+        self.paced = self.paced or (result.verdict.throttle and not group)
+
+    def _report_good(self) -> None:
+        """Report the good sends counted so far, and start counting again."""
+        self.health.record_successes(
+            self.route.name,
+            self.good,
+            self.good_latency,
+            limits=self.limits,
+            counted=self.paced,
+            groups=self.good_groups,
+        )
+        self.good, self.good_latency, self.good_groups = 0, 0.0, {}
 
     def _settle_after_failure(self, waiting: _Applied | None) -> None:
         """The previous send's result, if the failed send did not get to apply it."""

@@ -118,6 +118,10 @@ class _Part:
     match: tuple[str, str, str, str, int] = ("", "", "", "", 0)
     # The DKIM keys it was signed with for the route sending it now (names; blank: unsigned).
     signed_by: str = ""
+    # The recipients' destination group ("" when there was no choice to make),
+    # and the figures that ordered its routes, as its attempts record them.
+    group: str = ""
+    choice: dict[str, object] | None = None
 
     def could_not_use(self, reason: str) -> None:
         """Keep ``reason`` ("route: why") for the message's error if no route is left."""

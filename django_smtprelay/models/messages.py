@@ -362,6 +362,14 @@ class DeliveryAttempt(models.Model):
     # The DKIM keys the message was signed with on this attempt, by where each
     # is published ("s1._domainkey.example.com", space-separated); blank: unsigned.
     dkim_keys = models.CharField(_("DKIM keys"), max_length=600, blank=True)
+    route_choice = models.JSONField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "Why this route: the destination group and, per candidate route, its share "
+            "of that group's traffic and the figures behind it."
+        ),
+    )
 
     class Meta:
         ordering = ("-started_at", "-pk")
