@@ -34,6 +34,7 @@ from ..replies import (
     esp_route_fault,
 )
 from ..routing import RouteSpec
+from ..tracking.ids import METADATA_KEY
 from .base import Envelope, RecipientResult, Reply, SendResult, TransportError
 from .mime import parse_message
 
@@ -55,6 +56,8 @@ class ESPTransport:
         self.backend: Any = None
         self.is_open = False
         self.raw_mime = False
+        # Whether the ESP takes anymail metadata: our id goes there (tracking).
+        self.takes_metadata = False
         self._sender: ThreadPoolExecutor | None = None
         self._ahead: tuple[Envelope, Any] | None = None
         self._secrets: list[str] = []
@@ -80,6 +83,7 @@ class ESPTransport:
             ]
             esps.validate(route.esp, options)
             backend_class = esp.backend_class()
+            takes_metadata = not esp.raw_mime and _takes_metadata(backend_class)
             kwargs = esps.backend_kwargs(esp, options, timeout=route.timeout)
             from anymail.backends.base_requests import AnymailRequestsBackend
 
@@ -99,6 +103,7 @@ class ESPTransport:
                 Reply(Stage.CONNECT, text=reason, exception=type(exc).__name__),
             ) from None
         self.backend, self.is_open, self.raw_mime = backend, True, esp.raw_mime
+        self.takes_metadata = takes_metadata
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtprelay-{route.name}")
 
     def secrets(self) -> list[str]:
@@ -169,7 +174,11 @@ class ESPTransport:
         raw = envelope.data if isinstance(envelope.data, bytes) else bytes(envelope.data)
         message = parse_message(raw, envelope.sender, envelope.recipients)
         if self.raw_mime:
-            message.smtprelay_raw = raw
+            message.smtprelay_raw = raw  # sent as it is: nothing added
+        elif self.takes_metadata and envelope.tracking_id:
+            # The ESP echoes it in every event, so a webhook finds the
+            # recipient by our id even without the ESP's message id.
+            message.metadata = {METADATA_KEY: envelope.tracking_id}
         return message
 
     def _post(
@@ -324,6 +333,23 @@ def _boto_read_errors() -> tuple[type, ...]:
     from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
     return (ReadTimeoutError, ConnectionClosedError)
+
+
+def _takes_metadata(backend_class: type) -> bool:
+    """Whether the ESP's payload takes anymail ``metadata`` (Postal's does not; anymail
+    would refuse the message as an unsupported feature)."""
+    import inspect
+    import sys
+
+    from anymail.backends.base import BasePayload
+
+    module = sys.modules.get(backend_class.__module__)
+    payloads = [
+        cls
+        for _name, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, BasePayload) and cls.__module__ == backend_class.__module__
+    ]
+    return any(cls.set_metadata is not BasePayload.set_metadata for cls in payloads)
 
 
 def _raw_mime_backend(backend_class: type) -> type:
