@@ -132,12 +132,9 @@ def find_recipient(event: Event) -> Candidate | None:
     address = event.recipient.strip().lower()
     ours = parse_smtprelay_id((event.metadata or {}).get(METADATA_KEY))
     if ours is not None:
-        message_pk, recipient_pk = ours
-        rows = Recipient.objects.order_by().filter(message_id=message_pk)
-        if recipient_pk is not None:
-            rows = rows.filter(pk=recipient_pk)
+        if ours[1] is not None:
             address = ""  # our own id names the row
-        return _pick(_candidates(rows), address)
+        return _pick([Candidate(*row) for row in store.by_our_id(*ours)], address)
     if not event.message_id:
         return None
     ids = _id_forms(event.message_id)

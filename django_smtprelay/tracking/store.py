@@ -1,8 +1,9 @@
-"""The three statements every webhook event runs, as plain SQL.
+"""The statements every webhook event runs, as plain SQL.
 
 An ESP can post thousands of events a minute, one request each; the ORM
-spends more time building these three queries (and a route's thirty-odd
-fields) than the database spends running them (measured in
+spends more time building these queries (the route, the match by our id or
+the provider's, the insert; a route's thirty-odd fields) than the database
+spends running them (measured in
 ``bench/webhooks.py``). They are written once per database here, with the
 models' own table and column names and each backend's own insert-or-ignore
 form; everything rarer (failures, suppressions, the Message-ID fallback)
@@ -12,13 +13,13 @@ stays in the ORM.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from django.db import connections, router
 from django.db.models.constants import OnConflict
 
-from .. import sealing
+from .. import crypto, sealing
 from ..models import Recipient, RecipientEvent, Route
 from ..models.routes import webhook_destination
 
@@ -35,11 +36,24 @@ class WebhookRoute:
 
     @property
     def webhook_secret(self) -> str:
-        return sealing.unseal(self.secret_ciphertext, webhook_destination(self.name, self.esp))
+        return _unsealed(self.secret_ciphertext, webhook_destination(self.name, self.esp))
 
     @property
     def webhook_signing_key(self) -> str:
-        return sealing.unseal(self.signing_key_ciphertext, webhook_destination(self.name, self.esp))
+        return _unsealed(self.signing_key_ciphertext, webhook_destination(self.name, self.esp))
+
+
+def _unsealed(token: str, destination: str) -> str:
+    """``sealing.unseal``, remembered for the keys in use: an ESP posts to the same
+    route thousands of times a minute, and decrypting its secret each time cost
+    more than the rest of the route's part of a post. A secret typed again is a
+    new token; new keys (a changed setting) are a new key ring, read afresh."""
+    return _unsealed_with(token, destination, crypto.key_ring())
+
+
+@lru_cache(maxsize=128)
+def _unsealed_with(token: str, destination: str, _ring: object) -> str:
+    return sealing.unseal(token, destination)
 
 
 @cache
@@ -85,6 +99,27 @@ def by_provider_id(ids: list[str], esp: str) -> list[tuple[int, str, int]]:
     alias = router.db_for_read(Recipient)
     with connections[alias].cursor() as cursor:
         cursor.execute(_provider_id_sql(alias, len(ids), bool(esp)), [*ids, esp] if esp else ids)
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+@cache
+def _our_id_sql(alias: str, with_recipient: bool) -> str:
+    q = connections[alias].ops.quote_name
+    return (
+        f"SELECT {q('id')}, {q('address')}, {q('message_id')} "  # noqa: S608
+        f"FROM {q(Recipient._meta.db_table)} WHERE {q('message_id')} = %s "
+        + (f"AND {q('id')} = %s " if with_recipient else "")
+        + "LIMIT 500"
+    )
+
+
+def by_our_id(message_pk: int, recipient_pk: int | None) -> list[tuple[int, str, int]]:
+    """``(pk, address, message pk)`` of the message's recipients (500 at most), or of
+    the one recipient our id names."""
+    alias = router.db_for_read(Recipient)
+    params = [message_pk] if recipient_pk is None else [message_pk, recipient_pk]
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_our_id_sql(alias, recipient_pk is not None), params)
         return [tuple(row) for row in cursor.fetchall()]
 
 
