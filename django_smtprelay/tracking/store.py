@@ -20,7 +20,7 @@ from django.db import connections, router
 from django.db.models.constants import OnConflict
 
 from .. import crypto, sealing
-from ..models import Recipient, RecipientEvent, Route
+from ..models import Message, Recipient, RecipientEvent, Route
 from ..models.routes import webhook_destination
 
 
@@ -121,6 +121,51 @@ def by_our_id(message_pk: int, recipient_pk: int | None) -> list[tuple[int, str,
     with connections[alias].cursor() as cursor:
         cursor.execute(_our_id_sql(alias, recipient_pk is not None), params)
         return [tuple(row) for row in cursor.fetchall()]
+
+
+@cache
+def _fail_sql(alias: str) -> tuple[str, str]:
+    q = connections[alias].ops.quote_name
+    recipients, messages = q(Recipient._meta.db_table), q(Message._meta.db_table)
+    open_states = ", ".join(["%s"] * len(FAILABLE))
+    recipient = (
+        f"UPDATE {recipients} SET {q('status')} = %s, {q('smtp_code')} = %s, "  # noqa: S608
+        f"{q('enhanced_code')} = %s, {q('reply')} = %s, {q('updated_at')} = %s "
+        f"WHERE {q('id')} = %s AND {q('status')} IN ({open_states})"
+    )
+    message = (
+        f"UPDATE {messages} SET {q('status')} = %s, {q('last_error')} = %s "  # noqa: S608
+        f"WHERE {q('id')} = %s AND {q('status')} = %s AND NOT EXISTS ("
+        f"SELECT 1 FROM {recipients} WHERE {q('message_id')} = %s "
+        f"AND {q('status')} IN ({open_states}))"
+    )
+    return recipient, message
+
+
+#: Recipient states still "on their way": a failing event does not reopen a
+#: cancelled or suppressed one.
+FAILABLE = (Recipient.Status.DELIVERED, Recipient.Status.PENDING, Recipient.Status.DEFERRED)
+
+
+def fail_recipient(
+    pk: int, message_pk: int, *, smtp_code: int | None, enhanced_code: str, reply: str, at: Any
+) -> bool:
+    """Fail the recipient (if still on its way) and then its message, if it was sent
+    and none of its recipients is on its way any more; True if the recipient failed."""
+    alias = router.db_for_write(Recipient)
+    connection = connections[alias]
+    recipient_sql, message_sql = _fail_sql(alias)
+    at = Recipient._meta.get_field("updated_at").get_db_prep_save(at, connection)
+    with connection.cursor() as cursor:
+        failed = Recipient.Status.FAILED
+        cursor.execute(recipient_sql, [failed, smtp_code, enhanced_code, reply, at, pk, *FAILABLE])
+        if cursor.rowcount != 1:
+            return False
+        cursor.execute(
+            message_sql,
+            [Message.Status.FAILED, reply, message_pk, Message.Status.SENT, message_pk, *FAILABLE],
+        )
+    return True
 
 
 #: The columns :func:`insert_event` writes, in order.
