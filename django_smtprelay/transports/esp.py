@@ -19,6 +19,7 @@ import email.policy
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -377,6 +378,7 @@ def _pre_send_listened(backend: Any) -> bool:
     return pre_send.has_listeners(type(backend))
 
 
+@cache
 def _takes_metadata(backend_class: type) -> bool:
     """Whether the ESP's payload takes anymail ``metadata`` (Postal's does not; anymail
     would refuse the message as an unsupported feature)."""
