@@ -17,6 +17,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -244,6 +245,11 @@ class ESPTransport:
             response = backend.post_to_esp(payload, message)
         else:
             request = self._sender.submit(backend.post_to_esp, payload, message)
+            # Let the sending thread have the interpreter until its request is
+            # out (it gives it back when it waits for the answer): else this
+            # thread's work below holds it, and the request leaves only when
+            # that work is done or the switch interval (5 ms) runs out.
+            time.sleep(0)
             try:
                 if meanwhile is not None:
                     meanwhile()
