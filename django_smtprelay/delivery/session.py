@@ -23,6 +23,7 @@ from ..health.per_destination import classify
 from ..health.ratelimit import RateLimits
 from ..replies import Outcome, Stage, Verdict
 from ..routing import RouteSpec
+from ..tracking.ids import smtprelay_id
 from ..transports.base import Envelope, Reply, SendResult, Transport, TransportError
 from .batch import Batch
 from .state import _Part
@@ -69,7 +70,12 @@ def _send_seconds(transport: Transport, route: RouteSpec, part: _Part) -> float:
 
 
 def _envelope(part: _Part) -> Envelope:
-    return Envelope(part.msg.sender, list(part.open_addresses), part.msg.data)
+    msg, addresses = part.msg, list(part.open_addresses)
+    # Sent to one recipient, the id names its row; to several, the message
+    # (an event then finds its row by the message and the address).
+    rcpt = msg.rcpts.get(addresses[0]) if len(addresses) == 1 else None
+    tracking_id = smtprelay_id(msg.pk, rcpt.pk if rcpt is not None else None)
+    return Envelope(msg.sender, addresses, msg.data, tracking_id)
 
 
 def _route_outcome(result: SendResult) -> Outcome:
