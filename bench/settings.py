@@ -10,6 +10,7 @@
 - ``BENCH_BATCH_SIZE``: ``SMTPRELAY["BATCH_SIZE"]`` (claim size; the app's default if unset).
 - ``BENCH_PUBLISH``: ``1`` makes the backend publish Celery tasks on commit.
 - ``BENCH_WORKDIR``: where lock files go.
+- ``BENCH_SQLITE_SYNCHRONOUS``: SQLite's ``synchronous`` pragma (default: SQLite's, FULL).
 - ``BENCH_ADMIN``: ``1`` adds Django's admin (and what it needs) for the
   admin-at-scale pages (``bench/admin_steps.py``).
 """
@@ -85,7 +86,17 @@ else:
             "NAME": _name,
             # WAL, as Django's docs advise for SQLite under concurrency (and the
             # example project uses): every queue under test gets the same.
-            "OPTIONS": {"timeout": 60, "init_command": "PRAGMA journal_mode=WAL;"},
+            # BENCH_SQLITE_SYNCHRONOUS (the webhook step's second pass only):
+            # NORMAL, where a commit waits for no fsync.
+            "OPTIONS": {
+                "timeout": 60,
+                "init_command": "PRAGMA journal_mode=WAL;"
+                + (
+                    f"PRAGMA synchronous={os.environ['BENCH_SQLITE_SYNCHRONOUS']};"
+                    if os.environ.get("BENCH_SQLITE_SYNCHRONOUS")
+                    else ""
+                ),
+            },
         }
     }
 

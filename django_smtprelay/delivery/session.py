@@ -24,6 +24,7 @@ from ..health.ratelimit import RateLimits
 from ..replies import Outcome, Stage, Verdict
 from ..routing import RouteSpec
 from ..signing.signer import SigningError
+from ..tracking.ids import smtprelay_id
 from ..transports.base import Envelope, Reply, SendResult, Transport, TransportError
 from .batch import Batch
 from .signing import signing_fault
@@ -251,10 +252,15 @@ class RouteSession:
 
     def _envelope(self, part: _Part) -> Envelope:
         """What goes out for ``part``: signed with its From domain's keys if the route signs."""
-        data, part.signed_by = part.msg.data, ""
+        msg, addresses = part.msg, list(part.open_addresses)
+        data, part.signed_by = msg.data, ""
         if self.route.dkim_sign and self.route.kind != "anymail":  # an ESP signs itself
-            data, part.signed_by = self.batch.signatures.sign(part.msg)
-        return Envelope(part.msg.sender, list(part.open_addresses), data)
+            data, part.signed_by = self.batch.signatures.sign(msg)
+        # Sent to one recipient, the id names its row; to several, the message
+        # (an event then finds its row by the message and the address).
+        rcpt = msg.rcpts.get(addresses[0]) if len(addresses) == 1 else None
+        tracking_id = smtprelay_id(msg.pk, rcpt.pk if rcpt is not None else None)
+        return Envelope(msg.sender, addresses, data, tracking_id)
 
     def _announce(self, part: _Part) -> tuple[_Part, Envelope] | None:
         """``part`` with its envelope, to send next; None if it cannot be signed

@@ -507,7 +507,7 @@ class SMTPTransport:
         except SevenBitError as exc:
             wire = f"the relay does not offer 8BITMIME and {exc}"
         else:
-            wire = Envelope(envelope.sender, envelope.recipients, data)
+            wire = Envelope(envelope.sender, envelope.recipients, data, envelope.tracking_id)
         self._seven_bit = (envelope, wire)
         return wire
 
