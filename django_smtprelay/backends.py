@@ -128,6 +128,7 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
                 0,
                 "",
                 False,
+                p.submission_account_id,
             )
         )
         due.append(next_at <= now)

@@ -1,0 +1,10 @@
+"""The SMTP submission listener (``smtprelay_serve``): other programs submit
+into the same queue as the site, over SMTP, with their own accounts.
+
+- ``settings``: the ``SUBMISSION_*`` settings, typed;
+- ``accounts``: logins and what an account may do (synchronous, database);
+- ``limits``: failed logins per client, rates per account, the queue's depth;
+- ``intake``: the Received header and the store (synchronous, database);
+- ``handler``: the SMTP conversation (asyncio), which runs the rest in threads;
+- ``server``: listening sockets, TLS, signals and the orderly stop.
+"""

@@ -1,0 +1,98 @@
+"""From an SMTP transaction to a queued message: the Received header, the
+fields the queue shows, and the same store as the backend's (synchronous)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import format_datetime, parseaddr
+
+from django.utils import timezone
+
+from ..backends import check_storable, queue
+from ..envelope import PreparedMessage
+from ..models import Message
+
+_UNSAFE = re.compile(r"[^\x21-\x7e]")
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """What the client sent, and who it is."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+    helo: str
+    client: str
+    hostname: str
+    protocol: str
+    account_id: int | None = None
+    route_tag: str = ""
+
+
+def protocol(*, esmtp: bool, tls: bool, authenticated: bool, utf8: bool) -> str:
+    """The ``with`` clause of the Received header (RFC 3848, RFC 6531)."""
+    if not esmtp:
+        return "SMTP"
+    return ("UTF8SMTP" if utf8 else "ESMTP") + ("S" if tls else "") + ("A" if authenticated else "")
+
+
+def received_header(t: Transaction) -> bytes:
+    """One Received header (RFC 5321 4.4), folded, ending in CRLF."""
+    helo = _UNSAFE.sub("?", t.helo)[:100] or "unknown"
+    client = t.client if ":" not in t.client else f"IPv6:{t.client}"
+    host = _UNSAFE.sub("?", t.hostname)[:253]
+    date = format_datetime(timezone.now().astimezone(), usegmt=False)
+    return (
+        f"Received: from {helo} ([{client}])\r\n\tby {host} (django-smtprelay) "
+        f"with {t.protocol};\r\n\t{date}\r\n"
+    ).encode("ascii")
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except Exception:  # an undecodable encoded word: show it as it came
+        return str(value)
+
+
+def prepared(t: Transaction) -> PreparedMessage:
+    """The queue's view of the message: its bytes with the Received header
+    first, and the header fields the admin lists (cut to their columns)."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(t.content)
+    subject = " ".join(_text(headers.get("Subject")).split())
+    message_id = str(headers.get("Message-ID") or "").strip()
+    from_address = parseaddr(str(headers.get("From") or ""))[1]
+    return PreparedMessage(
+        from_email=t.mail_from,
+        recipients=list(t.rcpt_tos),
+        data=received_header(t) + t.content,
+        subject=subject.replace("\x00", "")[:255],
+        message_id=message_id if len(message_id) <= 255 and "\x00" not in message_id else "",
+        route_hint=t.route_tag,
+        priority="",
+        from_domain=from_address.rpartition("@")[2].lower()[:253].replace("\x00", ""),
+        submission_account_id=t.account_id,
+    )
+
+
+def from_header_addresses(content: bytes) -> list[str]:
+    """The addresses of the From header (for the allowed-sender check)."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(content)
+    from email.utils import getaddresses
+
+    return [a for _n, a in getaddresses([str(v) for v in headers.get_all("From") or []]) if a]
+
+
+def store(t: Transaction) -> int:
+    """Queue the message; its id once it is committed (raises InvalidMessageError
+    for what its columns cannot hold, a DatabaseError when the database fails)."""
+    p = prepared(t)
+    check_storable(p)
+    return queue([(p, Message.Priority.NORMAL)])[0]
