@@ -4,11 +4,11 @@ run in the listener's threads (the ORM is synchronous, the server asyncio)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import base64
 import binascii
+import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial

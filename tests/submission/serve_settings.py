@@ -12,3 +12,9 @@ SMTPRELAY = {**SMTPRELAY, **json.loads(os.environ.get("SMTPRELAY_TEST_SUBMISSION
 if os.environ.get("SMTPRELAY_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["SMTPRELAY_TEST_DB_NAME"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_smtprelay": {"handlers": ["stderr"], "level": "INFO"}},
+}

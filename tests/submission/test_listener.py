@@ -64,6 +64,7 @@ def test_a_wrong_password_is_refused_and_counted_per_client_and_never_logged(
 ):
     server = listener(SUBMISSION_LOGIN_FAILURE_LIMIT=2)
     make_account()
+
     def plain(password: str) -> str:
         return "PLAIN " + base64.b64encode(f"\0cron\0{password}".encode()).decode()
 
@@ -83,8 +84,9 @@ def test_a_wrong_password_is_refused_and_counted_per_client_and_never_logged(
 def test_a_disabled_account_cannot_log_in(listener, tls_certs):
     server = listener()
     make_account(enabled=False)
-    with client(server.port(), tls_certs.ca_file) as smtp, pytest.raises(
-        smtplib.SMTPAuthenticationError
+    with (
+        client(server.port(), tls_certs.ca_file) as smtp,
+        pytest.raises(smtplib.SMTPAuthenticationError),
     ):
         smtp.login("cron", PASSWORD)
 
@@ -100,9 +102,9 @@ def test_no_login_no_mail_and_no_login_without_tls(listener, tls_certs):
         with pytest.raises(smtplib.SMTPSenderRefused) as refused:
             smtp.sendmail("cron@example.com", ["ops@example.net"], message())
         assert refused.value.smtp_code == 530
-    with client(server.port(), tls_certs.ca_file) as smtp:  # TLS, but no login
-        with pytest.raises(smtplib.SMTPSenderRefused):
-            smtp.sendmail("cron@example.com", ["ops@example.net"], message())
+    # TLS, but no login.
+    with client(server.port(), tls_certs.ca_file) as smtp, pytest.raises(smtplib.SMTPSenderRefused):
+        smtp.sendmail("cron@example.com", ["ops@example.net"], message())
     assert not Message.objects.exists()
 
 
@@ -128,7 +130,9 @@ def test_a_foreign_sender_is_refused_no_open_relay(listener, tls_certs):
         smtp.rset()
         # An allowed envelope sender, but a From header it may not use.
         with pytest.raises(smtplib.SMTPDataError) as refused_data:
-            smtp.sendmail("cron@example.com", ["ops@example.net"], message(sender="ceo@bank.example"))
+            smtp.sendmail(
+                "cron@example.com", ["ops@example.net"], message(sender="ceo@bank.example")
+            )
         assert refused_data.value.smtp_code == 550
         assert b"<ceo@bank.example> is not allowed" in refused_data.value.smtp_error
     assert not Message.objects.exists()
@@ -147,9 +151,8 @@ def test_a_trusted_network_submits_without_login(listener, tls_certs):
 
 def test_an_untrusted_network_does_not_get_in(listener, tls_certs):
     server = listener(SUBMISSION_TRUSTED_NETWORKS=["10.0.0.0/8"])
-    with client(server.port(), tls_certs.ca_file) as smtp:
-        with pytest.raises(smtplib.SMTPSenderRefused):
-            smtp.sendmail("printer@lan.example", ["ops@example.net"], message())
+    with client(server.port(), tls_certs.ca_file) as smtp, pytest.raises(smtplib.SMTPSenderRefused):
+        smtp.sendmail("printer@lan.example", ["ops@example.net"], message())
 
 
 def test_size_is_advertised_and_enforced(listener, tls_certs):
@@ -182,7 +185,11 @@ def test_a_client_that_drops_mid_data_leaves_nothing(listener, tls_certs):
     with socket.create_connection(("127.0.0.1", server.port()), timeout=10) as sock:
         reader = sock.makefile("rb")
         assert reader.readline().startswith(b"220")
-        for command in (b"HELO c.example", b"MAIL FROM:<a@lan.example>", b"RCPT TO:<b@example.net>"):
+        for command in (
+            b"HELO c.example",
+            b"MAIL FROM:<a@lan.example>",
+            b"RCPT TO:<b@example.net>",
+        ):
             sock.sendall(command + b"\r\n")
             assert reader.readline().startswith(b"250")
         sock.sendall(b"DATA\r\n")

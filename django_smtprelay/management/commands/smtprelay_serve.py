@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -34,6 +35,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"The listener needs aiosmtpd ({exc}): pip install 'django-smtprelay[submission]'"
             ) from exc
+        _log_to_stderr(int(options.get("verbosity", 1)))
         if threads < 1:
             raise CommandError(f"--threads must be at least 1, got {threads}.")
         try:
@@ -49,3 +51,14 @@ class Command(BaseCommand):
         for address in bound:
             self.stdout.write(f"Listening on {address}")
         self.stdout.flush()
+
+
+def _log_to_stderr(verbosity: int) -> None:
+    """A daemon's log must go somewhere: stderr, unless the site's LOGGING says where."""
+    logger = logging.getLogger("django_smtprelay.submission")
+    if logger.hasHandlers():
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
