@@ -6,67 +6,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import logging
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from typing import Any, TypeVar
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError
 
 from ..exceptions import InvalidMessageError
 from . import intake, limits
 from .accounts import Account, Activity, authenticate
+from .settings import submission_settings
+from .writer import GroupWriter, Threads
 
 logger = logging.getLogger("django_smtprelay.submission")
-T = TypeVar("T")
 
 MAX_RECIPIENTS = 1000
 MAX_CREDENTIAL_BYTES = 1024
 
 TEMPFAIL_DB = "451 4.3.0 The queue is unavailable (database error); try again later"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down; try again later"
-
-
-def _in_thread(fn: Callable[..., T], args: tuple) -> T:
-    """Run ``fn`` with a usable connection; a failed one is closed for the next call."""
-    close_old_connections()
-    try:
-        return fn(*args)
-    except DatabaseError:
-        for conn in connections.all(initialized_only=True):
-            conn.close()
-        raise
-
-
-class Threads:
-    """The threads that run the ORM and cache calls, each with its own connection."""
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self.executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="smtprelay-db")
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, partial(_in_thread, fn, args))
-
-    def shutdown(self) -> None:
-        """Close every thread's database connections, then stop the threads."""
-        count = self.count
-        barrier = threading.Barrier(count)
-
-        def close() -> None:
-            connections.close_all()
-            # Held until each thread has taken one: every thread closes its own.
-            with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait(timeout=5)
-
-        for _ in range(count):
-            self.executor.submit(close)
-        self.executor.shutdown(wait=True)
 
 
 def client_address(session: Session) -> str:
@@ -91,6 +48,7 @@ class SubmissionHandler:
 
     def __init__(self, threads: Threads, hostname: str) -> None:
         self.threads = threads
+        self.writer = GroupWriter(threads, self._stored)
         self.hostname = hostname
         self.activity = Activity()
         self.depth = limits.QueueDepth()
@@ -191,16 +149,23 @@ class SubmissionHandler:
             if size and account.max_message_size and size > account.max_message_size:
                 await self._reject(account, session)
                 return self._too_large(size, account.max_message_size)
-        try:
-            refusal = await self.threads.run(self._mail_limits, account)
-        except DatabaseError:
-            logger.exception("The queue's depth could not be read")
-            return TEMPFAIL_DB
+        limited = account is not None and (account.per_minute or account.per_hour)
+        if not limited and submission_settings.max_queue_depth is None:
+            refusal = None  # nothing to look up: no trip to a thread
+        else:
+            refusal = await self._limits(account)
         if refusal:
             return refusal
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"
+
+    async def _limits(self, account: Account | None) -> str | None:
+        try:
+            return await self.threads.run(self._mail_limits, account)
+        except DatabaseError:
+            logger.exception("The queue's depth could not be read")
+            return TEMPFAIL_DB
 
     def _mail_limits(self, account: Account | None) -> str | None:
         depth = self.depth.over()
@@ -252,11 +217,10 @@ class SubmissionHandler:
                 authenticated=account is not None,
                 utf8=envelope.smtp_utf8,
             ),
-            account_id=account.pk if account else None,
-            route_tag=account.route_tag if account else "",
+            account=account,
         )
         try:
-            pk = await self.threads.run(self._store, transaction, account)
+            pk = await self.writer.store(transaction)
         except InvalidMessageError as exc:
             if account is not None:
                 await self._reject(account, session)
@@ -266,14 +230,15 @@ class SubmissionHandler:
             return TEMPFAIL_DB
         return f"250 2.0.0 Queued as {pk}"
 
-    def _store(self, transaction: intake.Transaction, account: Account | None) -> int:
-        pk = intake.store(transaction)
-        self.depth.added()
-        if account is not None:
-            self.activity.record(account.pk, transaction.client, accepted=True)
-            limits.count_message(account.pk, account.per_minute, account.per_hour)
+    def _stored(self, transactions: list[intake.Transaction]) -> None:
+        """In the writer's thread, after a commit: the queue's depth and the accounts' use."""
+        for transaction in transactions:
+            self.depth.added()
+            account = transaction.account
+            if account is not None:
+                self.activity.record(account.pk, transaction.client, accepted=True)
+                limits.count_message(account.pk, account.per_minute, account.per_hour)
         self._flush_activity()
-        return pk
 
     def _flush_activity(self) -> None:
         if self.activity.due():

@@ -12,9 +12,8 @@ from email.utils import format_datetime, parseaddr
 
 from django.utils import timezone
 
-from ..backends import check_storable, queue
 from ..envelope import PreparedMessage
-from ..models import Message
+from .accounts import Account
 
 _UNSAFE = re.compile(r"[^\x21-\x7e]")
 
@@ -30,8 +29,7 @@ class Transaction:
     client: str
     hostname: str
     protocol: str
-    account_id: int | None = None
-    route_tag: str = ""
+    account: Account | None = None
 
 
 def protocol(*, esmtp: bool, tls: bool, authenticated: bool, utf8: bool) -> str:
@@ -75,10 +73,10 @@ def prepared(t: Transaction) -> PreparedMessage:
         data=received_header(t) + t.content,
         subject=subject.replace("\x00", "")[:255],
         message_id=message_id if len(message_id) <= 255 and "\x00" not in message_id else "",
-        route_hint=t.route_tag,
+        route_hint=t.account.route_tag if t.account else "",
         priority="",
         from_domain=from_address.rpartition("@")[2].lower()[:253].replace("\x00", ""),
-        submission_account_id=t.account_id,
+        submission_account_id=t.account.pk if t.account else None,
     )
 
 
@@ -88,11 +86,3 @@ def from_header_addresses(content: bytes) -> list[str]:
     from email.utils import getaddresses
 
     return [a for _n, a in getaddresses([str(v) for v in headers.get_all("From") or []]) if a]
-
-
-def store(t: Transaction) -> int:
-    """Queue the message; its id once it is committed (raises InvalidMessageError
-    for what its columns cannot hold, a DatabaseError when the database fails)."""
-    p = prepared(t)
-    check_storable(p)
-    return queue([(p, Message.Priority.NORMAL)])[0]

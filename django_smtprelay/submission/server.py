@@ -14,8 +14,9 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
-from .handler import SHUTTING_DOWN, SubmissionHandler, Threads
+from .handler import SHUTTING_DOWN, SubmissionHandler
 from .settings import ListenAddress, submission_settings
+from .writer import Threads
 
 logger = logging.getLogger("django_smtprelay.submission")
 
