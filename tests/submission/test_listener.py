@@ -263,3 +263,37 @@ def test_account_use_is_recorded(listener, tls_certs):
     account.refresh_from_db()
     assert account.messages_accepted == 1 and account.last_client == "127.0.0.1"
     assert account.last_used_at is not None
+
+
+def test_smtputf8_and_8bit_bytes_are_stored_as_sent(listener, tls_certs):
+    server = listener()
+    make_account(allowed_senders="example.org")
+    raw = (
+        "From: J\u00fcrgen <j\u00fcrgen@example.org>\r\nTo: ren\u00e9@example.net\r\n"
+        "Subject: Gr\u00fc\u00dfe\r\n\r\nNa\u00efve \u65e5\u672c\u8a9e\r\n"
+    ).encode()
+    with client(server.port(), tls_certs.ca_file) as smtp:
+        smtp.login("cron", PASSWORD)
+        smtp.sendmail(
+            "j\u00fcrgen@example.org",
+            ["ren\u00e9@example.net"],
+            raw,
+            mail_options=["SMTPUTF8", "BODY=8BITMIME"],
+        )
+    stored = Message.objects.get()
+    received, rest = strip_received(stored.raw)
+    assert rest == raw and b"with UTF8SMTPSA;" in received
+    assert stored.from_email == "j\u00fcrgen@example.org"
+    assert list(stored.recipients.values_list("address", flat=True)) == ["ren\u00e9@example.net"]
+
+
+def test_what_the_queue_cannot_hold_is_refused_with_the_reason(listener, tls_certs):
+    server = listener(SUBMISSION_TRUSTED_NETWORKS=["127.0.0.1/32"])
+    sender = "a" * 250 + "@lan.example"  # longer than the envelope sender's column
+    with client(server.port(), tls_certs.ca_file, starttls=False) as smtp:
+        smtp.mail(sender)
+        smtp.rcpt("ops@example.net")
+        code, reply = smtp.data(message())
+        assert code == 554 and b"at most 254 can be stored" in reply, reply
+        smtp.sendmail("printer@lan.example", ["ops@example.net"], message("fits"))
+    assert list(Message.objects.values_list("subject", flat=True)) == ["fits"]
