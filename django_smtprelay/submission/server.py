@@ -74,6 +74,7 @@ class Listener:
         self.addresses = addresses
         self.threads = Threads(threads)
         self.handler = SubmissionHandler(self.threads, submission_settings.hostname)
+        self.handler.writer.in_transaction = self._in_transaction
         self.trusted = submission_settings.trusted_networks
         self.files = submission_settings.tls_files
         self.context = tls_context(self.files) if self.files else None
@@ -85,6 +86,9 @@ class Listener:
                 "An implicit TLS address (tls://) needs SMTPRELAY['SUBMISSION_TLS_CERT_FILE'] "
                 "and ['SUBMISSION_TLS_KEY_FILE']; set them or listen with starttls:// only."
             )
+
+    def _in_transaction(self) -> int:
+        return sum(1 for conn in self.connections if conn.in_transaction)
 
     def _factory(self, implicit_tls: bool) -> Callable[[], SubmissionSMTP]:
         def make() -> SubmissionSMTP:

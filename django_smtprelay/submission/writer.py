@@ -30,6 +30,10 @@ T = TypeVar("T")
 # Messages in one transaction at most: a bound on the statement and on the
 # time the first client of a batch waits.
 MAX_BATCH = 100
+# How long a batch waits for the other connections in the middle of a
+# transaction to reach the final dot, so they share its commit (PostgreSQL's
+# commit_delay, but only while others are on their way).
+GATHER_SECONDS = 0.004
 
 
 def _in_thread(fn: Callable[..., T], args: tuple) -> T:
@@ -82,17 +86,35 @@ class GroupWriter:
         self.after = after  # runs in the thread after each commit (accounts' use)
         self.pending: list[tuple[intake.Transaction, asyncio.Future[int]]] = []
         self.running: asyncio.Task[None] | None = None
+        self.arrived = asyncio.Event()
+        # The connections in the middle of a transaction (set by the listener):
+        # the messages that may join a batch if it waits a moment.
+        self.in_transaction: Callable[[], int] = lambda: 0
 
     async def store(self, transaction: intake.Transaction) -> int:
         """The message's id once committed; raises InvalidMessageError or DatabaseError."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.pending.append((transaction, future))
+        self.arrived.set()
         if self.running is None or self.running.done():
             self.running = asyncio.create_task(self._drain())
         return await future
 
+    async def _gather(self) -> None:
+        """Wait (briefly) until every connection in a transaction has its message here."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GATHER_SECONDS
+        while len(self.pending) < min(self.in_transaction(), MAX_BATCH):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self.arrived.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+
     async def _drain(self) -> None:
         while self.pending:
+            await self._gather()
             batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             try:
                 results = await self.threads.run(self._write, [t for t, _f in batch])
