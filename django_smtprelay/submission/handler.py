@@ -192,6 +192,11 @@ class SubmissionHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         account = account_of(session)
+        crlf = content.count(b"\r\n")
+        if content.count(b"\n") != crlf or content.count(b"\r") != crlf:
+            # RFC 5321 2.3.8; relays that take a bare LF or CR as a line end
+            # would read another message into it (SMTP smuggling).
+            return "550 5.6.11 Bare CR or LF in the message: end every line with CRLF"
         if account is not None:
             if account.max_message_size and len(content) > account.max_message_size:
                 await self._reject(account, session)

@@ -11,6 +11,7 @@ import threading
 
 import pytest
 
+from django_smtprelay import signals
 from django_smtprelay.models import Message, SubmissionAccount
 from tests.submission.harness import (
     PASSWORD,
@@ -201,10 +202,16 @@ def test_a_client_that_drops_mid_data_leaves_nothing(listener, tls_certs):
     assert list(Message.objects.values_list("subject", flat=True)) == ["whole"]
 
 
-def test_many_clients_at_once(listener, tls_certs):
+def test_many_clients_at_once_share_commits(listener, tls_certs):
     server = listener()
     make_account()
     errors: list[BaseException] = []
+    commits: list[list[int]] = []
+
+    def committed(sender, message_ids, **kwargs):
+        commits.append(list(message_ids))
+
+    signals.message_queued.connect(committed, weak=False)
 
     def submit(n: int) -> None:
         try:
@@ -220,9 +227,13 @@ def test_many_clients_at_once(listener, tls_certs):
         thread.start()
     for thread in threads:
         thread.join(60)
+    signals.message_queued.disconnect(committed)
     assert not errors, errors[:3]
     subjects = set(Message.objects.values_list("subject", flat=True))
     assert subjects == {f"c{n}-{i}" for n in range(20) for i in range(5)}
+    # Group commit: the messages of clients waiting together shared transactions.
+    assert sum(len(ids) for ids in commits) == 100
+    assert len(commits) < 100 and max(len(ids) for ids in commits) > 1
 
 
 def test_queue_over_its_depth_gets_452(listener, tls_certs):
@@ -297,3 +308,20 @@ def test_what_the_queue_cannot_hold_is_refused_with_the_reason(listener, tls_cer
         assert code == 554 and b"at most 254 can be stored" in reply, reply
         smtp.sendmail("printer@lan.example", ["ops@example.net"], message("fits"))
     assert list(Message.objects.values_list("subject", flat=True)) == ["fits"]
+
+
+def test_bare_line_feeds_are_refused(listener, tls_certs):
+    server = listener(SUBMISSION_TRUSTED_NETWORKS=["127.0.0.1/32"])
+    with socket.create_connection(("127.0.0.1", server.port()), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220")
+        commands = (b"HELO c.example", b"MAIL FROM:<a@lan.example>", b"RCPT TO:<b@example.net>")
+        for command in commands:
+            sock.sendall(command + b"\r\n")
+            assert reader.readline().startswith(b"250")
+        sock.sendall(b"DATA\r\n")
+        assert reader.readline().startswith(b"354")
+        # A smuggled second message behind a bare-LF dot.
+        sock.sendall(b"Subject: one\r\n\r\nbody\n.\nMAIL FROM:<x@evil.example>\r\n.\r\n")
+        assert reader.readline().startswith(b"550 5.6.11")
+    assert not Message.objects.exists()
