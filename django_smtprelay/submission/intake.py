@@ -6,9 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email.header import decode_header, make_header
-from email.parser import BytesHeaderParser
-from email.policy import compat32
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, getaddresses, parseaddr
 
 from django.utils import timezone
 
@@ -60,13 +58,38 @@ def _text(value: object) -> str:
         return str(value)
 
 
+def header_fields(content: bytes, names: frozenset[str]) -> dict[str, list[str]]:
+    """The values of the headers ``names`` (lower case), unfolded, read from the
+    header block only: the message is never parsed as a whole (the email
+    package's parser cost a fifth of a millisecond per message, in the thread
+    that also commits)."""
+    end = content.find(b"\r\n\r\n")
+    head = content if end < 0 else content[: end + 2]
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in head.decode("utf-8", "surrogateescape").split("\r\n"):
+        if line[:1] in (" ", "\t"):
+            if current is not None:
+                current[-1] += line
+            continue
+        name, colon, value = line.partition(":")
+        current = None
+        if colon and name.strip().lower() in names:
+            current = found.setdefault(name.strip().lower(), [])
+            current.append(value.strip())
+    return found
+
+
+_LISTED = frozenset({"subject", "message-id", "from"})
+
+
 def prepared(t: Transaction) -> PreparedMessage:
     """The queue's view of the message: its bytes with the Received header
     first, and the header fields the admin lists (cut to their columns)."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(t.content)
-    subject = " ".join(_text(headers.get("Subject")).split())
-    message_id = str(headers.get("Message-ID") or "").strip()
-    from_address = parseaddr(str(headers.get("From") or ""))[1]
+    fields = header_fields(t.content, _LISTED)
+    subject = " ".join(_text(next(iter(fields.get("subject", [])), "")).split())
+    message_id = next(iter(fields.get("message-id", [])), "").strip()
+    from_address = parseaddr(next(iter(fields.get("from", [])), ""))[1]
     return PreparedMessage(
         from_email=t.mail_from,
         recipients=list(t.rcpt_tos),
@@ -82,7 +105,5 @@ def prepared(t: Transaction) -> PreparedMessage:
 
 def from_header_addresses(content: bytes) -> list[str]:
     """The addresses of the From header (for the allowed-sender check)."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(content)
-    from email.utils import getaddresses
-
-    return [a for _n, a in getaddresses([str(v) for v in headers.get_all("From") or []]) if a]
+    values = header_fields(content, frozenset({"from"})).get("from", [])
+    return [address for _name, address in getaddresses(values) if address]

@@ -294,6 +294,7 @@ def test_smtputf8_and_8bit_bytes_are_stored_as_sent(listener, tls_certs):
     stored = Message.objects.get()
     received, rest = strip_received(stored.raw)
     assert rest == raw and b"with UTF8SMTPSA;" in received
+    assert (stored.subject, stored.from_domain) == ("Gr\u00fc\u00dfe", "example.org")
     assert stored.from_email == "j\u00fcrgen@example.org"
     assert list(stored.recipients.values_list("address", flat=True)) == ["ren\u00e9@example.net"]
 
@@ -325,3 +326,17 @@ def test_bare_line_feeds_are_refused(listener, tls_certs):
         sock.sendall(b"Subject: one\r\n\r\nbody\n.\nMAIL FROM:<x@evil.example>\r\n.\r\n")
         assert reader.readline().startswith(b"550 5.6.11")
     assert not Message.objects.exists()
+
+
+def test_listed_header_fields_are_read_unfolded_and_decoded():
+    from django_smtprelay.submission.intake import header_fields
+
+    raw = (
+        b"Subject: =?utf-8?q?Caf=C3=A9?=\r\n and more\r\nX-Other: 1\r\n"
+        b"From: A <a@example.org>,\r\n\tB <b@example.org>\r\n\r\nSubject: not a header\r\n"
+    )
+    fields = header_fields(raw, frozenset({"subject", "from"}))
+    assert fields == {
+        "subject": ["=?utf-8?q?Caf=C3=A9?= and more"],
+        "from": ["A <a@example.org>,\tB <b@example.org>"],
+    }
