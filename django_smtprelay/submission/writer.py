@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, router
 
 from ..backends import check_storable, queue
 from ..exceptions import InvalidMessageError
@@ -78,8 +78,18 @@ class Threads:
 
 
 class GroupWriter:
-    """Queues the messages handed to :meth:`store`, those waiting together in
-    one transaction, one transaction at a time."""
+    """Queues the messages handed to :meth:`store`: those waiting together go
+    in one transaction, and two transactions may be under way at once.
+
+    Two, because with one the clients fall into step: all of them wait for
+    the commit, then all send their next message while the database idles.
+    With two, one batch commits while the next one gathers and prepares its
+    rows (on SQLite, whose writers take turns, the second then waits for the
+    first on a lock here rather than in SQLite's busy loop, which sleeps in
+    steps of milliseconds).
+    """
+
+    IN_FLIGHT = 2
 
     def __init__(self, threads: Threads, after: Callable[[list[intake.Transaction]], None]) -> None:
         self.threads = threads
@@ -87,6 +97,10 @@ class GroupWriter:
         self.pending: list[tuple[intake.Transaction, asyncio.Future[int]]] = []
         self.running: asyncio.Task[None] | None = None
         self.arrived = asyncio.Event()
+        self.slots: asyncio.Semaphore | None = None
+        self.writing = 0  # messages in the transactions under way
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.turns = threading.Lock()  # SQLite's writers, one after the other
         # The connections in the middle of a transaction (set by the listener):
         # the messages that may join a batch if it waits a moment.
         self.in_transaction: Callable[[], int] = lambda: 0
@@ -101,10 +115,11 @@ class GroupWriter:
         return await future
 
     async def _gather(self) -> None:
-        """Wait (briefly) until every connection in a transaction has its message here."""
+        """Wait (briefly) until every connection in a transaction, but those
+        whose message is being written, has its message here."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + GATHER_SECONDS
-        while len(self.pending) < min(self.in_transaction(), MAX_BATCH):
+        while len(self.pending) < min(self.in_transaction() - self.writing, MAX_BATCH):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
@@ -113,25 +128,40 @@ class GroupWriter:
                 await asyncio.wait_for(self.arrived.wait(), remaining)
 
     async def _drain(self) -> None:
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(self.IN_FLIGHT)
         while self.pending:
+            await self.slots.acquire()
             await self._gather()
             batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
-            try:
-                results = await self.threads.run(self._write, [t for t, _f in batch])
-            except BaseException as exc:  # the whole transaction failed: each client hears it
-                for _t, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+            self.writing += len(batch)
+            task = asyncio.create_task(self._write_batch(batch))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _write_batch(
+        self, batch: list[tuple[intake.Transaction, asyncio.Future[int]]]
+    ) -> None:
+        try:
+            results = await self.threads.run(self._write, [t for t, _f in batch])
+        except BaseException as exc:  # the whole transaction failed: each client hears it
+            for _t, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        finally:
+            self.writing -= len(batch)
+            assert self.slots is not None
+            self.slots.release()
+        for (_t, future), result in zip(batch, results, strict=True):
+            if future.done():
                 continue
-            for (_t, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
     def _write(self, transactions: list[intake.Transaction]) -> list[int | Exception]:
         """In a thread: one transaction for every storable message of the batch."""
@@ -146,6 +176,15 @@ class GroupWriter:
                 continue
             results.append(len(storable))  # its place among the stored, replaced below
             storable.append((t, p))
-        ids = queue([(p, Message.Priority.NORMAL) for _t, p in storable]) if storable else []
+        ids: list[int] = []
+        if storable:
+            turns = self.turns if _takes_turns() else contextlib.nullcontext()
+            with turns:
+                ids = queue([(p, Message.Priority.NORMAL) for _t, p in storable])
         self.after([t for t, _p in storable])
         return [r if isinstance(r, Exception) else ids[r] for r in results]
+
+
+def _takes_turns() -> bool:
+    """Whether the queue's database lets one writer at a time (SQLite)."""
+    return connections[router.db_for_write(Message)].vendor == "sqlite"
