@@ -98,7 +98,11 @@ class SubmissionAccountFilter(admin.SimpleListFilter):
     parameter_name = "submission_account"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        accounts = SubmissionAccount.objects.order_by("name").values_list("pk", "name")
+        # Read once per request: an action builds the changelist's filters twice.
+        accounts = getattr(request, "_smtprelay_submission_accounts", None)
+        if accounts is None:
+            accounts = list(SubmissionAccount.objects.order_by("name").values_list("pk", "name"))
+            request._smtprelay_submission_accounts = accounts
         if not accounts:
             return []
         return [("site", _("the site (no account)")), *((str(pk), name) for pk, name in accounts)]
