@@ -1,4 +1,4 @@
-"""The app's models: routes, the queue, attempts, domains, suppressions, statistics."""
+"""The app's models: routes, the queue, domains, suppressions, accounts, statistics."""
 
 from .domains import SenderDomain
 from .events import RecipientEvent
@@ -6,6 +6,7 @@ from .health import RouteHealth
 from .messages import DeliveryAttempt, Message, MessageContent, Recipient
 from .routes import Route
 from .stats import DeliveryStat, ErrorStat, MessageStat
+from .submission import SubmissionAccount
 from .suppressions import Suppression
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "Route",
     "RouteHealth",
     "SenderDomain",
+    "SubmissionAccount",
     "Suppression",
 ]
