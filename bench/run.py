@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import admin_scale, dkim, esp_sink, report, sink, workload  # noqa: E402
+from bench import admin_scale, dkim, esp_sink, report, sink, submission, workload  # noqa: E402
 from bench.databases import PostgreSQL, SQLite  # noqa: E402
 
 OTHERS = {"post_office": "post_office", "mailer": "mailer"}  # subject -> import name
@@ -523,6 +523,24 @@ def pairwise(rounds: list[dict[str, dict[str, Any]]], a: str, b: str, key: str) 
     return statistics.median(r[a][key] / r[b][key] for r in rounds)
 
 
+def run_submission(bench: Bench, db: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The submission listener's throughput ratio and memory (bench/submission.py)."""
+    if not submission.available():
+        print(f"smtp-source not found at {submission.SMTP_SOURCE}; skipping", file=sys.stderr)
+        return None
+    rates = submission.throughput(
+        bench,
+        db,
+        args.submission_n,
+        args.submission_sessions,
+        args.runs,
+        args.submission_threads,
+    )
+    mem = submission.memory(bench, db, args.submission_connections, args.submission_threads)
+    print(submission.table(db.label, rates, mem))
+    return {"throughput": rates, "memory": mem}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=5000, help="messages per run (default 5000)")
@@ -580,6 +598,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--webhook-n", type=int, default=2000, help="ESP events in the webhook step (0: skip)"
     )
+    parser.add_argument(
+        "--submission",
+        action="store_true",
+        help="smtprelay_serve vs a bare aiosmtpd server under smtp-source, and its memory",
+    )
+    parser.add_argument("--submission-n", type=int, default=10000, help="messages (10000)")
+    parser.add_argument("--submission-sessions", type=int, default=10, help="sessions (10)")
+    parser.add_argument(
+        "--submission-connections", type=int, default=100, help="connections open (100)"
+    )
+    parser.add_argument("--submission-threads", type=int, default=4, help="listener threads (4)")
     parser.add_argument("--broker", help="Celery broker URL (default: local Redis, else SQLite)")
     parser.add_argument(
         "--dkim",
@@ -675,6 +704,15 @@ def main(argv: list[str] | None = None) -> int:
                     output["dkim"] = signed
                     print(dkim.table(db.label, signed))
                     targets.append(dkim.target(signed))
+                if args.submission:
+                    output["databases"][kind]["submission"] = run_submission(bench, db, args)
+                    figures = output["databases"][kind]["submission"]
+                    if figures:
+                        targets.append(submission.target(db.label, figures["throughput"]))
+                    else:
+                        targets.append(
+                            report.Target("submission", "SKIP", "smtp-source is not installed")
+                        )
                 if kind == "sqlite" and args.memory:
                     print("SQLite: peak memory of one drain", file=sys.stderr)
                     peaks = bench.memory(db, (5000, 50000))

@@ -294,6 +294,14 @@ def count_delivered(args: argparse.Namespace) -> dict[str, Any]:
     return {"delivered_in_db": delivered_in_db()}
 
 
+@step
+def count_queued(args: argparse.Namespace) -> dict[str, Any]:
+    """Messages in the queue (what the submission listener stored)."""
+    from django_smtprelay.models import Message
+
+    return {"queued": Message.objects.count()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("step", choices=sorted(STEPS))

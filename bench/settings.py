@@ -11,6 +11,8 @@
 - ``BENCH_PUBLISH``: ``1`` makes the backend publish Celery tasks on commit.
 - ``BENCH_WORKDIR``: where lock files go.
 - ``BENCH_SQLITE_SYNCHRONOUS``: SQLite's ``synchronous`` pragma (default: SQLite's, FULL).
+- ``BENCH_SUBMISSION``: ``1`` lets 127.0.0.1 submit to ``smtprelay_serve``
+  without logging in (``bench/submission.py``; smtp-source cannot log in).
 - ``BENCH_ADMIN``: ``1`` adds Django's admin (and what it needs) for the
   admin-at-scale pages (``bench/admin_steps.py``).
 """
@@ -113,6 +115,10 @@ if SUBJECT == "smtprelay":
         "CELERY_QUEUE": os.environ.get("BENCH_QUEUE") or None,
         "EHLO_HOSTNAME": "bench.example.com",
     }
+    if os.environ.get("BENCH_SUBMISSION") == "1":
+        # smtp-source neither logs in nor speaks TLS: it submits from a trusted network.
+        SMTPRELAY["SUBMISSION_TRUSTED_NETWORKS"] = ["127.0.0.1/32"]
+        SMTPRELAY["SUBMISSION_HOSTNAME"] = "bench.example.com"
     if os.environ.get("BENCH_BATCH_SIZE"):
         SMTPRELAY["BATCH_SIZE"] = int(os.environ["BENCH_BATCH_SIZE"])
 elif SUBJECT == "post_office":

@@ -132,6 +132,30 @@ DEFAULTS: dict[str, Any] = {
     # The health check (django_smtprelay.contrib.health_check) fails when a due
     # queued message has waited longer than this many seconds.
     "HEALTH_CHECK_QUEUED_SECONDS": 900,
+    # The SMTP submission listener (smtprelay_serve; typed in submission/settings.py).
+    # Where it listens: "starttls://host:port" (STARTTLS offered) or
+    # "tls://host:port" (TLS from the first byte).
+    "SUBMISSION_LISTEN": ["starttls://127.0.0.1:587", "tls://127.0.0.1:465"],
+    # PEM files of the listener's certificate chain and key, read again on SIGHUP.
+    "SUBMISSION_TLS_CERT_FILE": None,
+    "SUBMISSION_TLS_KEY_FILE": None,
+    # The name in the greeting and the Received header; None: the machine's name.
+    "SUBMISSION_HOSTNAME": None,
+    # Clients in these networks ("192.168.1.0/24") submit without logging in.
+    "SUBMISSION_TRUSTED_NETWORKS": [],
+    # Allow AUTH without TLS for clients on the loopback interface.
+    "SUBMISSION_AUTH_WITHOUT_TLS_ON_LOOPBACK": False,
+    # The largest message accepted (SIZE); an account may set a lower one.
+    "SUBMISSION_MAX_MESSAGE_SIZE": 25 * 1024 * 1024,
+    # Answer 452 (try again later) while this many messages are unfinished; None: no limit.
+    "SUBMISSION_MAX_QUEUE_DEPTH": None,
+    # Failed logins per client address within the window before it is refused (421).
+    "SUBMISSION_LOGIN_FAILURE_LIMIT": 10,
+    "SUBMISSION_LOGIN_FAILURE_WINDOW_SECONDS": 900,
+    # Seconds a client may stay silent before it is disconnected.
+    "SUBMISSION_TIMEOUT": 300.0,
+    # Seconds SIGTERM waits for transactions in progress before it closes them.
+    "SUBMISSION_SHUTDOWN_GRACE_SECONDS": 30.0,
 }
 
 

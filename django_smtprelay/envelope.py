@@ -58,6 +58,8 @@ class PreparedMessage:
     from_domain: str = ""
     send_at: datetime | None = None
     deliver_by: datetime | None = None
+    # The SMTP submission account it came in with (smtprelay_serve); None: the site's own.
+    submission_account_id: int | None = None
 
 
 # A bare ASCII address that Django's EmailValidator accepts as it is: the

@@ -38,6 +38,7 @@ from .message_inlines import AttemptInline, RecipientInline
 from .message_timeline import timeline
 from .paginator import HistoryPaginator
 from .queue_badges import choice_text, duration_text, help_line, short_time, state_badge, wrapped
+from .submission import SubmissionAccountFilter
 
 WRAPPED_PRE = '<pre style="white-space:pre-wrap;overflow-wrap:anywhere">{}</pre>'
 
@@ -63,6 +64,7 @@ class MessageAdmin(PlainHelpTextAdmin):
         MessageRecipientDomainFilter,
         "priority",
         SenderDomainFilter,
+        SubmissionAccountFilter,
     )
     search_fields = ("subject", "from_email", "message_id", "recipients__address")
     search_help_text = _(
@@ -87,6 +89,7 @@ class MessageAdmin(PlainHelpTextAdmin):
         "message_id",
         "size",
         "route_hint",
+        "submission_account",
         "created_at",
         "next_attempt_at",
         "expires_at",

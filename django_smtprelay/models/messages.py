@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .bulk import ids_in
 from .routes import Route
+from .submission import SubmissionAccount
 
 
 class Claim(tuple):
@@ -237,6 +238,16 @@ class Message(models.Model):
             "A relay may have received it twice: a worker's lease expired while it "
             "held it, or a reply was lost after the final dot."
         ),
+    )
+
+    submission_account = models.ForeignKey(
+        SubmissionAccount,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="messages",
+        editable=False,
+        help_text=_("The SMTP submission account it came in with; empty: queued by the site."),
     )
 
     objects = MessageQuerySet.as_manager()

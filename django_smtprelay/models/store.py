@@ -50,6 +50,7 @@ MESSAGE_COLUMNS = (
     "attempt_count",
     "last_error",
     "possible_duplicate",
+    "submission_account_id",
 )
 CONTENT_COLUMNS = ("message_id", "raw")
 RECIPIENT_COLUMNS = (
