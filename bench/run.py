@@ -2,8 +2,8 @@
 
     python bench/run.py [--n 5000] [--runs 3] [--sqlite] [--postgres] [--skip-others]
                         [--one-n 2000] [--memory] [--large 100 [--large-mb 10]]
-                        [--scale-workers 4] [--admin-scale] [--destinations] [--strict]
-                        [--json OUT]
+                        [--scale-workers 4] [--admin-scale] [--destinations] [--dkim 2000]
+                        [--strict] [--json OUT]
 
 See bench/README.md for what each figure means and the targets it checks.
 """
@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import admin_scale, esp_sink, report, sink, submission, workload  # noqa: E402
+from bench import admin_scale, dkim, esp_sink, report, sink, submission, workload  # noqa: E402
 from bench.databases import PostgreSQL, SQLite  # noqa: E402
 
 OTHERS = {"post_office": "post_office", "mailer": "mailer"}  # subject -> import name
@@ -611,6 +611,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submission-threads", type=int, default=4, help="listener threads (4)")
     parser.add_argument("--broker", help="Celery broker URL (default: local Redis, else SQLite)")
     parser.add_argument(
+        "--dkim",
+        type=int,
+        default=0,
+        metavar="N",
+        help="drain N messages signed (RSA-2048) and unsigned; the cost of one signature",
+    )
+    parser.add_argument(
         "--destinations",
         action="store_true",
         help="simulate destination-aware routing (bench/destinations.py); table and chart "
@@ -691,6 +698,12 @@ def main(argv: list[str] | None = None) -> int:
                     output["databases"][kind]["large"] = big
                     side[db.label]["large"] = big
                     targets.append(report.large_target(db.label, big))
+                if kind == "sqlite" and args.dkim:
+                    print(f"{db.label}: DKIM signing (N={args.dkim:,})", file=sys.stderr)
+                    signed = dkim.run(bench, db, args.dkim, args.runs)
+                    output["dkim"] = signed
+                    print(dkim.table(db.label, signed))
+                    targets.append(dkim.target(signed))
                 if args.submission:
                     output["databases"][kind]["submission"] = run_submission(bench, db, args)
                     figures = output["databases"][kind]["submission"]

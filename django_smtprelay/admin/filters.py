@@ -17,7 +17,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..models import DeliveryAttempt, Message, Recipient, Route
+from ..models import DeliveryAttempt, DkimKey, Message, Recipient, Route
 from ..replies import Stage
 
 # How many of the latest recipients the offered domains and codes come from.
@@ -221,3 +221,31 @@ class AttemptStageFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(stage=self.value()) if self.value() else queryset
+
+
+class AttemptDkimKeyFilter(admin.SimpleListFilter):
+    """Attempts signed with one DKIM key (which mail a key in rotation still signed)."""
+
+    title = _("DKIM key")
+    parameter_name = "dkim_key"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        keys = DkimKey.objects.select_related("domain").order_by("domain__domain", "selector")
+        return [("unsigned", _("Unsigned"))] + [(str(k.pk), k.name) for k in keys]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value() or ""
+        if value == "unsigned":
+            return queryset.filter(dkim_keys="")
+        keys = DkimKey.objects.select_related("domain")
+        key = keys.filter(pk=int(value)).first() if value.isdigit() else None
+        if key is None:
+            return queryset
+        # Names are space-separated: match one whole, not a longer one ending with it.
+        name = key.name
+        return queryset.filter(
+            Q(dkim_keys=name)
+            | Q(dkim_keys__startswith=f"{name} ")
+            | Q(dkim_keys__endswith=f" {name}")
+            | Q(dkim_keys__contains=f" {name} ")
+        )

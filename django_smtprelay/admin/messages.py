@@ -25,6 +25,7 @@ from ..models.messages import MessageQuerySet
 from . import message_actions
 from .base import PlainHelpTextAdmin
 from .filters import (
+    AttemptDkimKeyFilter,
     AttemptRouteFilter,
     AttemptStageFilter,
     MessageAgeFilter,
@@ -251,7 +252,7 @@ class DeliveryAttemptAdmin(PlainHelpTextAdmin):
         "reply_wrapped",
     )
     # Route names and stages are offered without a DISTINCT over every attempt.
-    list_filter = ("outcome", AttemptRouteFilter, AttemptStageFilter)
+    list_filter = ("outcome", AttemptRouteFilter, AttemptStageFilter, AttemptDkimKeyFilter)
     search_fields = ("reply", "message__subject", "recipients")
     list_select_related = ("message",)
     # Newest first along the primary key (ids follow the time attempts are
@@ -274,6 +275,8 @@ class DeliveryAttemptAdmin(PlainHelpTextAdmin):
     @admin.display(description=_("route, outcome"), ordering="route_name")
     def outcome_cell(self, obj: DeliveryAttempt) -> str:
         where = obj.route_name + (f", at {obj.stage}" if obj.stage else "")
+        if obj.dkim_keys:
+            where += _(", DKIM %(keys)s") % {"keys": obj.dkim_keys}
         flag = _(" (possible duplicate)") if obj.possible_duplicate else ""
         chosen = choice_text(obj.route_choice)
         return format_html(

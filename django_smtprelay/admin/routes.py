@@ -425,6 +425,16 @@ class RouteAdmin(PlainHelpTextAdmin):
             {"fields": ("max_per_second", "max_per_minute", "max_per_hour", "max_connections")},
         ),
         (
+            _("DKIM signing (by this app)"),
+            {
+                "fields": ("dkim_sign",),
+                "description": _(
+                    "Keys are per sending domain: generate them on the domain's page "
+                    "(Sending domains)."
+                ),
+            },
+        ),
+        (
             _("Sending identity (for the domain checks)"),
             {
                 "fields": (

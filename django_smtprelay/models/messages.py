@@ -370,6 +370,9 @@ class DeliveryAttempt(models.Model):
     exception = models.CharField(max_length=255, blank=True)
     recipients = models.JSONField(default=list, blank=True)
     possible_duplicate = models.BooleanField(default=False)
+    # The DKIM keys the message was signed with on this attempt, by where each
+    # is published ("s1._domainkey.example.com", space-separated); blank: unsigned.
+    dkim_keys = models.CharField(_("DKIM keys"), max_length=600, blank=True)
     route_choice = models.JSONField(
         null=True,
         blank=True,
