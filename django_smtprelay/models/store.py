@@ -13,7 +13,9 @@ server then parses them all again. So on PostgreSQL with psycopg 3:
   data-modifying CTEs write the message, its bytes, its recipients and its
   sending domain, in one round trip; outside a transaction it is its own.
 
-Other databases take multi-row ``INSERT ... RETURNING`` (see ``bulk``).
+Other databases take multi-row ``INSERT ... RETURNING`` (see ``bulk``);
+one message there is one ``INSERT`` per table on one cursor, the statements
+built once per database.
 """
 
 from __future__ import annotations
