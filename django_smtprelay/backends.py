@@ -7,7 +7,7 @@ import gc
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -83,13 +83,14 @@ class QueuedEmailBackend(BaseEmailBackend):
     only when that transaction commits.
     """
 
-    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
-        if not email_messages:
+    def send_messages(self, email_messages: Iterable[EmailMessage]) -> int:
+        messages = list(email_messages)  # Django's own tests pass an iterator
+        if not messages:
             return 0
-        if len(email_messages) < _PAUSE_COLLECTOR_FROM:
-            return self._send(email_messages)
+        if len(messages) < _PAUSE_COLLECTOR_FROM:
+            return self._send(messages)
         with _collector_paused():
-            return self._send(email_messages)
+            return self._send(messages)
 
     def _send(self, email_messages: Sequence[EmailMessage]) -> int:
         prepared: list[tuple[PreparedMessage, int]] = []
