@@ -2,7 +2,8 @@
 
     python bench/run.py [--n 5000] [--runs 3] [--sqlite] [--postgres] [--skip-others]
                         [--one-n 2000] [--memory] [--large 100 [--large-mb 10]]
-                        [--scale-workers 4] [--admin-scale] [--strict] [--json OUT]
+                        [--scale-workers 4] [--admin-scale] [--destinations] [--dkim 2000]
+                        [--strict] [--json OUT]
 
 See bench/README.md for what each figure means and the targets it checks.
 """
@@ -31,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import admin_scale, esp_sink, report, sink, workload  # noqa: E402
+from bench import admin_scale, dkim, esp_sink, report, sink, submission, workload  # noqa: E402
 from bench.databases import PostgreSQL, SQLite  # noqa: E402
 
 OTHERS = {"post_office": "post_office", "mailer": "mailer"}  # subject -> import name
@@ -133,7 +134,11 @@ class Bench:
             result = self.step("esp-baseline", env, "--n", str(n))
             tally = api.tally(expected)
         self.check("anymail backend", tally, n)
-        baseline = {"drain_rate": n / result["seconds"], "sessions": tally.sessions}
+        baseline = {
+            "drain_rate": n / result["seconds"],
+            "cpu_ms": 1000 * result["cpu_seconds"] / n,
+            "sessions": tally.sessions,
+        }
         database = db.fresh("smtprelay")
         try:
             with esp_sink.ESPSink(self.args.esp_delay) as api:
@@ -147,6 +152,7 @@ class Bench:
         route = {
             "drain_rate": n / drained["seconds"],
             "drain_ratio": (n / drained["seconds"]) / baseline["drain_rate"],
+            "cpu_ms": 1000 * drained["cpu_seconds"] / n,
             "sessions": tally.sessions,
             "drain_rss_kb": drained["maxrss_kb"],
         }
@@ -237,10 +243,19 @@ class Bench:
         return results
 
     def webhooks(self, db: Any, n: int) -> dict[str, Any]:
-        """ESP events posted one by one to a route's webhook URL (bench/webhooks.py)."""
+        """ESP events posted to a route's webhook URL (bench/webhooks.py); on SQLite
+        a second time with ``synchronous=NORMAL`` (a commit waits for no fsync)."""
+        figures = self.webhook_pass(db, n)
+        if db.label == "SQLite":
+            relaxed = self.webhook_pass(db, n, BENCH_SQLITE_SYNCHRONOUS="NORMAL")
+            figures["normal"] = {k: relaxed[k] for k in ("rate", "cpu_rate", "batched_rate")}
+        return figures
+
+    def webhook_pass(self, db: Any, n: int, **extra: str) -> dict[str, Any]:
         database = db.fresh("smtprelay")
         try:
-            result = self.step("webhooks", self.env("smtprelay", database), "--n", str(n))
+            env = self.env("smtprelay", database, **extra)
+            result = self.step("webhooks", env, "--n", str(n))
         finally:
             db.drop(database)
         problems = []
@@ -253,6 +268,13 @@ class Bench:
             problems.append(
                 f"{result['failed']} bounced recipients failed of {result['expected_failed']}"
             )
+        if result["batched_events"] != n:
+            problems.append(f"{result['batched_events']} of {n} batched events recorded")
+        if result["batched_failed"] != result["batched_expected_failed"]:
+            problems.append(
+                f"{result['batched_failed']} of {result['batched_expected_failed']} "
+                "bounced recipients failed in the batched pass"
+            )
         if problems:
             self.exact_failures.append("webhooks: " + "; ".join(problems))
             print("  !! webhooks: " + "; ".join(problems), file=sys.stderr)
@@ -263,6 +285,8 @@ class Bench:
             "baseline_rate": n / result["baseline_seconds"],
             "baseline_cpu_rate": n / result["baseline_cpu_seconds"],
             "replay_rate": n / result["replay_seconds"],
+            "batched_rate": n / result["batched_seconds"],
+            "batched_cpu_rate": n / result["batched_cpu_seconds"],
         }
 
     def memory(self, db: Any, sizes: tuple[int, ...]) -> dict[int, int]:
@@ -516,6 +540,24 @@ def pairwise(rounds: list[dict[str, dict[str, Any]]], a: str, b: str, key: str) 
     return statistics.median(r[a][key] / r[b][key] for r in rounds)
 
 
+def run_submission(bench: Bench, db: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The submission listener's throughput ratio and memory (bench/submission.py)."""
+    if not submission.available():
+        print(f"smtp-source not found at {submission.SMTP_SOURCE}; skipping", file=sys.stderr)
+        return None
+    rates = submission.throughput(
+        bench,
+        db,
+        args.submission_n,
+        args.submission_sessions,
+        args.runs,
+        args.submission_threads,
+    )
+    mem = submission.memory(bench, db, args.submission_connections, args.submission_threads)
+    print(submission.table(db.label, rates, mem))
+    return {"throughput": rates, "memory": mem}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=5000, help="messages per run (default 5000)")
@@ -573,7 +615,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--webhook-n", type=int, default=2000, help="ESP events in the webhook step (0: skip)"
     )
+    parser.add_argument(
+        "--submission",
+        action="store_true",
+        help="smtprelay_serve vs a bare aiosmtpd server under smtp-source, and its memory",
+    )
+    parser.add_argument("--submission-n", type=int, default=10000, help="messages (10000)")
+    parser.add_argument("--submission-sessions", type=int, default=10, help="sessions (10)")
+    parser.add_argument(
+        "--submission-connections", type=int, default=100, help="connections open (100)"
+    )
+    parser.add_argument("--submission-threads", type=int, default=4, help="listener threads (4)")
     parser.add_argument("--broker", help="Celery broker URL (default: local Redis, else SQLite)")
+    parser.add_argument(
+        "--dkim",
+        type=int,
+        default=0,
+        metavar="N",
+        help="drain N messages signed (RSA-2048) and unsigned; the cost of one signature",
+    )
+    parser.add_argument(
+        "--destinations",
+        action="store_true",
+        help="simulate destination-aware routing (bench/destinations.py); table and chart "
+        "go next to --json's file (else bench/results/)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("--json", metavar="OUT", help="write every figure to this JSON file")
     args = parser.parse_args(argv)
@@ -649,6 +715,21 @@ def main(argv: list[str] | None = None) -> int:
                     output["databases"][kind]["large"] = big
                     side[db.label]["large"] = big
                     targets.append(report.large_target(db.label, big))
+                if kind == "sqlite" and args.dkim:
+                    print(f"{db.label}: DKIM signing (N={args.dkim:,})", file=sys.stderr)
+                    signed = dkim.run(bench, db, args.dkim, args.runs)
+                    output["dkim"] = signed
+                    print(dkim.table(db.label, signed))
+                    targets.append(dkim.target(signed))
+                if args.submission:
+                    output["databases"][kind]["submission"] = run_submission(bench, db, args)
+                    figures = output["databases"][kind]["submission"]
+                    if figures:
+                        targets.append(submission.target(db.label, figures["throughput"]))
+                    else:
+                        targets.append(
+                            report.Target("submission", "SKIP", "smtp-source is not installed")
+                        )
                 if kind == "sqlite" and args.memory:
                     print("SQLite: peak memory of one drain", file=sys.stderr)
                     peaks = bench.memory(db, (5000, 50000))
@@ -681,6 +762,16 @@ def main(argv: list[str] | None = None) -> int:
             targets.append(admin_scale.target(admin))
         elif args.admin_scale:
             targets.append(admin_scale.skipped("PostgreSQL is not reachable on 127.0.0.1:5432"))
+        if args.destinations:
+            print("Destination-aware routing: simulation", file=sys.stderr)
+            results = Path(args.json).parent if args.json else ROOT / "bench" / "results"
+            command = [sys.executable, "-m", "bench.destinations", "--out", str(results)]
+            env = bench.env("smtprelay", "")
+            proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+            dest = parse_result("destinations", proc.returncode, proc.stdout, proc.stderr)
+            output["destinations"] = dest
+            print((results / "destinations.md").read_text())
+            targets += [report.Target(t["name"], t["status"], t["detail"]) for t in dest["targets"]]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

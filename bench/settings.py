@@ -10,6 +10,9 @@
 - ``BENCH_BATCH_SIZE``: ``SMTPRELAY["BATCH_SIZE"]`` (claim size; the app's default if unset).
 - ``BENCH_PUBLISH``: ``1`` makes the backend publish Celery tasks on commit.
 - ``BENCH_WORKDIR``: where lock files go.
+- ``BENCH_SQLITE_SYNCHRONOUS``: SQLite's ``synchronous`` pragma (default: SQLite's, FULL).
+- ``BENCH_SUBMISSION``: ``1`` lets 127.0.0.1 submit to ``smtprelay_serve``
+  without logging in (``bench/submission.py``; smtp-source cannot log in).
 - ``BENCH_ADMIN``: ``1`` adds Django's admin (and what it needs) for the
   admin-at-scale pages (``bench/admin_steps.py``).
 """
@@ -85,7 +88,17 @@ else:
             "NAME": _name,
             # WAL, as Django's docs advise for SQLite under concurrency (and the
             # example project uses): every queue under test gets the same.
-            "OPTIONS": {"timeout": 60, "init_command": "PRAGMA journal_mode=WAL;"},
+            # BENCH_SQLITE_SYNCHRONOUS (the webhook step's second pass only):
+            # NORMAL, where a commit waits for no fsync.
+            "OPTIONS": {
+                "timeout": 60,
+                "init_command": "PRAGMA journal_mode=WAL;"
+                + (
+                    f"PRAGMA synchronous={os.environ['BENCH_SQLITE_SYNCHRONOUS']};"
+                    if os.environ.get("BENCH_SQLITE_SYNCHRONOUS")
+                    else ""
+                ),
+            },
         }
     }
 
@@ -102,6 +115,10 @@ if SUBJECT == "smtprelay":
         "CELERY_QUEUE": os.environ.get("BENCH_QUEUE") or None,
         "EHLO_HOSTNAME": "bench.example.com",
     }
+    if os.environ.get("BENCH_SUBMISSION") == "1":
+        # smtp-source neither logs in nor speaks TLS: it submits from a trusted network.
+        SMTPRELAY["SUBMISSION_TRUSTED_NETWORKS"] = ["127.0.0.1/32"]
+        SMTPRELAY["SUBMISSION_HOSTNAME"] = "bench.example.com"
     if os.environ.get("BENCH_BATCH_SIZE"):
         SMTPRELAY["BATCH_SIZE"] = int(os.environ["BENCH_BATCH_SIZE"])
 elif SUBJECT == "post_office":

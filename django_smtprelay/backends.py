@@ -162,6 +162,7 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
                 0,
                 "",
                 False,
+                p.submission_account_id,
             )
         )
         due.append(next_at <= now)
@@ -272,16 +273,25 @@ class _Publisher:
 _publisher = _Publisher()
 
 
+# The transports that take socket timeouts as transport options. Others refuse
+# them: kombu's SQLAlchemy transport hands its options to create_engine(),
+# which raised TypeError, so a process whose first broker connection was this
+# one (the listener, a fresh web process) never published.
+_SOCKET_TIMEOUTS = {
+    "redis": ("socket_connect_timeout", "socket_timeout"),
+    "amqp": ("read_timeout", "write_timeout"),  # py-amqp
+}
+
+
 def _connection(app: Any, timeout: float) -> Any:
     """A broker connection whose every socket step times out."""
-    timeouts = {
-        "max_retries": 0,  # a refused connection fails now, not after retries
-        "socket_connect_timeout": timeout,  # redis
-        "socket_timeout": timeout,
-        "read_timeout": timeout,  # py-amqp
-        "write_timeout": timeout,
-    }
-    return app.connection_for_write(connect_timeout=timeout, transport_options=timeouts)
+    # max_retries 0: a refused connection fails now, not after retries.
+    connection = app.connection_for_write(
+        connect_timeout=timeout, transport_options={"max_retries": 0}
+    )
+    for option in _SOCKET_TIMEOUTS.get(connection.transport.driver_type, ()):
+        connection.transport_options[option] = timeout
+    return connection
 
 
 def _publish_chunks(

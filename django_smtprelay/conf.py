@@ -81,6 +81,14 @@ DEFAULTS: dict[str, Any] = {
     # instead of the system's (which also lets the policy host be a loopback address).
     "MTA_STS_PORT": 443,
     "MTA_STS_CA_FILE": "",
+    # Direct-to-MX routes (kind "mx"): the port MX hosts are reached on (25;
+    # tests point it elsewhere), and for tests only a port per MX host name
+    # ({"mx1.example.test": 2525}), since loopback servers cannot share one.
+    "MX_PORT": 25,
+    "MX_PORTS": {},
+    # Deliver to MX hosts whose addresses are loopback, private or otherwise
+    # not global. Off: a domain cannot point its MX at the relay's own network.
+    "MX_PRIVATE_ADDRESSES": False,
     # Route health (django_smtprelay.health). Circuit breakers, rate limits and
     # health scores share state through this cache. LocMemCache is per process:
     # fine for one worker; with several workers use Redis (or another shared cache).
@@ -102,6 +110,17 @@ DEFAULTS: dict[str, Any] = {
     # multiplied by THROTTLE_FACTOR for THROTTLE_SECONDS.
     "THROTTLE_FACTOR": 0.5,
     "THROTTLE_SECONDS": 600,
+    # Destination-aware routing: recipient domains are grouped by who receives
+    # their mail (the MX hosts' provider), and routes of one priority share each
+    # group's traffic by how that group has been answering them.
+    "DESTINATION_ROUTING": True,
+    # More MX host suffixes -> provider group, over the built-in table
+    # (django_smtprelay.health.destinations.PROVIDERS): {"mx.example.net": "example"}.
+    "DESTINATION_PROVIDERS": {},
+    # Seconds one MX look-up for grouping may take; on failure the domain is its own group.
+    "DESTINATION_MX_TIMEOUT": 2.0,
+    # How long a domain's group is reused (a failed look-up: at most 5 minutes).
+    "DESTINATION_CACHE_SECONDS": 3600,
     # Bodies and attempts of messages that reached a final state and were queued
     # more than this many days ago are purged (the message rows, their recipients
     # and the statistics stay). None keeps everything for ever.
@@ -113,6 +132,30 @@ DEFAULTS: dict[str, Any] = {
     # The health check (django_smtprelay.contrib.health_check) fails when a due
     # queued message has waited longer than this many seconds.
     "HEALTH_CHECK_QUEUED_SECONDS": 900,
+    # The SMTP submission listener (smtprelay_serve; typed in submission/settings.py).
+    # Where it listens: "starttls://host:port" (STARTTLS offered) or
+    # "tls://host:port" (TLS from the first byte).
+    "SUBMISSION_LISTEN": ["starttls://127.0.0.1:587", "tls://127.0.0.1:465"],
+    # PEM files of the listener's certificate chain and key, read again on SIGHUP.
+    "SUBMISSION_TLS_CERT_FILE": None,
+    "SUBMISSION_TLS_KEY_FILE": None,
+    # The name in the greeting and the Received header; None: the machine's name.
+    "SUBMISSION_HOSTNAME": None,
+    # Clients in these networks ("192.168.1.0/24") submit without logging in.
+    "SUBMISSION_TRUSTED_NETWORKS": [],
+    # Allow AUTH without TLS for clients on the loopback interface.
+    "SUBMISSION_AUTH_WITHOUT_TLS_ON_LOOPBACK": False,
+    # The largest message accepted (SIZE); an account may set a lower one.
+    "SUBMISSION_MAX_MESSAGE_SIZE": 25 * 1024 * 1024,
+    # Answer 452 (try again later) while this many messages are unfinished; None: no limit.
+    "SUBMISSION_MAX_QUEUE_DEPTH": None,
+    # Failed logins per client address within the window before it is refused (421).
+    "SUBMISSION_LOGIN_FAILURE_LIMIT": 10,
+    "SUBMISSION_LOGIN_FAILURE_WINDOW_SECONDS": 900,
+    # Seconds a client may stay silent before it is disconnected.
+    "SUBMISSION_TIMEOUT": 300.0,
+    # Seconds SIGTERM waits for transactions in progress before it closes them.
+    "SUBMISSION_SHUTDOWN_GRACE_SECONDS": 30.0,
 }
 
 
@@ -145,6 +188,13 @@ def _number(name: str, *, minimum: float = 0) -> float:
             f"SMTPRELAY[{name!r}] must be a number >= {minimum}, got {value!r}."
         )
     return value
+
+
+def _port(label: str, port: object) -> int:
+    """``port`` checked; ``label`` names the setting in the error."""
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise ImproperlyConfigured(f"{label} must be a port number (1-65535), got {port!r}.")
+    return port
 
 
 class AppSettings:
@@ -315,6 +365,55 @@ class AppSettings:
     def mta_sts_ca_file(self) -> str:
         """A CA file trusted for the policy host instead of the system's (tests only)."""
         return str(get_config()["MTA_STS_CA_FILE"] or "")
+
+    @property
+    def mx_port(self) -> int:
+        """The port MX hosts are reached on: 25 except in tests."""
+        return _port("SMTPRELAY['MX_PORT']", get_config()["MX_PORT"])
+
+    def mx_port_for(self, host: str) -> int:
+        """The port of one MX host: ``MX_PORTS[host]`` (tests only), else ``MX_PORT``."""
+        ports = get_config()["MX_PORTS"] or {}
+        if not isinstance(ports, dict):
+            raise ImproperlyConfigured(
+                f"SMTPRELAY['MX_PORTS'] must be a dict of MX host name -> port, got {ports!r}."
+            )
+        port = ports.get(host.rstrip(".").lower())
+        return _port(f"SMTPRELAY['MX_PORTS'][{host!r}]", port) if port is not None else self.mx_port
+
+    @property
+    def mx_private_addresses(self) -> bool:
+        """Whether MX hosts at loopback or private addresses are delivered to."""
+        return bool(get_config()["MX_PRIVATE_ADDRESSES"])
+
+    @property
+    def destination_routing(self) -> bool:
+        """Order routes per destination group by how that group answers them."""
+        return bool(get_config()["DESTINATION_ROUTING"])
+
+    @property
+    def destination_providers(self) -> dict[str, str]:
+        """Extra MX host suffixes -> provider group, over the built-in table."""
+        value = get_config()["DESTINATION_PROVIDERS"] or {}
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k.strip(".") and v
+            for k, v in value.items()
+        ):
+            raise ImproperlyConfigured(
+                "SMTPRELAY['DESTINATION_PROVIDERS'] must map MX host suffixes to group "
+                f"names, like {{'mx.example.net': 'example'}}; got {value!r}."
+            )
+        return {k.strip(".").lower(): v for k, v in value.items()}
+
+    @property
+    def destination_mx_timeout(self) -> float:
+        """Seconds one MX look-up for a destination's group may take."""
+        return float(_number("DESTINATION_MX_TIMEOUT", minimum=0.01))
+
+    @property
+    def destination_cache_seconds(self) -> int:
+        """How long a recipient domain's group is reused."""
+        return int(_number("DESTINATION_CACHE_SECONDS", minimum=1))
 
     @property
     def cache_alias(self) -> str:

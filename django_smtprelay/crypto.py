@@ -45,6 +45,12 @@ def _clear(*, setting: str, **kwargs: object) -> None:
         _fernet.cache_clear()
 
 
+def key_ring() -> object:
+    """The keys in use, as one object that changes when the settings do: for
+    callers that remember what they decrypted."""
+    return _fernet()
+
+
 def encrypt(plaintext: str) -> str:
     """Encrypt ``plaintext`` with the current key; '' stays ''."""
     if not plaintext:

@@ -58,6 +58,8 @@ class PreparedMessage:
     from_domain: str = ""
     send_at: datetime | None = None
     deliver_by: datetime | None = None
+    # The SMTP submission account it came in with (smtprelay_serve); None: the site's own.
+    submission_account_id: int | None = None
 
 
 # A bare ASCII address that Django's EmailValidator accepts as it is: the
@@ -67,6 +69,21 @@ _PLAIN_ADDRESS = re.compile(
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
     r"(?!-)(?:[A-Za-z-]{2,63}|xn--[A-Za-z0-9]{1,59})(?<!-)"
 )
+
+
+def address_domain(address: str) -> str:
+    """The domain of an address as the queue stores it for filtering and search:
+    lower case and IDNA-encoded (``xn--...``), the form the envelope carries, so
+    that ``Bücher.Example`` typed into the admin finds ``user@xn--bcher-kva.example``.
+    A domain that cannot be encoded is kept as typed (lower case): it matches
+    nothing rather than failing."""
+    domain = address.rpartition("@")[2].strip().lower()
+    if domain.isascii():
+        return domain
+    try:
+        return punycode(domain).lower()
+    except UnicodeError:
+        return domain
 
 
 def envelope_address(value: object, *, role: str) -> str:

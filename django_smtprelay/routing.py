@@ -49,6 +49,12 @@ class RouteSpec:
     esp: str = ""
     esp_settings: tuple[tuple[str, object], ...] = field(default=(), repr=False)
     sealed_esp_secrets: str = field(default="", repr=False)
+    # Sign with the From domain's active DKIM keys just before sending.
+    dkim_sign: bool = False
+    # A direct-to-MX route's TLS policy (Route.MXTLS), and the EHLO name ("":
+    # the EHLO_HOSTNAME setting, or the machine's name).
+    mx_tls: str = Route.MXTLS.OPPORTUNISTIC
+    ehlo_hostname: str = ""
 
     @classmethod
     def from_route(cls, route: Route) -> RouteSpec:
@@ -77,6 +83,9 @@ class RouteSpec:
             esp=route.esp,
             esp_settings=tuple(sorted((route.esp_settings or {}).items())),
             sealed_esp_secrets=route.esp_secrets_ciphertext,
+            dkim_sign=route.dkim_sign,
+            mx_tls=route.mx_tls,
+            ehlo_hostname=route.ehlo_hostname,
         )
 
     @property
@@ -166,8 +175,9 @@ class Router:
     A route takes a message when its sender rule matches the envelope or From
     domain, its recipient rule matches the recipient's domain, the message fits
     its size limit, and (for a route with tags) the message asked for it by
-    name or tag. The order to try them in (priority, then weight and health)
-    is ``health.RouteHealthService.order``'s.
+    name or tag. The order to try them in (priority, then weight and health,
+    and how the recipients' destination group has been answering each route)
+    is ``health.RouteHealthService.order``'s or ``order_for``'s.
     """
 
     def __init__(self, routes: list[RouteSpec] | None = None) -> None:

@@ -3,7 +3,8 @@
 Migrates the database, starts from a clean demo state (see ``demo_reset``),
 (re)sets the ``admin`` login, starts two local relays (``relay-down`` refuses
 every connection, ``relay-up`` accepts), points the routes at them, starts a
-Celery worker with beat, queues a few messages, waits until each is final,
+Celery worker with beat and the SMTP submission listener, queues a few
+messages and submits one over SMTP (STARTTLS and AUTH), waits until each is final,
 prints where it went and checks that against the story the demo promises
 (see ``story``), then serves the site.
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+import demo_submission
 import story
 from demo_reset import reset_demo_state
 
@@ -223,8 +225,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         children.append(worker)
         print(f"Celery worker with beat: pid {worker.process.pid}, log {worker.log}")
 
+        ca_file = demo_submission.make_certificates(var / "tls")
+        smtp_password = demo_submission.reset_account()
+        smtp_port = demo_submission.free_port()
+        smtp_address = f"starttls://{HOST}:{smtp_port}"
+        listener = Child(
+            "SMTP listener",
+            [sys.executable, "manage.py", "smtprelay_serve", "--listen", smtp_address],
+            log=var / "log" / "listener.log",
+        )
+        children.append(listener)
+        if not demo_submission.wait_for_listener(smtp_port):
+            raise WorkerExited(
+                f"The SMTP listener did not start; the end of {listener.log}:\n{listener.tail()}"
+            )
+        print(f"SMTP listener: {smtp_address} (pid {listener.process.pid}, log {listener.log})")
+
         ids = story.queue_messages()
-        print(f"Queued {len(ids)} messages; waiting up to {args.wait:.0f} s for delivery ...")
+        reply = demo_submission.submit(
+            smtp_port, ca_file, smtp_password, story.SUBMITTED_SUBJECT, story.SUBMITTED_TO
+        )
+        print(
+            f"Queued {len(ids)} messages through Django, and submitted one over SMTP "
+            f"(STARTTLS, AUTH as {demo_submission.ACCOUNT}): {reply}"
+        )
+        ids += story.queued_after(ids[-1])
+        print(f"Waiting up to {args.wait:.0f} s for delivery ...")
         final = wait_until_final(ids, worker, args.wait)
         if not final:
             print(f"Not all messages were final after {args.wait:.0f} s; see {worker.log}.")
@@ -239,9 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"The worker's log is {worker.log}; make demo starts over from a clean state.")
         else:
             print(
-                f"\nAs promised: every message failed over from {story.DOWN} to {story.UP}; "
-                f"{story.UP} refused {story.UNKNOWN_USER}@ with 550 {story.UNKNOWN_USER_CODE} "
-                "and delivered the rest."
+                f"\nAs promised: every message failed over from {story.DOWN} to {story.UP} "
+                f"(the one submitted over SMTP too); {story.UP} refused {story.UNKNOWN_USER}@ "
+                f"with 550 {story.UNKNOWN_USER_CODE} and delivered the rest."
             )
 
         print(f"\nAdmin login: {ADMIN_USERNAME} / {password}")
@@ -256,13 +282,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Admin: http://{HOST}:{args.port}/admin/ (Outbound mail: these messages,")
         print("  every attempt, the routes, their health and the suppressions)")
         print(f"Site:  http://{HOST}:{args.port}/ (queue a message of your own)")
-        print("Ctrl-C stops the site, the worker and both relays.\n", flush=True)
+        print(
+            f"SMTP:  {smtp_address} (STARTTLS, CA {ca_file}), login "
+            f"{demo_submission.ACCOUNT} / {smtp_password}, sender {demo_submission.SENDER}"
+        )
+        print("Ctrl-C stops the site, the worker, the listener and both relays.\n", flush=True)
         web = Child(
             "web server",
             [sys.executable, "manage.py", "runserver", "--noreload", f"{HOST}:{args.port}"],
         )
         children.append(web)
-        while web.running() and worker.running():
+        while web.running() and worker.running() and listener.running():
             time.sleep(0.5)
         for child in children:
             if not child.running():

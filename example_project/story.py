@@ -18,6 +18,8 @@ from typing import Any
 DOWN, UP = "relay-down", "relay-up"
 UNKNOWN_USER = "nobody"
 UNKNOWN_USER_CODE = "5.1.1"
+SUBMITTED_SUBJECT = "Submitted over SMTP: nightly backup"
+SUBMITTED_TO = "erin@example.com"
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,11 @@ PROMISES = (
         {"dave@example.com": "delivered", f"{UNKNOWN_USER}@example.com": "failed"},
     ),
     Promise("Only an unknown recipient", "failed", {f"{UNKNOWN_USER}@example.org": "failed"}),
+    # Submitted over SMTP (STARTTLS and AUTH) by another program: submit_over_smtp().
+    Promise(SUBMITTED_SUBJECT, "sent", {SUBMITTED_TO: "delivered"}),
 )
+# The messages queue_messages() queues through Django; the last one comes over SMTP.
+SITE_MESSAGES = 4
 
 
 def queue_messages() -> list[int]:
@@ -53,7 +59,7 @@ def queue_messages() -> list[int]:
 
     from django_smtprelay.models import Message
 
-    plain, html_report, half_known, unknown = (p.subject for p in PROMISES)
+    plain, html_report, half_known, unknown = (p.subject for p in PROMISES[:SITE_MESSAGES])
     start = Message.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     with transaction.atomic():
         send_mail(plain, "Hello Alice, this is a plain text message.", None, ["alice@example.com"])
@@ -79,12 +85,20 @@ def queue_messages() -> list[int]:
     return list(Message.objects.filter(pk__gt=start).order_by("pk").values_list("pk", flat=True))
 
 
+def queued_after(last_id: int) -> list[int]:
+    """The ids of messages queued after ``last_id`` (the one submitted over SMTP)."""
+    from django_smtprelay.models import Message
+
+    return list(Message.objects.filter(pk__gt=last_id).order_by("pk").values_list("pk", flat=True))
+
+
 def _messages(ids: list[int]) -> list[Any]:
     from django_smtprelay.models import Message
 
     return list(
         Message.objects.filter(pk__in=ids)
         .order_by("pk")
+        .select_related("submission_account")
         .prefetch_related("recipients__route", "attempts")
     )
 
@@ -105,6 +119,8 @@ def report(ids: list[int], relay: Any, here: Path) -> None:
             route = rcpt.route.name if rcpt.route else "-"
             detail = rcpt.reply or (f"{rcpt.smtp_code}" if rcpt.smtp_code else "")
             print(f"    {rcpt.address:<24} {rcpt.get_status_display():<9} via {route}  {detail}")
+        if message.submission_account is not None:
+            print(f"    submitted over SMTP by the account {message.submission_account.username}")
         received = relay.find(message.message_id)
         if received is not None:
             print(f"    {UP} stored it as {os.path.relpath(received.path, here)}")
@@ -138,6 +154,8 @@ def differences(ids: list[int], relay: Any) -> list[str]:
         elif UP not in (name for name, _ in tried[1:]):
             found.append(f"{label} was never tried on {UP} after {DOWN}")
         found += _recipient_differences(label, message, promise)
+        if promise.subject == SUBMITTED_SUBJECT:
+            found += _submission_differences(label, message)
         delivered = Recipient.Status.DELIVERED in promise.recipients.values()
         if delivered and relay.find(message.message_id) is None:
             found.append(f"{label} is not in {UP}'s mailbox")
@@ -163,4 +181,14 @@ def _recipient_differences(label: str, message: Any, promise: Promise) -> list[s
             )
         elif status == Recipient.Status.DELIVERED and getattr(rcpt.route, "name", "") != UP:
             found.append(f"{label}: {address} was delivered through {rcpt.route}, not {UP}")
+    return found
+
+
+def _submission_differences(label: str, message: Any) -> list[str]:
+    """The submitted message came with its account, and with one Received header first."""
+    found = []
+    if message.submission_account is None:
+        found.append(f"{label} has no submission account")
+    if not bytes(message.content.raw).startswith(b"Received: from "):
+        found.append(f"{label} does not start with the listener's Received header")
     return found

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -34,13 +35,23 @@ __all__ = [
 class SMTPTestServer:
     """A running test relay; read what it received from the test thread."""
 
-    def __init__(self, *, tls_certs: TLSCerts | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        tls_certs: TLSCerts | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        **options: Any,
+    ) -> None:
+        """``tls_context``: a server context of the test's own (a certificate for
+        other names), instead of ``tls_certs``' certificate named by ``cert``."""
         self.options = ServerOptions(**options)
-        if self.options.tls and tls_certs is None:
+        if self.options.tls and tls_certs is None and tls_context is None:
             raise ValueError(f"tls={self.options.tls!r} needs tls_certs")
         self.host = self.options.host
         self.port = 0
-        self._tls_context = tls_certs.server_context(self.options.cert) if tls_certs else None
+        self._tls_context = tls_context or (
+            tls_certs.server_context(self.options.cert) if tls_certs else None
+        )
         self._cond = threading.Condition()
         self._attempts: list[ReceivedMessage] = []
         self._errors: list[str] = []
@@ -218,7 +229,8 @@ def smtp_server(tls_certs: TLSCerts) -> Iterator[Callable[..., SMTPTestServer]]:
     servers: list[SMTPTestServer] = []
 
     def start(**options: Any) -> SMTPTestServer:
-        server = SMTPTestServer(tls_certs=tls_certs, **options)
+        options.setdefault("tls_certs", tls_certs)
+        server = SMTPTestServer(**options)
         servers.append(server)
         return server.start()
 

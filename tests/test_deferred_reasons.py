@@ -121,7 +121,9 @@ def test_recipients_split_off_by_a_too_many_reply_keep_the_reasons(
     mails = iter(range(100))
     server = smtp_server(
         rcpt_replies={"b@example.net": "452 4.5.3 Too many recipients"},
-        mail_reply=lambda sender: None if next(mails) == 0 else "421 4.3.2 Shutting down",
+        # A route fault for the second transaction (a 421 would be the relay's
+        # answer, deferring the recipients there, with no other route asked).
+        mail_reply=lambda sender: None if next(mails) == 0 else "530 5.7.0 Authentication required",
     )
     make_route(server, name="relay-a", priority=1)
     make_route(port=refused_port, name="relay-r", priority=2, recipient_domains="example.org")

@@ -173,6 +173,8 @@ PROMISED_STORY = {
         {"dave@example.com": ("delivered", ""), "nobody@example.com": ("failed", "5.1.1")},
     ),
     "Only an unknown recipient": ("failed", {"nobody@example.org": ("failed", "5.1.1")}),
+    # Submitted over SMTP (STARTTLS and AUTH) to the demo's smtprelay_serve.
+    "Submitted over SMTP: nightly backup": ("sent", {"erin@example.com": ("delivered", "")}),
 }
 
 
@@ -253,18 +255,24 @@ def test_demo_tells_the_promised_story_on_every_run(tmp_path: Path) -> None:
             output = ok(result)
             assert "As promised: every message failed over from relay-down to relay-up" in output
             assert_promised_story(tmp_path / "db.sqlite3")
-            assert len(list((tmp_path / "mailbox").glob("*.eml"))) == 3, f"run {run}"
+            assert len(list((tmp_path / "mailbox").glob("*.eml"))) == 4, f"run {run}"
             with sqlite3.connect(tmp_path / "db.sqlite3") as db:
                 counted = db.execute(
                     "SELECT status, SUM(count) FROM django_smtprelay_messagestat GROUP BY status"
                 ).fetchall()
-            assert dict(counted) == {"sent": 3, "failed": 1}, f"run {run}: the reset drops stats"
+            assert dict(counted) == {"sent": 4, "failed": 1}, f"run {run}: the reset drops stats"
+            with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+                (account,) = db.execute(
+                    "SELECT a.username FROM django_smtprelay_message m JOIN "
+                    "django_smtprelay_submissionaccount a ON a.id = m.submission_account_id"
+                ).fetchone()
+            assert account == "demo-cron"
             outputs.append(output)
             if run == 1:
                 seed_leftovers(tmp_path)
 
     assert "deleted 0 messages, 0 suppressions and 0 mailbox files" in outputs[0]
-    assert "deleted 4 messages, 3 suppressions and 3 mailbox files" in outputs[1]
+    assert "deleted 5 messages, 3 suppressions and 4 mailbox files" in outputs[1]
     assert "disabled the other routes (my-relay)" in outputs[1]
     reports = [
         out[out.index("Where each message went") : out.index("Admin login")] for out in outputs

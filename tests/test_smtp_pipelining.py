@@ -310,3 +310,22 @@ def test_meanwhile_runs_once_when_the_relay_refuses_before_the_content(servers: 
     assert str(result.outcome) == "route_fault" and result.reply.code == 553
     assert str(small.outcome) == "route_fault" and "SIZE 10" in small.reply.text
     assert calls == ["refused", "too large"]
+
+
+def test_a_421_to_a_pipelined_rcpt_is_the_reply_not_a_lost_connection(smtp_server) -> None:
+    """The relay closes after its 421 (RFC 5321 3.8), so no reply to DATA ever comes:
+    every recipient gets the 421 (a throttle), none a "connection closed" route fault."""
+    relay = smtp_server(rcpt_replies={"slow@x.test": "421 4.7.0 Try again later"})
+    route = RouteSpec(name="r", host="127.0.0.1", port=relay.port, security=Route.Security.NONE)
+    transport = SMTPTransport(route)
+    transport.open()
+    try:
+        result = transport.send(Envelope("s@example.com", ["ok@x.test", "slow@x.test"], b"x\r\n"))
+    finally:
+        transport.close()
+    assert [(r.reply.code, r.verdict.throttle) for r in result.recipients] == [
+        (421, True),
+        (421, True),
+    ]
+    assert result.verdict.session_over and result.reply.code == 421
+    assert relay.messages == []

@@ -1,3 +1,12 @@
 """The control room: the Django admin for the queue, routes and domains."""
 
-from . import domains, events, health, messages, recipients, routes, suppressions  # noqa: F401
+from . import (  # noqa: F401
+    domains,
+    events,
+    health,
+    messages,
+    recipients,
+    routes,
+    submission,
+    suppressions,
+)

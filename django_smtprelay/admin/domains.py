@@ -26,6 +26,7 @@ from ..domains.refresh import check_and_save
 from ..domains.resolver import Resolver, clear_cache
 from ..models import SenderDomain
 from .base import PlainHelpTextAdmin
+from .domain_keys import DomainKeysMixin, keys_context
 
 BADGE_COLOURS = {
     "ok": "#2e7d32",
@@ -48,7 +49,7 @@ def badge(status: str, label: str = "") -> str:
 
 
 @admin.register(SenderDomain)
-class SenderDomainAdmin(PlainHelpTextAdmin):
+class SenderDomainAdmin(DomainKeysMixin, PlainHelpTextAdmin):
     change_form_template = "admin/django_smtprelay/senderdomain/change_form.html"
     list_display = (
         "domain",
@@ -135,6 +136,7 @@ class SenderDomainAdmin(PlainHelpTextAdmin):
                 self.admin_site.admin_view(self.check_view),
                 name="{}_{}_check".format(*info),
             ),
+            *self.key_urls(),
             *super().get_urls(),
         ]
 
@@ -186,5 +188,6 @@ class SenderDomainAdmin(PlainHelpTextAdmin):
                     f"admin:{self.opts.app_label}_{self.opts.model_name}_check",
                     args=[obj.pk],
                 ),
+                dkim=keys_context(obj, f"admin:{self.opts.app_label}_{self.opts.model_name}_dkim"),
             )
         return super().change_view(request, object_id, form_url, extra_context)

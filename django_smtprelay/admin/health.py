@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..health.circuit import close_now
+from ..health.destination_overview import destination_overview
 from ..health.overview import cache_is_per_process, route_overview
 from ..models import RouteHealth
 from .base import PlainHelpTextAdmin
@@ -80,6 +81,7 @@ class RouteHealthAdmin(PlainHelpTextAdmin):
                 (o, RouteHealth.State(o.state).label, BADGE_COLOURS.get(o.state, "#555"))
                 for o in route_overview()
             ],
+            "destinations": destination_overview(),
             "can_close": self.has_change_permission(request),
             "per_process_cache": cache_is_per_process(),
             **(extra_context or {}),

@@ -71,6 +71,18 @@ def help_line(text: str) -> SafeString:
     return format_html('<div class="help" style="margin:2px 0 0">{}</div>', text)
 
 
+def choice_text(choice: object) -> str:
+    """An attempt's route choice in words: "for microsoft: relay-a 5%, relay-b 95%"."""
+    if not isinstance(choice, dict) or not isinstance(choice.get("routes"), list):
+        return ""
+    shares = ", ".join(
+        f"{r.get('route')} {float(r.get('share') or 0):.0%}"
+        for r in choice["routes"]
+        if isinstance(r, dict)
+    )
+    return f"for {choice.get('destination')}: {shares}"
+
+
 def duration_text(seconds: float) -> str:
     """``40 ms`` below a second, ``2.4 s`` above."""
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"

@@ -75,6 +75,13 @@ def steps(route: Route, sending: bool) -> str:
         if sending:
             return done + ", then sends the message to its API"
         return done + " (checking that no option is missing or unknown); no request is made"
+    if route.kind == "mx":
+        if not sending:
+            return "has no server of its own to connect to: send a test message instead"
+        return (
+            "looks up the recipient domain's MX hosts and MTA-STS policy, connects to them "
+            "in turn, says EHLO, starts TLS when offered, sends the message, then QUITs"
+        )
     done = [f"connects to {route.host}:{route.port}"]
     if route.security == "tls":
         done[0] += " with TLS"

@@ -18,6 +18,7 @@ from .lease import LeaseHeartbeat, renew
 from .loading import load_parts
 from .reasons import NoRouteLeft
 from .results import Flush, ResultWriter, attempt_preparer
+from .signing import Signatures
 from .state import RunReport, _Msg, _Part, _Rcpt
 
 logger = logging.getLogger("django_smtprelay.delivery")
@@ -68,6 +69,8 @@ class Batch:
         self._no_route_left: NoRouteLeft | None = None
         # Why each route found down in this batch was (for the parts it drops).
         self._down: dict[str, str] = {}
+        # The From domains' DKIM keys, for routes that sign.
+        self.signatures = Signatures()
 
     # -- loading ---------------------------------------------------------------
 
@@ -208,7 +211,16 @@ class Batch:
         if split:
             # A new part on the same routes, which the session sends next.
             rest = [r for r in part.routes if r.name != route.name]
-            self._split_off.append(_Part(msg, [route, *rest], split, match=part.match))
+            self._split_off.append(
+                _Part(
+                    msg,
+                    [route, *rest],
+                    split,
+                    match=part.match,
+                    group=part.group,
+                    choice=part.choice,
+                )
+            )
             msg.parts_left += 1
         if outcomes == {Outcome.DELIVERED}:
             overall = Attempt.DELIVERED
@@ -229,6 +241,7 @@ class Batch:
             took,
             per_rcpt,
             possible_duplicate=resent or Outcome.UNCERTAIN in outcomes,
+            choice=part.choice,
             # A partial delivery's reply is the accepted one: count the refusal.
             error_reply=(
                 next(
@@ -237,6 +250,7 @@ class Batch:
                 if overall == Attempt.PARTIAL
                 else None
             ),
+            dkim_keys=part.signed_by,
         )
         if not still_open:
             self.finish(part)
@@ -266,6 +280,7 @@ class Batch:
                 for a in part.open_addresses
             ],
             possible_duplicate=possible_duplicate,
+            choice=part.choice,
         )
         part.msg.last_reply = self._down[route.name] = f"{route.name}: {verdict.reason}: {reply}"
         part.could_not_use(part.msg.last_reply)
@@ -315,9 +330,12 @@ class Batch:
         *,
         possible_duplicate: bool = False,
         error_reply: Reply | None = None,
+        dkim_keys: str = "",
+        choice: dict[str, object] | None = None,
     ) -> None:
         """Add one attempt row to the next flush (and to its statistics, where a
-        failure counts as ``error_reply`` when given)."""
+        failure counts as ``error_reply`` when given); ``choice``: the figures
+        that put ``route`` first (see ``RouteHealthService.order_for``)."""
         # A plain tuple, in ATTEMPT_COLUMNS order: results.insert_attempts writes
         # thousands of these without building a model instance for each. It is
         # converted for the database now, while the relay works on the next message.
@@ -335,6 +353,8 @@ class Batch:
             reply.exception,
             recipients if len(recipients) > 1 else _NO_RECIPIENTS,
             possible_duplicate,
+            dkim_keys[:600],
+            choice,
         )
         self._pending.attempts.append(self._prepare_attempt(row))
         error = error_reply or reply

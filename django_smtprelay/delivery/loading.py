@@ -13,7 +13,9 @@ from datetime import datetime
 from django.db.models import BinaryField, Case, F, When
 from django.db.models.functions import Length
 
+from ..conf import app_settings
 from ..health import RouteHealthService
+from ..health.destinations import DestinationGroups
 from ..models import Message, Recipient, Suppression
 from ..models.bulk import strings_in
 from ..replies import Outcome, Verdict
@@ -74,6 +76,11 @@ def load_parts(
     nothing_to_send: list[_Msg] = []
     times = _BatchTimes(ids)
     using = rows.db
+    # Destinations are grouped only where there is a choice of routes to make.
+    groups = (
+        DestinationGroups() if app_settings.destination_routing and len(router.routes) > 1 else None
+    )
+    by_domain_key = router.any_recipient_rules or groups is not None
     for pk, sender, raw, content_size, attempts, hint, retry, s_dom, f_dom, size, dup, by in rows:
         if content_size is None:  # its bytes are gone (retention): nothing can be sent
             msg = _Msg(pk, sender, b"", times, attempts, rcpts.get(pk, {}))
@@ -81,7 +88,7 @@ def load_parts(
             nothing_to_send.append(msg)
             continue
         data = bytes(raw) if raw is not None else StoredContent(pk, content_size, using)
-        msg = _Msg(pk, sender, data, times, attempts, rcpts.get(pk, {}))
+        msg = _Msg(pk, sender, data, times, attempts, rcpts.get(pk, {}), from_domain=f_dom or "")
         msg.maybe_sent_before = dup or pk in taken_over
         if by is not None and by <= now:
             _fail_unsent(msg, f"expired: not delivered by {by.isoformat(timespec='seconds')}")
@@ -96,10 +103,11 @@ def load_parts(
         open_rcpts = [r for r in open_rcpts if r.status in OPEN_STATES]
         # Recipients that the same routes may take travel together; the
         # others are split into their own parts (and SMTP transactions).
-        by_routes: dict[tuple[str, ...], _Part] = {}
+        by_routes: dict[tuple[object, ...], _Part] = {}
+        orders: dict[tuple[tuple[str, ...], str], tuple[list[RouteSpec], dict | None]] = {}
         by_domain: dict[str, list[RouteSpec]] = {}  # one match per domain, not per recipient
         for rcpt in open_rcpts:
-            domain = rcpt.address.rpartition("@")[2] if router.any_recipient_rules else ""
+            domain = rcpt.address.rpartition("@")[2].lower() if by_domain_key else ""
             if domain not in by_domain:
                 by_domain[domain] = router.matching(
                     hint,
@@ -109,12 +117,29 @@ def load_parts(
                     size=size,
                 )
             routes = by_domain[domain]
-            key = tuple(r.name for r in routes)
-            if key not in by_routes:
-                ordered = health.order(routes) if len(routes) > 1 else list(routes)
+            group = groups.group(domain) if groups is not None and len(routes) > 1 else ""
+            order_key = (tuple(r.name for r in routes), group)
+            if order_key not in orders:
+                choice = None
+                if group:
+                    ordered, choice = health.order_for(routes, group)
+                else:
+                    ordered = health.order(routes) if len(routes) > 1 else list(routes)
                 # Greylisting is passed only by coming back to the same relay.
                 ordered.sort(key=lambda r: r.name != retry)
-                by_routes[key] = _Part(msg, ordered, match=(hint, s_dom, f_dom, domain, size))
+                orders[order_key] = (ordered, choice)
+            ordered, choice = orders[order_key]
+            # Recipients whose routes come out in the same order travel together
+            # (the first one's group is the part's, for its attempts and health).
+            key = tuple(r.name for r in ordered) if ordered else order_key
+            if key not in by_routes:
+                by_routes[key] = _Part(
+                    msg,
+                    list(ordered),
+                    match=(hint, s_dom, f_dom, domain, size),
+                    group=group,
+                    choice=choice,
+                )
             by_routes[key].open_addresses.append(rcpt.address)
         for part in by_routes.values():
             if not part.routes:
@@ -123,6 +148,10 @@ def load_parts(
                     part.last_fault = Verdict(
                         Outcome.ROUTE_FAULT, msg.last_reply, if_last_route=Outcome.PERMANENT
                     )
+                elif part.choice is not None:
+                    # Every route that takes it has its circuit for this destination open.
+                    names = ", ".join(str(r["route"]) for r in part.choice["routes"])  # type: ignore[index, union-attr]
+                    msg.last_reply = f"the circuits of {names} for {part.group} are open"
                 else:
                     msg.last_reply = no_route_takes(router, part.match)
         msg.parts_left = len(by_routes)

@@ -19,11 +19,15 @@ from django.utils import timezone
 
 from ..health import RouteHealthService
 from ..health.circuit import BreakerState
+from ..health.per_destination import classify
 from ..health.ratelimit import RateLimits
 from ..replies import Outcome, Stage, Verdict
 from ..routing import RouteSpec
+from ..signing.signer import SigningError
+from ..tracking.ids import smtprelay_id
 from ..transports.base import Envelope, Reply, SendResult, Transport, TransportError
 from .batch import Batch
+from .signing import signing_fault
 from .state import _Part
 
 logger = logging.getLogger("django_smtprelay.delivery")
@@ -57,8 +61,14 @@ def _limits(route: RouteSpec) -> RateLimits | None:
     )
 
 
-def _envelope(part: _Part) -> Envelope:
-    return Envelope(part.msg.sender, list(part.open_addresses), part.msg.data)
+def _send_seconds(transport: Transport, route: RouteSpec, part: _Part) -> float:
+    """The longest one send of ``part`` may take: the transport's own bound
+    (``send_seconds(addresses)``: an MX route may try several hosts), or one
+    reply per command."""
+    bound = getattr(transport, "send_seconds", None)
+    if bound is not None:
+        return float(bound(part.open_addresses))
+    return route.timeout * (_SEND_REPLIES + len(part.open_addresses))
 
 
 def _route_outcome(result: SendResult) -> Outcome:
@@ -138,6 +148,8 @@ class RouteSession:
         self.transport: Transport | None = None
         self.paced = False
         self.good, self.good_latency = 0, 0.0  # reported together: a few cache operations
+        # The good sends' share of each destination group: (sends, latency).
+        self.good_groups: dict[str, tuple[int, float]] = {}
         # The result of the last send, not yet applied (see _Applied).
         self.waiting: _Applied | None = None
 
@@ -156,9 +168,7 @@ class RouteSession:
             return self._run()
         finally:
             self._close()
-            health.record_successes(
-                route.name, self.good, self.good_latency, limits=limits, counted=self.paced
-            )
+            self._report_good()
             health.close_session(slot)
 
     def _run(self) -> bool:
@@ -201,15 +211,20 @@ class RouteSession:
             if announced is not None and announced[0] is part:
                 envelope = announced[1]
             else:
-                envelope = _envelope(part)
+                try:
+                    envelope = self._envelope(part)
+                except SigningError as exc:
+                    self.waiting = _settle(self.waiting)
+                    self._signing_fault(part, exc, started)
+                    continue
             announced = None
             waiting = self.waiting
-            self.batch.expect(route.timeout * (_SEND_REPLIES + len(part.open_addresses)))
+            self.batch.expect(_send_seconds(transport, route, part))
             try:
                 if lookahead:
                     following = group[index] if index < len(group) else None
                     if not self.paced and following is not None and not following.done:
-                        announced = (following, _envelope(following))
+                        announced = self._announce(following)
                     result = transport.send(  # type: ignore[call-arg]
                         envelope,
                         following=announced[1] if announced else None,
@@ -230,10 +245,36 @@ class RouteSession:
                 waiting.raise_failure()
             took = time.monotonic() - started
             self.waiting = _Applied(self.batch, group, part, route, result, started_at, took)
-            self._account(result, took)
+            self._account(result, took, part)
             if not lookahead:
                 self.waiting = _settle(self.waiting)
         return True
+
+    def _envelope(self, part: _Part) -> Envelope:
+        """What goes out for ``part``: signed with its From domain's keys if the route signs."""
+        msg, addresses = part.msg, list(part.open_addresses)
+        data, part.signed_by = msg.data, ""
+        if self.route.dkim_sign and self.route.kind != "anymail":  # an ESP signs itself
+            data, part.signed_by = self.batch.signatures.sign(msg)
+        # Sent to one recipient, the id names its row; to several, the message
+        # (an event then finds its row by the message and the address).
+        rcpt = msg.rcpts.get(addresses[0]) if len(addresses) == 1 else None
+        tracking_id = smtprelay_id(msg.pk, rcpt.pk if rcpt is not None else None)
+        return Envelope(msg.sender, addresses, data, tracking_id)
+
+    def _announce(self, part: _Part) -> tuple[_Part, Envelope] | None:
+        """``part`` with its envelope, to send next; None if it cannot be signed
+        (its turn then makes the route fault)."""
+        try:
+            return part, self._envelope(part)
+        except SigningError:
+            return None
+
+    def _signing_fault(self, part: _Part, exc: SigningError, started: float) -> None:
+        """``part`` cannot be signed: a route fault for it alone (see delivery/signing.py)."""
+        logger.warning("Route %s: message %s not sent: %s", self.route.name, part.msg.pk, exc)
+        verdict, reply = signing_fault(exc)
+        self.batch.route_fault(part, self.route, verdict, reply, started)
 
     def _pace(self, index: int) -> bool:
         """Wait for the route's rate limit; False (the rest held back) if it is too long."""
@@ -277,7 +318,7 @@ class RouteSession:
         self.batch.report.sessions += 1
         return True
 
-    def _account(self, result: SendResult, took: float) -> None:
+    def _account(self, result: SendResult, took: float, part: _Part) -> None:
         """Route health for one send: good ones are counted up and reported together.
 
         Health is advice: when its cache fails, the send's result still counts.
@@ -285,22 +326,26 @@ class RouteSession:
         if result.verdict.session_over:  # e.g. 421: the server is closing
             self._close(keep=True)
         try:
-            self._account_health(result, took)
+            self._account_health(result, took, part.group)
         except Exception:
             logger.warning("Route %s: recording its health failed", self.route.name, exc_info=True)
 
-    def _account_health(self, result: SendResult, took: float) -> None:
+    def _account_health(self, result: SendResult, took: float, group: str) -> None:
         route, health, limits = self.route, self.health, self.limits
         outcome = _route_outcome(result)
         if outcome in ROUTE_WORKS and not result.verdict.throttle:
             self.good, self.good_latency = self.good + 1, self.good_latency + took
+            if group:
+                kind = classify(outcome.value, False)
+                if kind == "accepted":
+                    sends, latency = self.good_groups.get(group, (0, 0.0))
+                    self.good_groups[group] = (sends + 1, latency + took)
+                else:  # the route works, but this receiver deferred or refused
+                    health.destinations.record(route.name, group, kind, took, self.clock())
             return
         # Settle the session's good sends first, so a slow-down is measured
         # against everything sent so far, this one included.
-        health.record_successes(
-            route.name, self.good, self.good_latency, limits=limits, counted=self.paced
-        )
-        self.good, self.good_latency = 0, 0.0
+        self._report_good()
         if not self.paced:
             health.limiter(route.name, limits).count_sends(1, self.clock())
         health.after_result(
@@ -310,8 +355,22 @@ class RouteSession:
             took,
             result.verdict.reason,
             limits=limits,
+            group=group,
         )
-        self.paced = self.paced or result.verdict.throttle
+        # A destination's throttling lowers the route's share of it (no slow-down).
+        self.paced = self.paced or (result.verdict.throttle and not group)
+
+    def _report_good(self) -> None:
+        """Report the good sends counted so far, and start counting again."""
+        self.health.record_successes(
+            self.route.name,
+            self.good,
+            self.good_latency,
+            limits=self.limits,
+            counted=self.paced,
+            groups=self.good_groups,
+        )
+        self.good, self.good_latency, self.good_groups = 0, 0.0, {}
 
     def _settle_after_failure(self, waiting: _Applied | None) -> None:
         """The previous send's result, if the failed send did not get to apply it."""

@@ -108,6 +108,11 @@ class _Entry:
     missing: DNSMissing | None = None
 
 
+# Answers kept at most: a worker that delivers to MX hosts looks up every
+# recipient domain, so the cache is bounded (expired answers go first, then
+# the oldest).
+MAX_CACHE_ENTRIES = 20_000
+
 _cache: dict[tuple[str, str], _Entry] = {}
 _cache_lock = threading.Lock()
 
@@ -122,6 +127,15 @@ def clear_cache() -> None:
     """Forget every cached answer (the admin's "check now" starts fresh)."""
     with _cache_lock:
         _cache.clear()
+
+
+def _make_room(now: float) -> None:
+    """Drop expired answers, and the oldest tenth if none had expired (lock held)."""
+    expired = [k for k, entry in _cache.items() if entry.expires <= now]
+    if not expired:
+        expired = list(_cache)[: max(1, MAX_CACHE_ENTRIES // 10)]
+    for k in expired:
+        del _cache[k]
 
 
 def parse_nameserver(value: str) -> dns.nameserver.Do53Nameserver:
@@ -241,6 +255,8 @@ class Resolver:
         lifetime = min(ttl, self.cache_seconds)
         if lifetime > 0:
             with _cache_lock:
+                if key not in _cache and len(_cache) >= MAX_CACHE_ENTRIES:
+                    _make_room(now)
                 _cache[key] = _Entry(now + lifetime, answer, missing)
 
     def txt(self, name: str) -> list[str]:

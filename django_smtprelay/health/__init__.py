@@ -8,7 +8,9 @@ at Redis (``django.core.cache.backends.redis.RedisCache``) or another shared
 cache when more than one worker sends.
 
 The delivery engine uses :class:`RouteHealthService`; the parts are usable on
-their own: :mod:`.circuit`, :mod:`.ratelimit`, :mod:`.score`.
+their own: :mod:`.circuit`, :mod:`.ratelimit`, :mod:`.score`, and per
+destination group :mod:`.destinations` (domain -> group from MX hosts) and
+:mod:`.per_destination` (health, shares and circuits per route and group).
 """
 
 from .circuit import BreakerPolicy, BreakerState, CircuitBreaker

@@ -27,6 +27,7 @@ from ..conf import app_settings
 from ..replies import Outcome
 from . import store
 from .circuit import BreakerPolicy, BreakerState, CircuitBreaker
+from .per_destination import DestinationHealth, classify, shares
 from .ratelimit import ConnectionSlot, RateLimiter, RateLimits
 from .score import HealthScores, RouteScore
 
@@ -62,7 +63,10 @@ class RouteHealthService:
         self._rng = rng or random.Random()
         self._clock = clock
         self.scores = HealthScores(cache)
+        self.destinations = DestinationHealth(cache, policy)
         self._memo: dict[tuple[str, ...], tuple[float, dict[str, RouteScore]]] = {}
+        # (route names, group) -> (when, shares, the choice as attempts record it)
+        self._dest_memo: dict[tuple, tuple[float, dict[str, float], dict[str, Any]]] = {}
 
     def breaker(self, route_name: str) -> CircuitBreaker:
         return CircuitBreaker(route_name, self._policy, self._cache)
@@ -109,6 +113,7 @@ class RouteHealthService:
         now: datetime | None = None,
         *,
         limits: RateLimits | None = None,
+        group: str = "",
     ) -> None:
         """Report one send (or a session that failed) on the route.
 
@@ -117,6 +122,11 @@ class RouteHealthService:
         for the circuit; ``route_fault`` and ``uncertain`` count against the
         circuit and the score; the other outcomes show the route works.
         ``limits`` are the route's, as given to :meth:`before_send`.
+
+        With the recipients' destination ``group``, the send also counts in
+        that group's health on the route, and a throttling reply is that
+        receiver's word about the route: it lowers the route's share of the
+        group's mail, not its limits or its score for everyone.
         """
         now = now or self._clock()
         value = str(outcome)
@@ -124,6 +134,11 @@ class RouteHealthService:
             raise ValueError(
                 f"unknown outcome {outcome!r}; expected one of {sorted(ROUTE_OK | ROUTE_BAD)}"
             )
+        if group:
+            self.destinations.record(route_name, group, classify(value, throttle), latency, now)
+            if throttle:  # that receiver's word about the route, not a fault of the route
+                self.scores.record(route_name, True, latency, now)
+                return
         if throttle:
             self._slow_down(route_name, limits, reason, now)
         elif value in ROUTE_BAD:
@@ -141,10 +156,12 @@ class RouteHealthService:
         *,
         limits: RateLimits | None = None,
         counted: bool = False,
+        groups: dict[str, tuple[int, float]] | None = None,
     ) -> None:
         """Report ``count`` sends the relay did its job for, at once.
 
         ``counted``: the sends went through :meth:`before_send`, which counted them.
+        ``groups``: how many of them (and their latency) went to each destination group.
 
         The same as ``count`` calls of :meth:`after_result` with a good outcome,
         in a few cache operations: the engine reports a session's successes
@@ -155,6 +172,9 @@ class RouteHealthService:
         now = now or self._clock()
         self.breaker(route_name).record_successes(count, now)
         self.scores.record_many(route_name, count, count, latency_total, now)
+        for group, (sends, latency) in (groups or {}).items():
+            if group and sends:
+                self.destinations.record(route_name, group, "accepted", latency, now, sends)
         if not counted:
             self.limiter(route_name, limits).count_sends(count, now)
 
@@ -180,6 +200,77 @@ class RouteHealthService:
                 group = self._shuffle(group, now)
             result.extend(group)
         return result
+
+    def order_for(
+        self, routes: Sequence[R], group: str, now: datetime | None = None
+    ) -> tuple[list[R], dict[str, Any] | None]:
+        """:meth:`order` for mail to one destination ``group``, and why.
+
+        Within one priority the shares are the operator's weight x the
+        route's health x its standing with the group
+        (:mod:`.per_destination`); a route whose circuit for the group is
+        open is left out. The second value is what the attempts record: the
+        group and, per route, its share and the figures behind it (one
+        object for every message ordered alike, None with nothing to choose).
+        """
+        now = now or self._clock()
+        ordered = sorted(routes, key=_priority)
+        result: list[R] = []
+        explained: list[dict[str, Any]] = []
+        for _, group_iter in groupby(ordered, key=_priority):
+            members = list(group_iter)
+            names = tuple(_name(r) for r in members)
+            key = (names, group)
+            cached = self._dest_memo.get(key)
+            if cached is None or abs(now.timestamp() - cached[0]) > SCORE_TTL:
+                cached = (now.timestamp(), *self.destination_shares(members, group, now))
+                self._dest_memo[key] = cached
+            share_of = cached[1]
+            keyed = []
+            for n, r in zip(names, members, strict=True):
+                share = share_of[n]
+                if share > 0:
+                    keyed.append((self._rng.random() ** (1 / share), r))
+            keyed.sort(key=lambda pair: pair[0], reverse=True)
+            result.extend(r for _, r in keyed)
+            explained.extend(cached[2]["routes"])
+        if len(explained) < 2:
+            return result, None
+        if len(explained) == len(cached[2]["routes"]):
+            return result, cached[2]  # one priority: the memo's own object
+        return result, {"destination": group, "routes": explained}
+
+    def destination_shares(
+        self, members: list[Any], group: str, now: datetime, *, persist: bool = True
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """The shares of ``group``'s mail for routes of one priority, and why
+        (see :meth:`order_for`); ``persist=False`` writes nothing (the admin)."""
+        names = [_name(r) for r in members]
+        route_scores = self.scores.scores(names, now, persist=persist)
+        health = self.scores.weights(names, now=now, scores=route_scores)
+        weights_in = {
+            n: max(getattr(r, "weight", 1), 0) for n, r in zip(names, members, strict=True)
+        }
+        weights = {n: health[n] * weights_in[n] for n in names}
+        standing = self.destinations.scores(names, group, now)
+        share_of = shares(weights, standing) if len(names) > 1 else dict.fromkeys(names, 1.0)
+        if len(names) == 1 and standing[names[0]].open_until is not None:
+            share_of = {names[0]: 0.0}
+        routes = []
+        for n in names:
+            figures = standing[n].figures
+            routes.append(
+                {
+                    "route": n,
+                    "share": round(share_of[n], 3),
+                    "weight": weights_in[n],
+                    "health": route_scores[n].score,
+                    "factor": standing[n].factor,
+                    "sends": figures.sends,
+                    "why": standing[n].reason[:300],
+                }
+            )
+        return share_of, {"destination": group, "routes": routes}
 
     def state(self, route_name: str) -> BreakerState:
         return self.breaker(route_name).state()

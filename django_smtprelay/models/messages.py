@@ -8,11 +8,14 @@ from datetime import datetime, timedelta
 
 from django.db import connections, models, transaction
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .bulk import ids_in
+from .fields import AddressDomainField
 from .routes import Route
+from .submission import SubmissionAccount
 
 
 class Claim(tuple):
@@ -239,6 +242,16 @@ class Message(models.Model):
         ),
     )
 
+    submission_account = models.ForeignKey(
+        SubmissionAccount,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="messages",
+        editable=False,
+        help_text=_("The SMTP submission account it came in with; empty: queued by the site."),
+    )
+
     objects = MessageQuerySet.as_manager()
 
     class Meta:
@@ -312,6 +325,9 @@ class Recipient(models.Model):
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients")
     address = models.CharField(max_length=254)
+    # Lower case, IDNA-encoded: the recipient-domain filter and "@domain"
+    # search read an index range of it (an address's end fits no index).
+    domain = AddressDomainField(_("domain"))
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
     enhanced_code = models.CharField(max_length=16, blank=True)
@@ -329,7 +345,11 @@ class Recipient(models.Model):
     class Meta:
         ordering = ("pk",)
         indexes = [
-            models.Index(fields=["address"], name="smtprelay_rcpt_address"),
+            # An address typed into the search box, in any case.
+            models.Index(Lower("address"), name="smtprelay_rcpt_address_lower"),
+            # Every recipient at a domain; with the message, the message list's
+            # "any recipient at" filter is read from the index alone.
+            models.Index(fields=["domain", "message"], name="smtprelay_rcpt_domain"),
             # The recipient list's time filters (last hour, day, week): a
             # range of it, not a scan of every recipient.
             models.Index(fields=["updated_at"], name="smtprelay_rcpt_updated"),
@@ -376,6 +396,17 @@ class DeliveryAttempt(models.Model):
     exception = models.CharField(max_length=255, blank=True)
     recipients = models.JSONField(default=list, blank=True)
     possible_duplicate = models.BooleanField(default=False)
+    # The DKIM keys the message was signed with on this attempt, by where each
+    # is published ("s1._domainkey.example.com", space-separated); blank: unsigned.
+    dkim_keys = models.CharField(_("DKIM keys"), max_length=600, blank=True)
+    route_choice = models.JSONField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "Why this route: the destination group and, per candidate route, its share "
+            "of that group's traffic and the figures behind it."
+        ),
+    )
 
     class Meta:
         ordering = ("-started_at", "-pk")

@@ -25,7 +25,8 @@ def webhook_destination(name: str, esp: str) -> str:
 
 
 class Route(models.Model):
-    """One way out: an SMTP smarthost, or an ESP's API through django-anymail."""
+    """One way out: an SMTP smarthost, an ESP's API through django-anymail, or
+    straight to each recipient domain's MX hosts."""
 
     #: What a stored secret is sealed to: where it is sent and how it is
     #: protected on the way (see :mod:`django_smtprelay.sealing`). An ESP
@@ -45,6 +46,11 @@ class Route(models.Model):
     class Kind(models.TextChoices):
         SMTP = "smtp", _("SMTP relay")
         ANYMAIL = "anymail", _("ESP API (django-anymail)")
+        MX = "mx", _("Direct to MX")
+
+    class MXTLS(models.TextChoices):
+        OPPORTUNISTIC = "opportunistic", _("Opportunistic: STARTTLS when offered")
+        VERIFIED = "verified", _("Required, with a valid certificate for the MX host")
 
     class Security(models.TextChoices):
         NONE = "none", _("None (plaintext)")
@@ -84,6 +90,33 @@ class Route(models.Model):
     allow_plaintext_auth = models.BooleanField(
         default=False,
         help_text=_("Send the username and password even without TLS. Almost never right."),
+    )
+    # Direct-to-MX routes: how much TLS the MX hosts must offer. Most MX
+    # certificates do not match the host's name, so the default delivers over
+    # whatever TLS there is (and says so on the attempt); MTA-STS enforces more
+    # for the domains that publish a policy.
+    mx_tls = models.CharField(
+        _("MX TLS"),
+        max_length=16,
+        choices=MXTLS.choices,
+        default=MXTLS.OPPORTUNISTIC,
+        help_text=_(
+            "For direct-to-MX routes. Opportunistic: encrypt when the MX host offers "
+            "STARTTLS, even with a certificate that does not verify (the attempt says so). "
+            "Required: only over TLS with a valid certificate for the MX host's name, "
+            "otherwise the next MX host, then defer."
+        ),
+    )
+    ehlo_hostname = models.CharField(
+        _("EHLO name"),
+        max_length=253,
+        blank=True,
+        validators=[validate_domain_name],
+        help_text=_(
+            "The name this route says in EHLO. Blank: the EHLO_HOSTNAME setting, or the "
+            "machine's name. For direct-to-MX routes receivers check that it resolves to "
+            "the sending IP and that the IP's reverse DNS (PTR) gives it back."
+        ),
     )
     username = models.CharField(max_length=255, blank=True)
     # Fernet token; see the ``password`` property. Never shown back in the admin.
@@ -176,6 +209,15 @@ class Route(models.Model):
             "Blank: the route does not sign."
         ),
     )
+    dkim_sign = models.BooleanField(
+        _("sign with DKIM"),
+        default=False,
+        help_text=_(
+            "Sign each message just before sending, with the active DKIM keys of its From "
+            "domain (Sending domains). Mail from a domain without a key goes unsigned. "
+            "SMTP and direct-to-MX routes; not ESP routes: the ESP signs."
+        ),
+    )
     # Fernet token of the PEM private key this app signs with on this route, if
     # it signs itself; used to compare with the published key. Never shown back.
     dkim_private_key_ciphertext = models.TextField(blank=True, editable=False)
@@ -200,6 +242,8 @@ class Route(models.Model):
                 f"<Route {self.name!r} anymail {self.esp} at "
                 f"{self.esp_endpoint or 'default endpoint'} priority={self.priority}>"
             )
+        if self.kind == self.Kind.MX:
+            return f"<Route {self.name!r} mx tls={self.mx_tls} priority={self.priority}>"
         return (
             f"<Route {self.name!r} {self.security}://{self.host}:{self.port} "
             f"user={'set' if self.username else 'none'} priority={self.priority}>"
@@ -320,6 +364,24 @@ class Route(models.Model):
         super().clean()
         if self.kind == self.Kind.SMTP and not self.host:
             raise ValidationError({"host": _("An SMTP route needs the relay's host name.")})
+        if self.dkim_sign and self.kind == self.Kind.ANYMAIL:
+            raise ValidationError(
+                {
+                    "dkim_sign": _(
+                        "An ESP route cannot sign: the ESP signs the mail it sends (set up "
+                        "DKIM in the ESP's console). Untick 'sign with DKIM'."
+                    )
+                }
+            )
+        if self.kind == self.Kind.MX and self.username:
+            raise ValidationError(
+                {
+                    "username": _(
+                        "A direct-to-MX route logs in nowhere: clear the username (and "
+                        "password), or make it an SMTP route."
+                    )
+                }
+            )
         if self.kind == self.Kind.ANYMAIL and not self.esp:
             raise ValidationError({"esp": _("Choose the ESP this route sends through.")})
         if self.esp and self.esp not in esps.available():

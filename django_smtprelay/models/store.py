@@ -30,6 +30,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
+from ..envelope import address_domain
 from .bulk import RowPreparer, insert_returning_ids, insert_rows, insert_sql
 from .domains import SenderDomain
 from .messages import Message, MessageContent, Recipient
@@ -52,11 +53,13 @@ MESSAGE_COLUMNS = (
     "attempt_count",
     "last_error",
     "possible_duplicate",
+    "submission_account_id",
 )
 CONTENT_COLUMNS = ("message_id", "raw")
 RECIPIENT_COLUMNS = (
     "message_id",
     "address",
+    "domain",
     "status",
     "enhanced_code",
     "reply",
@@ -65,7 +68,9 @@ RECIPIENT_COLUMNS = (
 
 
 def _recipient_row(pk: int, address: str) -> tuple:
-    return (pk, address, Recipient.Status.PENDING.value, "", "", "")
+    # The domain as the ORM's AddressDomainField would set it: these writers
+    # bypass the ORM, so every one of them goes through this row.
+    return (pk, address, address_domain(address), Recipient.Status.PENDING.value, "", "", "")
 
 
 def one_statement(using: str, count: int) -> bool:

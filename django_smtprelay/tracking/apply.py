@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..conf import app_settings
-from ..models import Message, Recipient, RecipientEvent, Suppression
+from ..models import Recipient, RecipientEvent, Suppression
 from . import store
 from .ids import METADATA_KEY, parse_smtprelay_id
 
@@ -30,9 +30,6 @@ Kind = RecipientEvent.Kind
 KINDS = frozenset(Kind.values)
 #: Events that mean the message did not reach the recipient: it fails.
 FAILING = frozenset({Kind.BOUNCED, Kind.REJECTED, Kind.FAILED})
-#: The recipient rows still "on their way": a failing event does not reopen
-#: a cancelled or suppressed one.
-_FAILABLE = (Recipient.Status.DELIVERED, Recipient.Status.PENDING, Recipient.Status.DEFERRED)
 
 APPLIED, DUPLICATE, UNMATCHED, IGNORED = "applied", "duplicate", "unmatched", "ignored"
 
@@ -132,12 +129,9 @@ def find_recipient(event: Event) -> Candidate | None:
     address = event.recipient.strip().lower()
     ours = parse_smtprelay_id((event.metadata or {}).get(METADATA_KEY))
     if ours is not None:
-        message_pk, recipient_pk = ours
-        rows = Recipient.objects.order_by().filter(message_id=message_pk)
-        if recipient_pk is not None:
-            rows = rows.filter(pk=recipient_pk)
+        if ours[1] is not None:
             address = ""  # our own id names the row
-        return _pick(_candidates(rows), address)
+        return _pick([Candidate(*row) for row in store.by_our_id(*ours)], address)
     if not event.message_id:
         return None
     ids = _id_forms(event.message_id)
@@ -206,18 +200,14 @@ def _fail(recipient: Candidate, event: Event, at: datetime) -> None:
     code_match = _CODE.search(text)
     enhanced = _enhanced(text)
     reply = f"{event.esp or event.source}: {event.kind}: {text}"[:2000]
-    updated = Recipient.objects.filter(pk=recipient.pk, status__in=_FAILABLE).update(
-        status=Recipient.Status.FAILED,
+    store.fail_recipient(
+        recipient.pk,
+        recipient.message_id,
         smtp_code=int(code_match.group(1)) if code_match else None,
         enhanced_code=enhanced,
         reply=reply,
-        updated_at=at,
+        at=at,
     )
-    if updated:
-        # A sent message none of whose recipients is still delivered has failed.
-        Message.objects.filter(pk=recipient.message_id, status=Message.Status.SENT).exclude(
-            recipients__status__in=_FAILABLE
-        ).update(status=Message.Status.FAILED, last_error=reply)
 
 
 _ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")

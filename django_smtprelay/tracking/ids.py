@@ -1,10 +1,11 @@
 """Our own id for a message and its recipients, for ESPs and bounces to echo back.
 
-An ESP route (or any sender) adds it as anymail metadata (ESPs echo metadata
-in every webhook event) and as the ``X-SMTPRelay-ID`` header (returned in a
-bounce's copy of the original headers). The id names the message and, per
-recipient, the recipient row, so an event finds its row without relying on
-the provider's message id.
+An ESP route sends it as anymail metadata, which ESPs echo in every
+webhook event (not to Amazon SES, which gets the stored bytes as they are).
+A sender may also add the ``X-SMTPRelay-ID`` header, which a returned
+bounce carries back in its copy of the original headers. The id names the
+message and, for one recipient, the recipient row, so an event finds its
+row without relying on the provider's message id.
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ def esp_metadata(
 ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     """anymail ``metadata`` and ``merge_metadata`` for a message sent through an ESP.
 
-    ``recipients``: ``(recipient pk, address)`` pairs. The sending side sets
-    ``msg.metadata, msg.merge_metadata = esp_metadata(...)`` and the header
-    ``msg.extra_headers[HEADER] = smtprelay_id(message_pk)``; the ESP then
-    reports every event with the recipient's own id.
+    ``recipients``: ``(recipient pk, address)`` pairs. For a site's own batch
+    sends only: anymail treats a message with ``merge_metadata`` as a batch
+    and sends each To recipient a message of their own. An ESP route sends
+    the message as the site sent it, with ``metadata`` alone: the
+    recipient's id when it goes to one recipient, else the message's (an
+    event then finds its recipient by the message and its address).
     """
     merge = {address: {METADATA_KEY: smtprelay_id(message_pk, pk)} for pk, address in recipients}
     return {METADATA_KEY: smtprelay_id(message_pk)}, merge

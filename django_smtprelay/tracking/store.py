@@ -1,8 +1,9 @@
-"""The three statements every webhook event runs, as plain SQL.
+"""The statements every webhook event runs, as plain SQL.
 
 An ESP can post thousands of events a minute, one request each; the ORM
-spends more time building these three queries (and a route's thirty-odd
-fields) than the database spends running them (measured in
+spends more time building these queries (the route, the match by our id or
+the provider's, the insert; a route's thirty-odd fields) than the database
+spends running them (measured in
 ``bench/webhooks.py``). They are written once per database here, with the
 models' own table and column names and each backend's own insert-or-ignore
 form; everything rarer (failures, suppressions, the Message-ID fallback)
@@ -12,14 +13,14 @@ stays in the ORM.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from django.db import connections, router
 from django.db.models.constants import OnConflict
 
-from .. import sealing
-from ..models import Recipient, RecipientEvent, Route
+from .. import crypto, sealing
+from ..models import Message, Recipient, RecipientEvent, Route
 from ..models.routes import webhook_destination
 
 
@@ -35,11 +36,24 @@ class WebhookRoute:
 
     @property
     def webhook_secret(self) -> str:
-        return sealing.unseal(self.secret_ciphertext, webhook_destination(self.name, self.esp))
+        return _unsealed(self.secret_ciphertext, webhook_destination(self.name, self.esp))
 
     @property
     def webhook_signing_key(self) -> str:
-        return sealing.unseal(self.signing_key_ciphertext, webhook_destination(self.name, self.esp))
+        return _unsealed(self.signing_key_ciphertext, webhook_destination(self.name, self.esp))
+
+
+def _unsealed(token: str, destination: str) -> str:
+    """``sealing.unseal``, remembered for the keys in use: an ESP posts to the same
+    route thousands of times a minute, and decrypting its secret each time cost
+    more than the rest of the route's part of a post. A secret typed again is a
+    new token; new keys (a changed setting) are a new key ring, read afresh."""
+    return _unsealed_with(token, destination, crypto.key_ring())
+
+
+@lru_cache(maxsize=128)
+def _unsealed_with(token: str, destination: str, _ring: object) -> str:
+    return sealing.unseal(token, destination)
 
 
 @cache
@@ -86,6 +100,72 @@ def by_provider_id(ids: list[str], esp: str) -> list[tuple[int, str, int]]:
     with connections[alias].cursor() as cursor:
         cursor.execute(_provider_id_sql(alias, len(ids), bool(esp)), [*ids, esp] if esp else ids)
         return [tuple(row) for row in cursor.fetchall()]
+
+
+@cache
+def _our_id_sql(alias: str, with_recipient: bool) -> str:
+    q = connections[alias].ops.quote_name
+    return (
+        f"SELECT {q('id')}, {q('address')}, {q('message_id')} "  # noqa: S608
+        f"FROM {q(Recipient._meta.db_table)} WHERE {q('message_id')} = %s "
+        + (f"AND {q('id')} = %s " if with_recipient else "")
+        + "LIMIT 500"
+    )
+
+
+def by_our_id(message_pk: int, recipient_pk: int | None) -> list[tuple[int, str, int]]:
+    """``(pk, address, message pk)`` of the message's recipients (500 at most), or of
+    the one recipient our id names."""
+    alias = router.db_for_read(Recipient)
+    params = [message_pk] if recipient_pk is None else [message_pk, recipient_pk]
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_our_id_sql(alias, recipient_pk is not None), params)
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+@cache
+def _fail_sql(alias: str) -> tuple[str, str]:
+    q = connections[alias].ops.quote_name
+    recipients, messages = q(Recipient._meta.db_table), q(Message._meta.db_table)
+    open_states = ", ".join(["%s"] * len(FAILABLE))
+    recipient = (
+        f"UPDATE {recipients} SET {q('status')} = %s, {q('smtp_code')} = %s, "  # noqa: S608
+        f"{q('enhanced_code')} = %s, {q('reply')} = %s, {q('updated_at')} = %s "
+        f"WHERE {q('id')} = %s AND {q('status')} IN ({open_states})"
+    )
+    message = (
+        f"UPDATE {messages} SET {q('status')} = %s, {q('last_error')} = %s "  # noqa: S608
+        f"WHERE {q('id')} = %s AND {q('status')} = %s AND NOT EXISTS ("
+        f"SELECT 1 FROM {recipients} WHERE {q('message_id')} = %s "
+        f"AND {q('status')} IN ({open_states}))"
+    )
+    return recipient, message
+
+
+#: Recipient states still "on their way": a failing event does not reopen a
+#: cancelled or suppressed one.
+FAILABLE = (Recipient.Status.DELIVERED, Recipient.Status.PENDING, Recipient.Status.DEFERRED)
+
+
+def fail_recipient(
+    pk: int, message_pk: int, *, smtp_code: int | None, enhanced_code: str, reply: str, at: Any
+) -> bool:
+    """Fail the recipient (if still on its way) and then its message, if it was sent
+    and none of its recipients is on its way any more; True if the recipient failed."""
+    alias = router.db_for_write(Recipient)
+    connection = connections[alias]
+    recipient_sql, message_sql = _fail_sql(alias)
+    at = Recipient._meta.get_field("updated_at").get_db_prep_save(at, connection)
+    with connection.cursor() as cursor:
+        failed = Recipient.Status.FAILED
+        cursor.execute(recipient_sql, [failed, smtp_code, enhanced_code, reply, at, pk, *FAILABLE])
+        if cursor.rowcount != 1:
+            return False
+        cursor.execute(
+            message_sql,
+            [Message.Status.FAILED, reply, message_pk, Message.Status.SENT, message_pk, *FAILABLE],
+        )
+    return True
 
 
 #: The columns :func:`insert_event` writes, in order.

@@ -1,4 +1,4 @@
-"""Transports carry a message over one route: ``smtp`` and ``anymail`` now; ``mx`` next."""
+"""Transports carry a message over one route: ``smtp``, ``anymail`` and ``mx``."""
 
 from __future__ import annotations
 
@@ -19,4 +19,8 @@ def get_transport(route: RouteSpec) -> Transport:
         from .esp import ESPTransport
 
         return ESPTransport(route)
+    if route.kind == "mx":
+        from .mx import MXTransport
+
+        return MXTransport(route)
     raise ValueError(f"Route {route.name!r} has kind {route.kind!r}, which has no transport.")

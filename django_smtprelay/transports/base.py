@@ -68,6 +68,9 @@ class Envelope:
     # bytes, or Content for a large message: a transport that needs the
     # whole of it (a conversion, an HTTP API) takes bytes(data).
     data: bytes | Content
+    # Our own id for the message (for one recipient, for that recipient:
+    # ``tracking.smtprelay_id``), which an ESP echoes in its webhook events.
+    tracking_id: str = ""
 
 
 class TransportError(Exception):

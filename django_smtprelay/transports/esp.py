@@ -17,8 +17,10 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -34,6 +36,7 @@ from ..replies import (
     esp_route_fault,
 )
 from ..routing import RouteSpec
+from ..tracking.ids import METADATA_KEY
 from .base import Envelope, RecipientResult, Reply, SendResult, TransportError
 from .mime import parse_message
 
@@ -55,8 +58,12 @@ class ESPTransport:
         self.backend: Any = None
         self.is_open = False
         self.raw_mime = False
+        # Whether the ESP takes anymail metadata: our id goes there (tracking).
+        self.takes_metadata = False
         self._sender: ThreadPoolExecutor | None = None
-        self._ahead: tuple[Envelope, Any] | None = None
+        # The next message, parsed (and its request built) while the ESP
+        # worked on the one before: (envelope, message, payload or None).
+        self._ahead: tuple[Envelope, Any, Any] | None = None
         self._secrets: list[str] = []
         # A fault that ends the route for this session (credentials refused,
         # the ESP failing): the next open raises it, so the engine fails the
@@ -80,6 +87,7 @@ class ESPTransport:
             ]
             esps.validate(route.esp, options)
             backend_class = esp.backend_class()
+            takes_metadata = not esp.raw_mime and _takes_metadata(backend_class)
             kwargs = esps.backend_kwargs(esp, options, timeout=route.timeout)
             from anymail.backends.base_requests import AnymailRequestsBackend
 
@@ -99,6 +107,7 @@ class ESPTransport:
                 Reply(Stage.CONNECT, text=reason, exception=type(exc).__name__),
             ) from None
         self.backend, self.is_open, self.raw_mime = backend, True, esp.raw_mime
+        self.takes_metadata = takes_metadata
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtprelay-{route.name}")
 
     def secrets(self) -> list[str]:
@@ -161,16 +170,57 @@ class ESPTransport:
         return self._statuses(envelope, message)
 
     def _message(self, envelope: Envelope) -> Any:
-        ahead, self._ahead = self._ahead, None
+        ahead = self._ahead
         if ahead is not None and ahead[0] is envelope:
             return ahead[1]
+        self._ahead = None
         # An HTTP API takes the whole message: a large one kept in the database
         # (Content) is read now, one message at a time.
         raw = envelope.data if isinstance(envelope.data, bytes) else bytes(envelope.data)
         message = parse_message(raw, envelope.sender, envelope.recipients)
         if self.raw_mime:
-            message.smtprelay_raw = raw
+            message.smtprelay_raw = raw  # sent as it is: nothing added
+        elif self.takes_metadata and envelope.tracking_id:
+            # The ESP echoes it in every event, so a webhook finds the
+            # recipient by our id even without the ESP's message id.
+            message.metadata = {METADATA_KEY: envelope.tracking_id}
         return message
+
+    def _payload(self, message: Any) -> Any:
+        """anymail's request for ``message``, as its ``_send`` builds it; None when a
+        ``pre_send`` receiver cancelled the send. Built ahead (while the previous
+        request was out) when nothing listens to ``pre_send``, which may change
+        or cancel the message and so must run just before it is sent."""
+        from anymail.message import AnymailStatus
+
+        backend = self.backend
+        ahead, self._ahead = self._ahead, None
+        built = ahead[2] if ahead is not None and ahead[1] is message else None
+        if built is not None and not _pre_send_listened(backend):
+            return built
+        message.anymail_status = AnymailStatus()
+        if not backend.run_pre_send(message):
+            return None
+        return backend.build_message_payload(message, backend.send_defaults)
+
+    def _look_ahead(self, following: Envelope) -> None:
+        """Parse the next message and, where nothing may change it first, build its
+        request. A failure here is left for that message's own send to report."""
+        try:
+            message = self._message(following)
+        except Exception:
+            self._ahead = None
+            return
+        payload = None
+        if not _pre_send_listened(self.backend):
+            from anymail.message import AnymailStatus
+
+            try:
+                message.anymail_status = AnymailStatus()
+                payload = self.backend.build_message_payload(message, self.backend.send_defaults)
+            except Exception:
+                payload = None  # built again, and the error raised, when it is sent
+        self._ahead = (following, message, payload)
 
     def _post(
         self,
@@ -178,31 +228,33 @@ class ESPTransport:
         following: Envelope | None,
         meanwhile: Callable[[], None] | None,
     ) -> bool:
-        """What anymail's ``send_messages`` does for one message, with the request
-        itself on the sending thread while this one does the engine's work.
+        """What anymail's ``_send`` does for one message, with the request itself
+        on the sending thread while this one does the engine's work.
 
-        The signals, the payload and the answer's parsing stay on the caller's
-        thread; the backend (its HTTP session) is used by one thread at a time.
+        While the request is out, this thread records the previous result
+        (``meanwhile``) and prepares the next message's request, so that only
+        the request itself stands between one message and the next. Signals
+        and the answer's parsing stay on the caller's thread; the backend (its
+        HTTP session) is used by one thread at a time.
         """
-        from anymail.message import AnymailStatus
-
         backend = self.backend
-        message.anymail_status = AnymailStatus()
-        if not backend.run_pre_send(message):
+        payload = self._payload(message)
+        if payload is None:
             return False
-        payload = backend.build_message_payload(message, backend.send_defaults)
         if meanwhile is None and following is None:
             response = backend.post_to_esp(payload, message)
         else:
             request = self._sender.submit(backend.post_to_esp, payload, message)
+            # Let the sending thread have the interpreter until its request is
+            # out (it gives it back when it waits for the answer): else this
+            # thread's work below holds it, and the request leaves only when
+            # that work is done or the switch interval (5 ms) runs out.
+            time.sleep(0)
             try:
                 if meanwhile is not None:
                     meanwhile()
                 if following is not None:
-                    try:
-                        self._ahead = (following, self._message(following))
-                    except Exception:
-                        self._ahead = None  # its own send reports it
+                    self._look_ahead(following)
             finally:
                 response = request.result()
         message.anymail_status.esp_response = response
@@ -324,6 +376,30 @@ def _boto_read_errors() -> tuple[type, ...]:
     from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
     return (ReadTimeoutError, ConnectionClosedError)
+
+
+def _pre_send_listened(backend: Any) -> bool:
+    from anymail.signals import pre_send
+
+    return pre_send.has_listeners(type(backend))
+
+
+@cache
+def _takes_metadata(backend_class: type) -> bool:
+    """Whether the ESP's payload takes anymail ``metadata`` (Postal's does not; anymail
+    would refuse the message as an unsupported feature)."""
+    import inspect
+    import sys
+
+    from anymail.backends.base import BasePayload
+
+    module = sys.modules.get(backend_class.__module__)
+    payloads = [
+        cls
+        for _name, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, BasePayload) and cls.__module__ == backend_class.__module__
+    ]
+    return any(cls.set_metadata is not BasePayload.set_metadata for cls in payloads)
 
 
 def _raw_mime_backend(backend_class: type) -> type:

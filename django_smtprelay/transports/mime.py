@@ -22,6 +22,8 @@ from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import Message, MIMEPart
 from email.mime.base import MIMEBase
+from email.parser import BytesParser
+from email.policy import compat32
 from email.utils import formataddr, getaddresses
 
 import django
@@ -54,13 +56,13 @@ def parse_message(raw: bytes, sender: str, recipients: list[str]) -> EmailMultiA
     """The message in ``raw``, addressed to ``recipients`` (the envelope) from ``sender``."""
     # compat32: the headers are decoded here, only those needed (the modern
     # policy's header objects cost more than the rest of a send).
-    parsed = email.message_from_bytes(raw)
+    parsed = _parsed(raw)
     subject = _decoded(parsed.get("Subject", ""))
     if _FOLDED_FIRST.search(raw.partition(b"\r\n\r\n")[0]):
         subject = subject.lstrip()  # the fold after "Subject:" is not part of the subject
     message = EmailMultiAlternatives(subject=subject)
-    from_addresses = _addresses(parsed, "From")
-    message.from_email = ", ".join(from_addresses) or sender
+    from_pairs = _address_pairs(parsed, "From")
+    message.from_email = ", ".join(f for f, _a in from_pairs) or sender
     wanted = {_key(r): r for r in recipients}
     message.to = _addressed(parsed, "To", wanted)
     message.cc = _addressed(parsed, "Cc", wanted)
@@ -69,11 +71,22 @@ def parse_message(raw: bytes, sender: str, recipients: list[str]) -> EmailMultiA
     message.extra_headers = {
         name: _decoded(value) for name, value in parsed.items() if name.lower() not in _NOT_EXTRA
     }
-    first_from = getaddresses(from_addresses[:1])
-    if sender and (not first_from or _key(first_from[0][1]) != _key(sender)):
+    if sender and (not from_pairs or _key(from_pairs[0][1]) != _key(sender)):
         message.envelope_sender = sender  # anymail's name for it
     _unpack(parsed, message, top=True)
     return message
+
+
+def _parsed(raw: bytes) -> Message:
+    """``raw`` parsed; a single-part message's body is taken as it is, not read
+    line by line (what most of the parser's time goes to)."""
+    parsed = _HEADERS_ONLY.parsebytes(raw, headersonly=True)
+    if parsed.get_content_maintype() in ("multipart", "message"):
+        parsed = email.message_from_bytes(raw)
+    return parsed
+
+
+_HEADERS_ONLY = BytesParser(policy=compat32)
 
 
 def _key(address: str) -> str:
@@ -92,29 +105,41 @@ def _decoded(value: object) -> str:
     return str(make_header(decode_header(text)))
 
 
+# A header that is one bare address (the common case), which needs no parser.
+_BARE = re.compile(r"[^\s<>()\[\]\\,;:@\"=]+@[^\s<>()\[\]\\,;:@\"=]+")
+
+
 def _addresses(parsed: Message, header: str) -> list[str]:
     """The addresses in ``header``, display names decoded ("Zoë <zoe@example.com>")."""
+    return [formatted for formatted, _address in _address_pairs(parsed, header)]
+
+
+def _address_pairs(parsed: Message, header: str) -> list[tuple[str, str]]:
+    """``(formatted, bare address)`` for each address in ``header``."""
+    values = [_unfolded(v) for v in parsed.get_all(header, [])]
+    if len(values) == 1 and _BARE.fullmatch(values[0].strip()):
+        address = values[0].strip()
+        return [(address, address)]
     found = []
-    for name, address in getaddresses([_unfolded(v) for v in parsed.get_all(header, [])]):
+    for name, address in getaddresses(values):
         if not address:
             continue
         name = _decoded(name)
         if not name:
-            found.append(address)
+            found.append((address, address))
             continue
         local, _, domain = address.rpartition("@")
         try:
-            found.append(str(Address(display_name=name, username=local, domain=domain)))
+            found.append((str(Address(display_name=name, username=local, domain=domain)), address))
         except (ValueError, IndexError):
-            found.append(formataddr((name, address)))
+            found.append((formataddr((name, address)), address))
     return found
 
 
 def _addressed(parsed: Message, header: str, wanted: dict[str, str]) -> list[str]:
     """The addresses in ``header`` that are envelope recipients (taken from ``wanted``)."""
     found = []
-    for formatted in _addresses(parsed, header):
-        address = getaddresses([formatted])[0][1]
+    for formatted, address in _address_pairs(parsed, header):
         if _key(address) in wanted:
             wanted.pop(_key(address))
             found.append(formatted)

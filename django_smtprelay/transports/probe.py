@@ -139,6 +139,8 @@ def send_test_message(route: RouteSpec, sender: str, recipient: str, data: bytes
 def _run(route: RouteSpec, envelope: Envelope | None) -> ProbeResult:
     if route.kind == "anymail":
         return _run_esp(route, envelope)
+    if route.kind == "mx":
+        return _run_mx(route, envelope)
     if route.kind != "smtp":
         return ProbeResult(False, f"route {route.name!r} is not an SMTP route ({route.kind})")
     dialogue = Dialogue(_secrets(route))
@@ -206,6 +208,34 @@ def _run_esp(route: RouteSpec, envelope: Envelope | None) -> ProbeResult:
         return _result(dialogue, started, False, "", verdict.outcome, verdict.reason, result.reply)
     finally:
         transport.close()
+
+
+def _run_mx(route: RouteSpec, envelope: Envelope | None) -> ProbeResult:
+    """A direct-to-MX route: the message to the recipient domain's MX hosts, as delivered."""
+    from .mx import MXTransport
+
+    dialogue = Dialogue()
+    started = time.monotonic()
+    if envelope is None:
+        why = (
+            "a direct-to-MX route has no server of its own: send a test message to an "
+            "address at the domain to try its MX hosts"
+        )
+        return _result(dialogue, started, False, why)
+    transport = MXTransport(route)
+    domain = envelope.recipients[0].rpartition("@")[2]
+    try:
+        transport.open()
+        dialogue.note(f"looking up the MX hosts and MTA-STS policy of {domain}")
+        result = transport.send(envelope)
+        dialogue.note(f"answer: {result.reply}")
+    finally:
+        transport.close()
+    if result.outcome == Outcome.DELIVERED:
+        summary = f"an MX host of {domain} accepted the message for {envelope.recipients[0]}"
+        return _result(dialogue, started, True, summary, reply=result.reply)
+    verdict = result.verdict
+    return _result(dialogue, started, False, "", verdict.outcome, verdict.reason, result.reply)
 
 
 def _secrets(route: RouteSpec) -> list[str]:

@@ -319,7 +319,7 @@ class SMTPTransport:
             if route.security != Route.Security.NONE
             else None
         )
-        hostname = app_settings.ehlo_hostname or socket.getfqdn()
+        hostname = route.ehlo_hostname or app_settings.ehlo_hostname or socket.getfqdn()
         password = self._password()
         try:
             if route.security == Route.Security.TLS:
@@ -507,7 +507,7 @@ class SMTPTransport:
         except SevenBitError as exc:
             wire = f"the relay does not offer 8BITMIME and {exc}"
         else:
-            wire = Envelope(envelope.sender, envelope.recipients, data)
+            wire = Envelope(envelope.sender, envelope.recipients, data, envelope.tracking_id)
         self._seven_bit = (envelope, wire)
         return wire
 
@@ -588,9 +588,29 @@ class SMTPTransport:
             self._run_meanwhile()
         mail_code, mail_msg = conn.getreply()
         tx.stage = Stage.RCPT
-        rcpt_replies = [conn.getreply() for _ in envelope.recipients]
+        # A 421 closes the session (RFC 5321 3.8): the replies after it never
+        # come, and the ones not yet read are the closing reply, not a lost
+        # connection (which would make a receiver's throttling a route fault).
+        closing = (mail_code, mail_msg) if mail_code == 421 else None
+        rcpt_replies = []
+        for _ in envelope.recipients:
+            reply = closing or conn.getreply()
+            rcpt_replies.append(reply)
+            if reply[0] == 421:
+                closing = reply
         tx.stage = Stage.DATA
-        data_code, data_msg = conn.getreply()
+        data_code, data_msg = closing or conn.getreply()
+        if closing is not None:
+            self.close()
+            if mail_code != 250:
+                return self._all(envelope, Stage.MAIL, mail_code, mail_msg, rset=False)
+            # Recipients accepted before the 421 were not sent to: they share its fate.
+            tx.stage = Stage.RCPT
+            for address, reply in zip(envelope.recipients, rcpt_replies, strict=True):
+                tx.rcpt_reply(address, *(closing if reply[0] in (250, 251) else reply))
+            last = _reply(Stage.RCPT, *closing)
+            verdict = _classify(Stage.RCPT, closing[0], last.text, last.enhanced)
+            return SendResult(verdict, last, [tx.results[a] for a in envelope.recipients])
         if mail_code != 250:
             self._end_data(conn, data_code)
             return self._all(envelope, Stage.MAIL, mail_code, mail_msg, rset=True)

@@ -114,6 +114,11 @@ SMTPRELAY = {
     # The metrics at /smtprelay/metrics/ take this bearer token (or the admin's
     # login); a secret, so it comes from the environment.
     "METRICS_TOKEN": os.environ.get("SMTPRELAY_METRICS_TOKEN") or None,
+    # The SMTP submission listener (manage.py smtprelay_serve): demo.py makes
+    # this certificate at run time, from a CA of its own, and picks the port.
+    "SUBMISSION_TLS_CERT_FILE": str(VAR_DIR / "tls" / "listener.crt"),
+    "SUBMISSION_TLS_KEY_FILE": str(VAR_DIR / "tls" / "listener.key"),
+    "SUBMISSION_HOSTNAME": "localhost",
 }
 
 # -- Celery --------------------------------------------------------------------

@@ -18,7 +18,12 @@ from django.core.cache import BaseCache, caches
 from tests.fixtures import services_required
 
 REDIS_URL = os.environ.get("SMTPRELAY_TEST_HEALTH_REDIS", "redis://127.0.0.1:6379/14")
-LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "health"}
+LOCMEM = {
+    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    "LOCATION": "health",
+    # Room for every counter (the default of 300 culls a third at random when full).
+    "OPTIONS": {"MAX_ENTRIES": 100_000},
+}
 REDIS = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
 
 # A fixed instant; tests move the clock by passing ``now``.

@@ -47,3 +47,31 @@ def test_key_rotation_moves_the_webhook_secrets_too(esp_route, relay_settings):
     saved = Route.objects.get(pk=route.pk)
     assert (saved.webhook_secret, saved.webhook_signing_key) == (BASIC, KEY)
     assert "Never-In-Plain-Sight" not in output
+
+
+# The webhook view remembers what it decrypted (per token and key ring) ------------
+
+
+def test_a_secret_typed_again_takes_over_at_once(client, esp_route, accepted):
+    from tests.tracking import payloads
+    from tests.tracking.conftest import post
+
+    route = esp_route("postmark", secret=BASIC)
+    event = payloads.postmark_delivery("pm-1", "ann@example.net")
+    assert post(client, route, event, credentials=BASIC).status_code == 200
+    route.webhook_secret = "hooks:the-new-one-99"
+    route.save()
+    assert post(client, route, event, credentials=BASIC).status_code == 401
+    assert post(client, route, event, credentials="hooks:the-new-one-99").status_code == 200
+
+
+def test_keys_that_no_longer_open_the_secret_refuse_the_post(client, esp_route, settings):
+    from tests.tracking import payloads
+    from tests.tracking.conftest import post
+
+    route = esp_route("postmark", secret=BASIC)
+    event = payloads.postmark_delivery("pm-1", "ann@example.net")
+    assert post(client, route, event, credentials=BASIC).status_code == 200
+    settings.SECRET_KEY = "another-secret-key-entirely-0123456789"
+    settings.SECRET_KEY_FALLBACKS = []
+    assert post(client, route, event, credentials=BASIC).status_code == 401

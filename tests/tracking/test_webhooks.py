@@ -387,3 +387,30 @@ def test_two_copies_racing_past_the_read_are_one_event(esp_route, accepted, monk
     assert apply(event) == APPLIED
     assert apply(event) == DUPLICATE
     assert RecipientEvent.objects.count() == 1
+
+
+def test_a_bounce_for_a_cancelled_recipient_is_recorded_but_does_not_reopen_it(
+    client, esp_route, accepted
+):
+    route = esp_route("postmark")
+    message = accepted(route, ["ann@example.net"], provider_id=PM_ID)
+    Recipient.objects.filter(message=message).update(status=Recipient.Status.CANCELLED)
+    assert (
+        post(client, route, payloads.postmark_bounce(PM_ID, "ann@example.net")).status_code == 200
+    )
+    assert RecipientEvent.objects.get().kind == "bounced"
+    rcpt = message.recipients.get()
+    assert (rcpt.status, rcpt.reply) == (Recipient.Status.CANCELLED, "")
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+
+
+def test_the_failure_keeps_the_reply_codes_and_the_events_time(client, esp_route, accepted):
+    route = esp_route("postmark")
+    message = accepted(route, ["ann@example.net"], provider_id=PM_ID)
+    post(client, route, payloads.postmark_bounce(PM_ID, "ann@example.net"))
+    rcpt = message.recipients.get()
+    assert rcpt.updated_at == RecipientEvent.objects.get().at
+    message.refresh_from_db()
+    assert message.last_error == rcpt.reply
+    assert rcpt.reply.startswith("postmark: bounced: smtp;550 5.1.1")

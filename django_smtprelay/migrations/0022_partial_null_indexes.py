@@ -12,7 +12,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("django_smtprelay", "0016_sending_domain_names"),
+        ("django_smtprelay", "0021_recipient_domain"),
     ]
 
     operations = [

@@ -1,0 +1,134 @@
+"""What an ESP route prepares while the ESP works on the message before.
+
+The next message is parsed and its request built during the previous request
+(the drain's speed depends on it); anymail's ``pre_send`` receivers, which
+may change or cancel a message, still see every message just before it goes.
+The queued bytes are read back with shortcuts (a bare address, a single-part
+body), each checked here against the parser's full path.
+"""
+
+from __future__ import annotations
+
+import pytest
+from anymail.exceptions import AnymailCancelSend
+from anymail.signals import pre_send
+from django.core.mail import EmailMessage, EmailMultiAlternatives
+
+from django_smtprelay.delivery import DeliveryEngine
+from django_smtprelay.models import Recipient
+from django_smtprelay.transports import mime
+
+pytestmark = pytest.mark.django_db
+
+
+def _queue(count: int) -> None:
+    for i in range(count):
+        EmailMessage(f"Number {i}", "Body\n", "shop@example.com", [f"u{i}@example.net"]).send()
+
+
+def test_a_pre_send_receiver_sees_and_changes_every_message(esp_server, make_esp_route):
+    server = esp_server("postmark")
+    make_esp_route(server)
+    _queue(4)
+    seen = []
+
+    def receiver(sender, message, **kwargs):
+        seen.append(message.subject)
+        message.subject += " (checked)"
+        if message.subject.startswith("Number 2"):
+            raise AnymailCancelSend("not this one")
+
+    pre_send.connect(receiver)
+    try:
+        DeliveryEngine().run()
+    finally:
+        pre_send.disconnect(receiver)
+    assert seen == [f"Number {i}" for i in range(4)]
+    sent = [r.json()["Subject"] for r in server.requests]
+    assert sent == ["Number 0 (checked)", "Number 1 (checked)", "Number 3 (checked)"]
+    cancelled = Recipient.objects.get(address="u2@example.net")
+    assert cancelled.status != Recipient.Status.DELIVERED
+
+
+def test_without_receivers_every_message_goes_once_with_its_own_request(esp_server, make_esp_route):
+    server = esp_server("postmark")
+    make_esp_route(server)
+    _queue(5)
+    assert DeliveryEngine().run().sent == 5
+    bodies = [r.json() for r in server.requests]
+    assert [b["To"] for b in bodies] == [f"u{i}@example.net" for i in range(5)]
+    assert [b["Subject"] for b in bodies] == [f"Number {i}" for i in range(5)]
+    ids = {b["Metadata"]["smtprelay_id"] for b in bodies}
+    assert len(ids) == 5
+
+
+def test_a_message_anymail_refuses_does_not_hold_up_the_next(esp_server, make_esp_route):
+    """Built ahead, a refused request is built again (and refused) at its own turn."""
+    server = esp_server("postmark")
+    make_esp_route(server)
+    EmailMessage("ok", "Body\n", "shop@example.com", ["a@example.net"]).send()
+    # Two HTML parts: anymail's Postmark backend refuses it before any request.
+    many = EmailMultiAlternatives("many", "Body\n", "shop@example.com", ["r@example.net"])
+    many.attach_alternative("<p>one</p>", "text/html")
+    many.attach_alternative("<p>two</p>", "text/html")
+    many.send()
+    EmailMessage("ok too", "Body\n", "shop@example.com", ["b@example.net"]).send()
+    DeliveryEngine().run()
+    assert [r.json()["Subject"] for r in server.requests] == ["ok", "ok too"]
+    refused = Recipient.objects.get(address="r@example.net")
+    assert refused.status != Recipient.Status.DELIVERED
+    assert "multiple html parts" in refused.reply
+    assert Recipient.objects.filter(status=Recipient.Status.DELIVERED).count() == 2
+
+
+HEADERS = [
+    "plain@example.com",
+    "  padded@example.com ",
+    "Ann <ann@example.com>",
+    '"Doe, Jane" <jane@example.com>',
+    "bob@example.com (Bob)",
+    "a=b@example.com",
+    "zoë@exämple.com",
+    "=?utf-8?q?Zo=C3=AB?= <zoe@example.com>",
+    "one@example.com, two@example.com",
+    "",
+]
+
+
+@pytest.mark.parametrize("value", HEADERS)
+def test_the_bare_address_shortcut_reads_what_the_parser_reads(value, monkeypatch):
+    raw = f"From: {value}\r\nTo: {value}\r\nSubject: s\r\n\r\nBody\r\n".encode()
+    fast = mime.parse_message(raw, "bounce@example.com", ["plain@example.com"])
+    monkeypatch.setattr(mime, "_BARE", _Never())
+    slow = mime.parse_message(raw, "bounce@example.com", ["plain@example.com"])
+    assert (fast.from_email, fast.to, fast.bcc) == (slow.from_email, slow.to, slow.bcc)
+    assert getattr(fast, "envelope_sender", None) == getattr(slow, "envelope_sender", None)
+
+
+class _Never:
+    def fullmatch(self, _value: str) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        EmailMessage("Plain", "Line one.\nLine two.\n", "a@example.com", ["b@example.com"]),
+        EmailMessage("Ünïcode", "Grüße, " * 200 + "\n", "a@example.com", ["b@example.com"]),
+        EmailMessage("Long", "word " * 400 + "\n", "a@example.com", ["b@example.com"]),
+    ],
+    ids=["7bit", "8bit-or-base64", "quoted-printable"],
+)
+def test_a_single_part_body_read_as_it_is_matches_the_full_parse(message, monkeypatch):
+    import email
+
+    raw = message.message().as_bytes().replace(b"\n", b"\r\n")
+    fast = mime.parse_message(raw, "a@example.com", ["b@example.com"])
+    monkeypatch.setattr(mime, "_parsed", email.message_from_bytes)
+    slow = mime.parse_message(raw, "a@example.com", ["b@example.com"])
+    assert (fast.subject, fast.body, fast.extra_headers) == (
+        slow.subject,
+        slow.body,
+        slow.extra_headers,
+    )
+    assert fast.body.rstrip("\n") == message.body.rstrip("\n")
