@@ -260,7 +260,14 @@ class Message(models.Model):
             models.Index(
                 fields=["status", "priority", "next_attempt_at"], name="smtprelay_msg_due"
             ),
-            models.Index(fields=["lease_token"], name="smtprelay_msg_lease"),
+            # Partial: a message holds a lease only while a worker sends it, so
+            # queueing a message writes no entry here (one index fewer per
+            # send_mail(); a lookup by token implies it is not NULL).
+            models.Index(
+                fields=["lease_token"],
+                name="smtprelay_msg_leased",
+                condition=models.Q(lease_token__isnull=False),
+            ),
             # The open messages only, by age: the dashboard's oldest deferred is
             # one probe, the queue's counts and the list filtered by an open state
             # a range, however long the history; a sent message costs it nothing.
@@ -325,7 +332,10 @@ class Recipient(models.Model):
     smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
     enhanced_code = models.CharField(max_length=16, blank=True)
     reply = models.TextField(blank=True)
-    route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL)
+    # Indexed by smtprelay_rcpt_route below, only where set.
+    route = models.ForeignKey(
+        Route, null=True, blank=True, on_delete=models.SET_NULL, db_index=False
+    )
     updated_at = models.DateTimeField(null=True, blank=True)
     # The id the relay or ESP gave the message when it accepted it for this
     # recipient (an ESP API's message id, or the id in an SMTP 250 reply), by
@@ -348,6 +358,13 @@ class Recipient(models.Model):
                 fields=["provider_message_id"],
                 name="smtprelay_rcpt_provider_id",
                 condition=~models.Q(provider_message_id=""),
+            ),
+            # Partial: a queued recipient has no route yet, and queueing it
+            # writes no entry here (a filter by route implies it is set).
+            models.Index(
+                fields=["route"],
+                name="smtprelay_rcpt_route",
+                condition=models.Q(route__isnull=False),
             ),
         ]
 
