@@ -48,6 +48,25 @@ def badge(status: str, label: str = "") -> str:
     )
 
 
+# A checklist item's status (domains/providers.py) as the badge it reads as.
+CHECKLIST_BADGES = {
+    "met": ("ok", _("Met")),
+    "not_met": ("failing", _("Not met")),
+    "unknown": ("unknown", _("Unknown")),
+    "manual": ("none", _("Check by hand")),
+}
+
+
+def checklist_rows(checklist: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The providers' checklist with each status as a labelled badge, not its key."""
+    rows = []
+    for item in checklist:
+        status = item.get("status", "")
+        colour, label = CHECKLIST_BADGES.get(status, ("unchecked", status))
+        rows.append({**item, "badge": badge(colour, str(label))})
+    return rows
+
+
 @admin.register(SenderDomain)
 class SenderDomainAdmin(DomainKeysMixin, PlainHelpTextAdmin):
     change_form_template = "admin/django_smtprelay/senderdomain/change_form.html"
@@ -181,7 +200,7 @@ class SenderDomainAdmin(DomainKeysMixin, PlainHelpTextAdmin):
                     "records": {k: v for k, v in obj.records.items() if v},
                     "findings": findings,
                     "routes": obj.route_results,
-                    "checklist": obj.checklist,
+                    "checklist": checklist_rows(obj.checklist),
                     "verdict": badge(obj.verdict, obj.get_verdict_display()),
                 },
                 check_url=reverse(
