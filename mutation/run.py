@@ -24,6 +24,7 @@ import fnmatch
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutation"
 REPORT = ROOT / "mutation" / "report.md"
 EQUIVALENT = ROOT / "mutation" / "equivalent.md"
-MUTMUT = Path(sys.executable).parent / "mutmut"
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,36 @@ class Module:
     name: str
     paths: tuple[str, ...]  # mutmut's only_mutate globs
     tests: tuple[str, ...]  # the tests that exercise it
+    # The virtualenv whose Python and Django the tests run on (make mutate builds it).
+    venv: str = ".venv"
+    # Mutants of code only another leg can reach (another Django's writer): left out here.
+    elsewhere: tuple[str, ...] = ()
+
+    @property
+    def mutmut(self) -> Path:
+        return ROOT / self.venv / "bin" / "mutmut"
+
+    def counts(self, mutant: str) -> bool:
+        return not any(fnmatch.fnmatchcase(mutant, glob) for glob in self.elsewhere)
+
+
+# serialize.py has one writer for Django 4.2-5.2 (compat32) and one for Django 6
+# (modern), chosen at import: each leg tries the shared code and its own writer.
+_MODERN_WRITER = tuple(
+    f"django_smtprelay.serialize.x_{name}__mutmut_*"
+    for name in (
+        "_fast_modern",
+        "_modern_kind",
+        "_modern_header",
+        "_modern_plain",
+        "_modern_folded",
+        "_modern_body",
+    )
+)
+_COMPAT32_WRITER = tuple(
+    f"django_smtprelay.serialize.x_{name}__mutmut_*"
+    for name in ("_fast_compat32", "_compat32_header", "_has_long_lines", "_to_crlf")
+)
 
 
 MODULES = (
@@ -55,7 +85,15 @@ MODULES = (
     Module(
         "serialize",
         ("django_smtprelay/serialize.py",),
-        ("tests/test_serialize.py", "tests/test_backend.py"),
+        ("tests/test_serialize.py",),
+        elsewhere=_MODERN_WRITER,
+    ),
+    Module(
+        "serialize-django6",
+        ("django_smtprelay/serialize.py",),
+        ("tests/test_serialize.py",),
+        venv=".venv-py312",
+        elsewhere=_COMPAT32_WRITER,
     ),
     Module(
         "replies",
@@ -87,6 +125,9 @@ MODULES = (
             "tests/test_smtp_transport_paths.py",
             "tests/test_smtp_pipelining.py",
             "tests/stats/test_hourly_stats.py",
+            "tests/esp/test_esp_routes.py",
+            "tests/esp/test_esp_results.py",
+            "tests/tracking/test_smtp_provider_ids.py",
         ),
     ),
     Module(
@@ -152,8 +193,10 @@ def prepare(module: Module, dest: Path) -> None:
     settings += 'also_copy = ["docs"]\n'  # tests read docs/domains.md
     settings += f"only_mutate = {list(module.paths)!r}\n".replace("'", '"')
     settings += f"pytest_add_cli_args_test_selection = {list(module.tests)!r}\n".replace("'", '"')
-    # -x: the first failing test kills the mutant; no cache, no timing output.
-    settings += 'pytest_add_cli_args = ["-x", "-q", "-p", "no:cacheprovider"]\n'
+    # -x: the first failing test kills the mutant; no cache, no timing output. The
+    # tests chosen take at most a few seconds each: one that takes 30 (a mutant that
+    # loops or waits out a network timeout) fails, not the suite's 120 s later.
+    settings += 'pytest_add_cli_args = ["-x", "-q", "-p", "no:cacheprovider", "-o", "timeout=30"]\n'
     # mutmut's time limit per mutant is 15 times the tests' time plus this constant:
     # its default (1 s) does not cover a test session's setup on a busy machine,
     # and a mutant that is only slow must not count as caught.
@@ -197,11 +240,11 @@ def run(module: Module, children: int, only: list[str] | None = None) -> float:
         "SMTPRELAY_TEST_REQUIRE_SERVICES",
     ):
         env.pop(name, None)
-    started = time.monotonic()
+    started, cpu_before, load = time.monotonic(), _children_cpu(), os.getloadavg()[0]
     log = dest / "mutmut.log"
     with log.open("w") as out:
         done = subprocess.run(
-            ["nice", "-n", "10", str(MUTMUT), "run", "--max-children", str(children)]
+            ["nice", "-n", "10", str(module.mutmut), "run", "--max-children", str(children)]
             + (only or []),
             cwd=dest,
             env=env,
@@ -213,18 +256,24 @@ def run(module: Module, children: int, only: list[str] | None = None) -> float:
         # mutmut stops when the tests fail without any mutant (a flaky test, say).
         tail = log.read_text(errors="replace")[-3000:]
         sys.exit(f"mutmut failed on {module.name} (exit {done.returncode}); {log} ends:\n{tail}")
-    took = time.monotonic() - started
-    (dest / "took").write_text(f"{took:.0f}\n")
-    return took
+    took = {
+        "wall": round(time.monotonic() - started),
+        "cpu": round(_children_cpu() - cpu_before),
+        "load": [round(load, 1), round(os.getloadavg()[0], 1)],
+    }
+    (dest / "took").write_text(json.dumps(took) + "\n")
+    return took["wall"]
 
 
-def mutant_test_seconds(module: Module) -> float:
-    """The time the mutants' tests took, summed (mutmut records it per mutant)."""
-    total = 0.0
-    for meta in (WORK / module.name / "mutants").rglob("*.meta"):
-        durations = json.loads(meta.read_text()).get("durations_by_key", {})
-        total += sum(v for v in durations.values() if v)
-    return total
+def _children_cpu() -> float:
+    """CPU seconds of the finished child processes: mutmut and every mutant it forked."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _took(module: Module) -> dict | None:
+    path = WORK / module.name / "took"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def results(module: Module) -> dict[str, str]:
@@ -233,18 +282,19 @@ def results(module: Module) -> dict[str, str]:
         return {}
     # Fails while a run is setting its mutants up: no results to show yet.
     out = subprocess.run(
-        [str(MUTMUT), "results", "--all", "true"],
+        [str(module.mutmut), "results", "--all", "true"],
         cwd=dest,
         capture_output=True,
         text=True,
         check=False,
     ).stdout
-    return {m.group(1): m.group(2).strip() for m in map(_RESULT.match, out.splitlines()) if m}
+    found = (m for m in map(_RESULT.match, out.splitlines()) if m)
+    return {m.group(1): m.group(2).strip() for m in found if module.counts(m.group(1))}
 
 
 def diff(module: Module, mutant: str) -> str:
     return subprocess.run(
-        [str(MUTMUT), "show", mutant],
+        [str(module.mutmut), "show", mutant],
         cwd=WORK / module.name,
         capture_output=True,
         text=True,
@@ -260,7 +310,7 @@ def equivalents() -> set[str]:
 def report(modules: tuple[Module, ...]) -> tuple[int, int]:
     known = equivalents()
     rows, survivors = [], []
-    caught_all = counted_all = 0
+    caught_all = counted_all = cpu_all = 0
     for module in modules:
         found = results(module)
         if not found:
@@ -275,9 +325,15 @@ def report(modules: tuple[Module, ...]) -> tuple[int, int]:
         caught_all += caught
         counted_all += counted
         score = f"{100 * caught / counted:.1f}%" if counted else "-"
-        took_file = WORK / module.name / "took"
-        took = f"{int(took_file.read_text()) / 60:.0f} min" if took_file.exists() else ""
-        took += f" ({mutant_test_seconds(module) / 60:.0f} min of tests)"
+        spent = _took(module)
+        took = (
+            f"{spent['wall'] / 60:.0f} min, {spent['cpu'] / 60:.0f} min CPU "
+            f"(load {spent['load'][0]}-{spent['load'][1]})"
+            if spent
+            else ""
+        )
+        if spent:
+            cpu_all += spent["cpu"]
         untried = len(found) - len(tried)
         rows.append(
             f"| {module.name} | {len(found)} | {untried or ''} | {caught} | {equivalent} | "
@@ -291,8 +347,10 @@ def report(modules: tuple[Module, ...]) -> tuple[int, int]:
         "timed-out mutants over the mutants tried less the equivalent ones",
         "(mutation/equivalent.md). A module with mutants not tried yet had its run stopped;",
         "`make mutate MUTATE_ARGS=<module>` resumes it. Run took: the wall time of the",
-        "module's last run (niced, so longer on a busy machine); in brackets, the time its",
-        "mutants' tests took, summed: two at a time on two idle cores take about half that.",
+        "module's last run (niced, so longer on a busy machine, the load average at its",
+        "start and end given) and the CPU time it used, mutmut and the mutants' tests",
+        "together: two mutants at a time on two idle cores take about half that CPU time.",
+        "A rerun only tries mutants whose code or tests changed, so it takes less.",
         "",
         "| Module | Mutants | Not tried yet | Caught | Equivalent | Alive | Score | Run took |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -302,7 +360,8 @@ def report(modules: tuple[Module, ...]) -> tuple[int, int]:
     if counted_all:
         lines += [
             f"All modules run: {caught_all} of {counted_all} caught, "
-            f"{100 * caught_all / counted_all:.1f}%.",
+            f"{100 * caught_all / counted_all:.1f}%. CPU time of the modules' last runs: "
+            f"{cpu_all / 60:.0f} min, about {cpu_all / 120:.0f} min on two idle cores.",
             "",
         ]
     lines += ["## Survivors", ""]
@@ -338,9 +397,10 @@ def main() -> int:
     unknown = [n for n in args.modules if n not in by_name]
     if unknown:
         parser.error(f"unknown module(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")
-    if not MUTMUT.exists():
-        parser.error(f"{MUTMUT} is missing: pip install mutmut (make mutate installs it)")
     chosen = [by_name[n] for n in args.modules] if args.modules else list(MODULES)
+    for module in chosen:
+        if not module.mutmut.exists():
+            parser.error(f"{module.mutmut} is missing: make mutate installs it")
     if not args.report_only:
         for module in chosen:
             print(f"mutating {module.name} ...", flush=True)

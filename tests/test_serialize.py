@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from email.utils import formatdate
+from functools import partial
 from unittest import mock
 
 import django
@@ -357,6 +358,53 @@ def test_the_installed_django_is_one_the_fast_path_was_verified_against() -> Non
     # Django's path: run this file against it, then widen the range.
     expected = "modern" if MODERN else "compat32"
     assert expected == serialize_module.FAST_PATH, f"Django {django.__version__}"
+
+
+def _writer(found):
+    """(name, function, keyword arguments) of what _detect() chose: partials compare by identity."""
+    name, writer = found
+    if isinstance(writer, partial):
+        return name, writer.func, writer.keywords
+    return name, writer, {}
+
+
+def test_the_writer_is_chosen_from_the_installed_django() -> None:
+    # FAST_PATH and the writer were chosen once, at import, by _detect().
+    found = serialize_module._detect()
+    assert _writer(found) == _writer((serialize_module.FAST_PATH, serialize_module._fast))
+    assert found[1] is not None
+
+
+# The releases either side of each verified range, as the installed Django's
+# message() would be seen by a release number that says otherwise.
+if MODERN:
+    RELEASES = [((5, 2), ""), ((6, 0), "modern"), ((6, 1), "modern"), ((6, 2), "")]
+else:
+    RELEASES = [
+        ((4, 1), ""),
+        ((4, 2), "compat32-own-addresses"),
+        ((5, 1), "compat32-own-addresses"),
+        ((5, 2), "compat32"),
+        ((5, 3), ""),
+    ]
+
+
+@pytest.mark.parametrize(("release", "expected"), RELEASES, ids=lambda v: str(v))
+def test_only_the_releases_the_writers_were_checked_against_take_the_fast_path(
+    monkeypatch, release, expected
+) -> None:
+    monkeypatch.setattr(django, "VERSION", (*release, 0, "final", 0))
+    name, writer, keywords = _writer(serialize_module._detect())
+    if expected == "":
+        assert (name, writer) == ("", None)
+    elif expected == "modern":
+        assert (name, writer, keywords) == ("modern", serialize_module._fast_modern, {})
+    else:
+        # Before 5.2, Django also writes To/Cc/Reply-To from extra_headers among
+        # the extra headers, which the writer leaves to Django.
+        own = expected == "compat32-own-addresses"
+        assert name == "compat32" and writer is serialize_module._fast_compat32
+        assert keywords == ({"address_overrides": False} if own else {})
 
 
 def test_benchmark_shape_takes_the_fast_path() -> None:
