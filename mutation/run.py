@@ -128,6 +128,7 @@ MODULES = (
             "tests/esp/test_esp_routes.py",
             "tests/esp/test_esp_results.py",
             "tests/tracking/test_smtp_provider_ids.py",
+            "tests/test_large_messages.py",
         ),
     ),
     Module(
