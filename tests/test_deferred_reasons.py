@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage, send_mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -132,3 +132,20 @@ def test_recipients_split_off_by_a_too_many_reply_keep_the_reasons(
     assert b.reply.startswith("relay-a: ")
     assert b.reply.endswith("; relay-r (recipient domains do not match) does not take it")
     assert Recipient.objects.get(address="a@example.net").status == Recipient.Status.DELIVERED
+
+
+def test_when_no_route_matches_the_error_says_which_route_the_message_asks_for(
+    smtp_server, make_route
+):
+    make_route(smtp_server(), name="relay-e", tags="bulk")
+    email = EmailMessage("Hello", "Body", "from@example.com", ["to@example.net"])
+    email.smtprelay_route = "Receipts"
+    email.send()
+    message = Message.objects.latest("pk")
+    DeliveryEngine().run()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert message.last_error == (
+        "no enabled route takes this message (it asks for 'Receipts'): "
+        "relay-e (the message asks for route or tag 'receipts') does not take it"
+    )
