@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.core.mail import EmailMessage
 from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
 from django_smtprelay.delivery import DeliveryEngine, content
 from django_smtprelay.delivery.content import ContentGone, StoredContent
@@ -96,7 +97,9 @@ def test_each_reader_gives_the_stored_bytes_chunk_by_chunk(tiny_chunks) -> None:
     message = queue()
     raw, conn = bytes(message.raw), connections["default"]
     expected = [raw[i : i + 7] for i in range(0, len(raw), 7)]
-    assert list(stored(message)._substr_chunks(conn)) == expected
+    with CaptureQueriesContext(conn) as queries:
+        assert list(stored(message)._substr_chunks(conn)) == expected
+    assert len(queries) == len(expected), "one query a chunk, none past the end"
     assert list(stored(message).chunks()) == expected  # the database's own reader
     assert bytes(stored(message)) == raw
 
