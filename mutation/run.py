@@ -45,34 +45,13 @@ class Module:
     tests: tuple[str, ...]  # the tests that exercise it
     # The virtualenv whose Python and Django the tests run on (make mutate builds it).
     venv: str = ".venv"
-    # Mutants of code only another leg can reach (another Django's writer): left out here.
-    elsewhere: tuple[str, ...] = ()
+    # Another leg of that module (the same code on another Django): a mutant is
+    # caught when either leg's tests catch it, and the report shows one row.
+    leg_of: str = ""
 
     @property
     def mutmut(self) -> Path:
         return ROOT / self.venv / "bin" / "mutmut"
-
-    def counts(self, mutant: str) -> bool:
-        return not any(fnmatch.fnmatchcase(mutant, glob) for glob in self.elsewhere)
-
-
-# serialize.py has one writer for Django 4.2-5.2 (compat32) and one for Django 6
-# (modern), chosen at import: each leg tries the shared code and its own writer.
-_MODERN_WRITER = tuple(
-    f"django_smtprelay.serialize.x_{name}__mutmut_*"
-    for name in (
-        "_fast_modern",
-        "_modern_kind",
-        "_modern_header",
-        "_modern_plain",
-        "_modern_folded",
-        "_modern_body",
-    )
-)
-_COMPAT32_WRITER = tuple(
-    f"django_smtprelay.serialize.x_{name}__mutmut_*"
-    for name in ("_fast_compat32", "_compat32_header", "_has_long_lines", "_to_crlf")
-)
 
 
 MODULES = (
@@ -82,18 +61,15 @@ MODULES = (
         ("tests/test_backend.py", "tests/test_publish_bound.py", "tests/test_bulk.py"),
     ),
     Module("envelope", ("django_smtprelay/envelope.py",), ("tests/test_backend.py",)),
-    Module(
-        "serialize",
-        ("django_smtprelay/serialize.py",),
-        ("tests/test_serialize.py",),
-        elsewhere=_MODERN_WRITER,
-    ),
+    # serialize.py has one writer for Django 4.2-5.2 (compat32) and one for Django 6
+    # (modern), chosen at import: each Django's tests reach its own writer only.
+    Module("serialize", ("django_smtprelay/serialize.py",), ("tests/test_serialize.py",)),
     Module(
         "serialize-django6",
         ("django_smtprelay/serialize.py",),
         ("tests/test_serialize.py",),
         venv=".venv-py312",
-        elsewhere=_COMPAT32_WRITER,
+        leg_of="serialize",
     ),
     Module(
         "replies",
@@ -299,8 +275,21 @@ def results(module: Module) -> dict[str, str]:
         text=True,
         check=False,
     ).stdout
-    found = (m for m in map(_RESULT.match, out.splitlines()) if m)
-    return {m.group(1): m.group(2).strip() for m in found if module.counts(m.group(1))}
+    return {m.group(1): m.group(2).strip() for m in map(_RESULT.match, out.splitlines()) if m}
+
+
+def merged_results(legs: list[Module]) -> dict[str, tuple[str, Module]]:
+    """Each mutant's fate over the legs that ran: caught if any leg caught it."""
+
+    def rank(state: str) -> int:
+        return 3 if state in CAUGHT else 2 if state == NOT_RUN else 0 if state == "no tests" else 1
+
+    merged: dict[str, tuple[str, Module]] = {}
+    for leg in legs:
+        for name, state in results(leg).items():
+            if name not in merged or rank(state) > rank(merged[name][0]):
+                merged[name] = (state, leg)
+    return merged
 
 
 def diff(module: Module, mutant: str) -> str:
@@ -323,7 +312,12 @@ def report(modules: tuple[Module, ...]) -> tuple[int, int]:
     rows, survivors = [], []
     caught_all = counted_all = cpu_all = 0
     for module in modules:
-        found = results(module)
+        if module.leg_of:
+            continue
+        legs = [module] + [m for m in modules if m.leg_of == module.name]
+        fates = merged_results(legs)
+        found = {name: state for name, (state, _leg) in fates.items()}
+        label = " + ".join(leg.name for leg in legs if results(leg)) or module.name
         if not found:
             rows.append(f"| {module.name} | not run | | | | | | |")
             continue
@@ -336,21 +330,19 @@ def report(modules: tuple[Module, ...]) -> tuple[int, int]:
         caught_all += caught
         counted_all += counted
         score = f"{100 * caught / counted:.1f}%" if counted else "-"
-        spent = _took(module)
-        took = (
-            f"{spent['wall'] / 60:.0f} min, {spent['cpu'] / 60:.0f} min CPU "
-            f"(load {spent['load'][0]}-{spent['load'][1]})"
-            if spent
-            else ""
-        )
-        if spent:
+        took = []
+        for spent in filter(None, map(_took, legs)):
             cpu_all += spent["cpu"]
+            took.append(
+                f"{spent['wall'] / 60:.0f} min, {spent['cpu'] / 60:.0f} min CPU "
+                f"(load {spent['load'][0]}-{spent['load'][1]})"
+            )
         untried = len(found) - len(tried)
         rows.append(
-            f"| {module.name} | {len(found)} | {untried or ''} | {caught} | {equivalent} | "
-            f"{len(alive)} | {score} | {took} |"
+            f"| {label} | {len(found)} | {untried or ''} | {caught} | {equivalent} | "
+            f"{len(alive)} | {score} | {'; '.join(took)} |"
         )
-        survivors += [(module, name, found[name]) for name in alive]
+        survivors += [(fates[name][1], name, found[name]) for name in alive]
     lines = [
         "# Mutation testing: the last run",
         "",

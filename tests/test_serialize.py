@@ -529,3 +529,22 @@ def test_prepare_queues_the_serialized_bytes_and_message_id() -> None:
         assert not calls
         assert djangos(m) == ("ok", prepared.data, prepared.message_id)
     assert prepared.message_id.encode() in prepared.data
+
+
+@pytest.mark.parametrize("separator", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e"])
+def test_a_header_that_would_fold_at_a_bare_line_break_is_left_to_django(separator) -> None:
+    # These split str lines but are ASCII: folding would write a line break with
+    # no white space after it, which only Django's path may decide about.
+    m = EmailMessage(f"Before{separator}after", "Body\n", SENDER, ["a@example.com"])
+    with fixed_clock(), django_builds() as calls:
+        got = outcome(lambda: serialize(m))
+        assert calls, "Django's path should have written this message"
+        assert got == djangos(m)
+
+
+@pytest.mark.skipif(MODERN, reason="Django 4.2-5.2's line rule; Django 6's policy picks its own")
+def test_a_line_of_exactly_998_bytes_stays_on_the_fast_path() -> None:
+    # The byte line is longer (a form feed splits only the str line): Django's
+    # own test, line by line of the str, decides, and 998 is not over the limit.
+    m = EmailMessage("Hi", "a" * 998 + "\x0c" + "b\n", SENDER, ["a@example.com"])
+    assert b"a" * 998 in assert_fast_and_exact(m)
