@@ -548,3 +548,12 @@ def test_a_line_of_exactly_998_bytes_stays_on_the_fast_path() -> None:
     # own test, line by line of the str, decides, and 998 is not over the limit.
     m = EmailMessage("Hi", "a" * 998 + "\x0c" + "b\n", SENDER, ["a@example.com"])
     assert b"a" * 998 in assert_fast_and_exact(m)
+
+
+def test_a_message_in_utf_8_has_its_headers_in_utf_8_whatever_the_default_charset(
+    settings,
+) -> None:
+    settings.DEFAULT_CHARSET = "iso-8859-1"
+    m = EmailMessage("Grüße aus Köln", "Body\n", "Jörg <s@example.com>", ["a@example.com"])
+    m.encoding = "utf-8"
+    assert b"=?utf-8?" in assert_fast_and_exact(m)
