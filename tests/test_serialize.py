@@ -493,6 +493,13 @@ FALLBACK_SHAPES = {
     "bcc-header": lambda: EmailMessage(
         "Hi", "Body", SENDER, ["a@example.com"], headers={"Bcc": "b@example.com"}
     ),
+    "header-name-with-a-space": lambda: EmailMessage(
+        "Hi", "Body", SENDER, ["a@example.com"], headers={"X Tag": "a"}
+    ),
+    # Not a dict: whatever Django makes of it (here, an error) is what serialize() gives.
+    "headers-not-a-dict": lambda: EmailMessage(
+        "Hi", "Body", SENDER, ["a@example.com"], headers=[("X-Tag", "a")]
+    ),
 }
 if MODERN:
     # Django 6 hands a number to the header registry as it is.
@@ -557,3 +564,13 @@ def test_a_message_in_utf_8_has_its_headers_in_utf_8_whatever_the_default_charse
     m = EmailMessage("Grüße aus Köln", "Body\n", "Jörg <s@example.com>", ["a@example.com"])
     m.encoding = "utf-8"
     assert b"=?utf-8?" in assert_fast_and_exact(m)
+
+
+@pytest.mark.skipif(MODERN, reason="the compat32 writer's option for Django 4.2 to 5.1")
+@pytest.mark.parametrize("name", ["To", "cc", "Reply-To"])
+def test_before_django_5_2_address_headers_among_the_extras_are_left_to_django(name) -> None:
+    headers = {name: "Other <other@example.com>", "X-Tag": "a"}
+    m = EmailMessage("Hi", "Body\n", SENDER, ["a@example.com"], headers=headers)
+    assert serialize_module._fast_compat32(m, address_overrides=False) is None
+    plain = EmailMessage("Hi", "Body\n", SENDER, ["a@example.com"], headers={"X-Tag": "a"})
+    assert serialize_module._fast_compat32(plain, address_overrides=False) is not None
