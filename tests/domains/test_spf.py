@@ -153,6 +153,12 @@ def test_check_host(dns, ip, domain, result):
     assert outcome.result == result, outcome.reason
 
 
+def test_an_mx_host_whose_address_cannot_be_looked_up_is_a_temperror_naming_it(dns):
+    outcome = spf.check_host("192.0.2.1", "tempmx.test", "postmaster@tempmx.test", Resolver())
+    assert outcome.result == "temperror"
+    assert "servfail.test" in outcome.reason
+
+
 def test_check_host_reports_matching_term(dns):
     outcome = spf.check_host("198.51.100.7", "clean.test", "a@clean.test", Resolver())
     assert outcome.term == "ip4:198.51.100.7"

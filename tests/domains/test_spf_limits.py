@@ -137,6 +137,20 @@ def test_audit_include_of_a_permerror_is_a_permerror(limits_dns, name, found):
     assert findings["spf.include_error"].startswith(found)
 
 
+def test_audit_include_of_a_name_without_an_spf_record(limits_dns):
+    assert audit("incnone") == {"spf.include_not_found": f"include:nospf.{ORIGIN}"}
+
+
+def test_audit_include_of_a_name_that_does_not_exist_is_a_void_lookup(limits_dns):
+    assert audit("incgone") == {
+        "spf.too_many_void_lookups": (
+            f"3 void lookups: the limit of 2 is crossed by include:gone3.{ORIGIN} "
+            f"in the SPF record of incgone.{ORIGIN}"
+        ),
+        "spf.include_not_found": f"include:gone3.{ORIGIN}",
+    }
+
+
 def test_audit_include_loop(limits_dns):
     assert audit("loopa") == {
         "spf.loop": f"loopa.{ORIGIN} -> loopb.{ORIGIN} -> loopa.{ORIGIN}",
