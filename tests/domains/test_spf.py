@@ -289,6 +289,10 @@ LOOKUPS_BREAKDOWN = (
 )
 def test_audit_findings_say_what_was_found_and_what_is_expected(dns, domain, findings):
     result = spf_audit.audit(domain, Resolver(), "v=spf1 -all")
-    assert [(f.code, f.found, f.expected) for f in result.findings] == findings
+
+    def found(f):  # the DNS server answers two records in either order
+        return " | ".join(sorted(f.found.split(" | "))) if f.code == "spf.multiple" else f.found
+
+    assert [(f.code, found(f), f.expected) for f in result.findings] == findings
     # The record the findings are about, parsed, for the report's record view.
     assert result.data["record"].text == result.records[0]
