@@ -26,6 +26,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -224,20 +225,28 @@ def run(module: Module, children: int, only: list[str] | None = None) -> float:
     resumed = NOT_RUN in results(module).values()
     started, cpu_before, load = time.monotonic(), _children_cpu(), os.getloadavg()[0]
     log = dest / "mutmut.log"
+    stopped = False
     with log.open("w") as out:
-        done = subprocess.run(
+        mutmut = subprocess.Popen(
             ["nice", "-n", "10", str(module.mutmut), "run", "--max-children", str(children)]
             + (only or []),
             cwd=dest,
             env=env,
-            check=False,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    if done.returncode:
+        try:
+            mutmut.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C, or SIGTERM (see main): mutmut stops its mutants and keeps what
+            # it has; the time spent so far is recorded, and the next run resumes.
+            stopped = True
+            mutmut.send_signal(signal.SIGINT)
+            mutmut.wait(timeout=120)
+    if mutmut.returncode and not stopped:
         # mutmut stops when the tests fail without any mutant (a flaky test, say).
         tail = log.read_text(errors="replace")[-3000:]
-        sys.exit(f"mutmut failed on {module.name} (exit {done.returncode}); {log} ends:\n{tail}")
+        sys.exit(f"mutmut failed on {module.name} (exit {mutmut.returncode}); {log} ends:\n{tail}")
     took = {
         "wall": round(time.monotonic() - started),
         "cpu": round(_children_cpu() - cpu_before),
@@ -249,6 +258,8 @@ def run(module: Module, children: int, only: list[str] | None = None) -> float:
         took["cpu"] += before["cpu"]
         took["load"][0] = before["load"][0]
     (dest / "took").write_text(json.dumps(took) + "\n")
+    if stopped:
+        sys.exit(f"stopped: {module.name}'s run resumes where it stopped")
     return took["wall"]
 
 
@@ -414,7 +425,12 @@ def main() -> int:
     return 0 if not counted or caught / counted >= 0.9 else 1
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)
     if shutil.which("rsync") is None:
         sys.exit("mutation/run.py needs rsync (apt-get install rsync)")
     sys.exit(main())
