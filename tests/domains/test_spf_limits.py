@@ -145,6 +145,12 @@ def test_audit_of_a_domain_without_an_spf_record_suggests_one(limits_dns):
     assert result.records == []
 
 
+def test_audit_of_a_name_that_does_not_exist_has_no_records(limits_dns):
+    result = spf_audit.audit(f"nothing-here.{ORIGIN}", Resolver(), "v=spf1 -all")
+    assert [f.code for f in result.findings] == ["spf.missing"]
+    assert result.records == []
+
+
 def test_audit_of_a_domain_with_two_spf_records(limits_dns):
     result = spf_audit.audit(f"two.{ORIGIN}", Resolver(), "v=spf1 -all")
     (multiple,) = [f for f in result.findings if f.code == "spf.multiple"]
