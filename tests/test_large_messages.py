@@ -100,7 +100,10 @@ def test_each_reader_gives_the_stored_bytes_chunk_by_chunk(tiny_chunks) -> None:
     with CaptureQueriesContext(conn) as queries:
         assert list(stored(message)._substr_chunks(conn)) == expected
     assert len(queries) == len(expected), "one query a chunk, none past the end"
-    assert list(stored(message).chunks()) == expected  # the database's own reader
+    with CaptureQueriesContext(conn) as queries:
+        assert list(stored(message).chunks()) == expected  # the database's own reader
+    if conn.vendor == "sqlite":  # one query for the row, then the blob is read directly
+        assert len(queries) == 1 and "SUBSTR" not in queries[0]["sql"]
     assert bytes(stored(message)) == raw
 
 
