@@ -149,3 +149,25 @@ def test_when_no_route_matches_the_error_says_which_route_the_message_asks_for(
         "no enabled route takes this message (it asks for 'Receipts'): "
         "relay-e (the message asks for route or tag 'receipts') does not take it"
     )
+
+
+def test_a_circuit_another_worker_is_probing_is_named_half_open(
+    smtp_server, make_route, relay_settings
+):
+    relay_settings(BREAKER_FAILURE_THRESHOLD=2)
+    now = timezone.now()
+    make_route(smtp_server(), name="relay-a")
+    breaker = CircuitBreaker("relay-a", BreakerPolicy(failure_threshold=2))
+    for _ in range(2):
+        breaker.record_fault("timed out at greeting", now - timedelta(seconds=30))
+    until = RouteHealthService().state("relay-a").until
+    # At the end of the cool-down, to the second, another worker takes the one probe.
+    assert RouteHealthService().usable("relay-a", until)
+    message = queue()
+    DeliveryEngine(clock=lambda: until).run()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert message.last_error == (
+        "relay-a: circuit half-open, another worker is probing it "
+        "(2 route faults in a row; last: timed out at greeting)"
+    )
