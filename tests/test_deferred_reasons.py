@@ -171,3 +171,32 @@ def test_a_circuit_another_worker_is_probing_is_named_half_open(
         "relay-a: circuit half-open, another worker is probing it "
         "(2 route faults in a row; last: timed out at greeting)"
     )
+
+
+def test_when_no_route_matches_a_message_too_large_says_the_limit(smtp_server, make_route):
+    make_route(smtp_server(), name="small", max_message_size=100)
+    make_route(smtp_server(), name="other", sender_domains="other.example")
+    message = queue()
+    DeliveryEngine().run()
+    message.refresh_from_db()
+    assert message.last_error == (
+        "no enabled route takes this message: small (larger than its limit of 100 bytes) "
+        "and other (sender domains do not match) do not take it"
+    )
+
+
+def test_a_route_that_takes_the_message_by_its_from_header_is_not_listed_as_not_taking_it(
+    make_route, refused_port
+):
+    make_route(port=refused_port, name="shop", sender_domains="shop.example")
+    email = EmailMessage(
+        "Hello", "Body", "bounce@other.example", ["to@example.net"],
+        headers={"From": "Shop <shop@shop.example>"},
+    )  # fmt: skip
+    email.send()
+    message = Message.objects.latest("pk")
+    DeliveryEngine().run()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert message.last_error.startswith("shop: ")
+    assert "take it" not in message.last_error
