@@ -58,6 +58,9 @@ def test_an_exception_while_connecting_defers_the_message_and_later_drains_still
     assert attempt.exception == "UnicodeEncodeError"
     assert attempt.possible_duplicate is False, "nothing was sent yet"
     assert attempt.stage == "connect"
+    assert message.last_error.startswith(
+        f"{route.name}: unexpected UnicodeEncodeError while connecting (the worker's log"
+    )
     assert timedelta(0) <= attempt.duration < timedelta(seconds=30)
     assert attempt.reply == (
         "unexpected UnicodeEncodeError while connecting (the worker's log has the traceback)"
