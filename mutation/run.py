@@ -234,6 +234,8 @@ def run(module: Module, children: int, only: list[str] | None = None) -> float:
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            # A job started in the background has Ctrl-C ignored: mutmut needs it to stop.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             mutmut.wait()
@@ -242,7 +244,11 @@ def run(module: Module, children: int, only: list[str] | None = None) -> float:
             # it has; the time spent so far is recorded, and the next run resumes.
             stopped = True
             mutmut.send_signal(signal.SIGINT)
-            mutmut.wait(timeout=120)
+            try:
+                mutmut.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                mutmut.terminate()
+                mutmut.wait()
     if mutmut.returncode and not stopped:
         # mutmut stops when the tests fail without any mutant (a flaky test, say).
         tail = log.read_text(errors="replace")[-3000:]
