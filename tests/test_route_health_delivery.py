@@ -103,7 +103,8 @@ def test_a_send_still_refused_after_the_wait_holds_the_rest_for_the_longest_wait
     server = smtp_server()
     make_route(server, name="relay", max_per_second=1)
     queue(3)
-    still = timezone.now().replace(microsecond=500_000)
+    # Half a second into a second that is surely after the messages were queued.
+    still = (timezone.now() + timedelta(seconds=2)).replace(microsecond=500_000)
     report = DeliveryEngine(clock=lambda: still).run()
     assert report.sent == 1
     held = Message.objects.filter(status=Message.Status.DEFERRED)
