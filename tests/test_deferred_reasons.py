@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage, send_mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -134,3 +134,71 @@ def test_recipients_split_off_by_a_too_many_reply_keep_the_reasons(
     assert b.reply.startswith("relay-a: ")
     assert b.reply.endswith("; relay-r (recipient domains do not match) does not take it")
     assert Recipient.objects.get(address="a@example.net").status == Recipient.Status.DELIVERED
+
+
+def test_when_no_route_matches_the_error_says_which_route_the_message_asks_for(
+    smtp_server, make_route
+):
+    make_route(smtp_server(), name="relay-e", tags="bulk")
+    email = EmailMessage("Hello", "Body", "from@example.com", ["to@example.net"])
+    email.smtprelay_route = "Receipts"
+    email.send()
+    message = Message.objects.latest("pk")
+    DeliveryEngine().run()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert message.last_error == (
+        "no enabled route takes this message (it asks for 'Receipts'): "
+        "relay-e (the message asks for route or tag 'receipts') does not take it"
+    )
+
+
+def test_a_circuit_another_worker_is_probing_is_named_half_open(
+    smtp_server, make_route, relay_settings
+):
+    relay_settings(BREAKER_FAILURE_THRESHOLD=2)
+    now = timezone.now()
+    make_route(smtp_server(), name="relay-a")
+    breaker = CircuitBreaker("relay-a", BreakerPolicy(failure_threshold=2))
+    for _ in range(2):
+        breaker.record_fault("timed out at greeting", now - timedelta(seconds=30))
+    until = RouteHealthService().state("relay-a").until
+    # At the end of the cool-down, to the second, another worker takes the one probe.
+    assert RouteHealthService().usable("relay-a", until)
+    message = queue()
+    DeliveryEngine(clock=lambda: until).run()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert message.last_error == (
+        "relay-a: circuit half-open, another worker is probing it "
+        "(2 route faults in a row; last: timed out at greeting)"
+    )
+
+
+def test_when_no_route_matches_a_message_too_large_says_the_limit(smtp_server, make_route):
+    make_route(smtp_server(), name="small", max_message_size=100)
+    make_route(smtp_server(), name="other", sender_domains="other.example")
+    message = queue()
+    DeliveryEngine().run()
+    message.refresh_from_db()
+    assert message.last_error == (
+        "no enabled route takes this message: small (larger than its limit of 100 bytes) "
+        "and other (sender domains do not match) do not take it"
+    )
+
+
+def test_a_route_that_takes_the_message_by_its_from_header_is_not_listed_as_not_taking_it(
+    make_route, refused_port
+):
+    make_route(port=refused_port, name="shop", sender_domains="shop.example")
+    email = EmailMessage(
+        "Hello", "Body", "bounce@other.example", ["to@example.net"],
+        headers={"From": "Shop <shop@shop.example>"},
+    )  # fmt: skip
+    email.send()
+    message = Message.objects.latest("pk")
+    DeliveryEngine().run()
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert message.last_error.startswith("shop: ")
+    assert "take it" not in message.last_error

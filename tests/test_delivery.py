@@ -9,7 +9,7 @@ from django.core.mail import EmailMessage, send_mail
 from django.utils import timezone
 
 from django_smtprelay.delivery import DeliveryEngine
-from django_smtprelay.models import DeliveryAttempt, Message, Recipient, Route
+from django_smtprelay.models import DeliveryAttempt, Message, Recipient, Route, Suppression
 
 pytestmark = pytest.mark.django_db
 
@@ -498,3 +498,24 @@ def test_greylisting_is_retried_on_the_same_route(smtp_server, make_route):
     message.refresh_from_db()
     assert message.status == Message.Status.SENT
     assert (len(grey.messages), len(other.messages)) == (1, 0)
+
+
+def test_a_mailbox_gone_or_disabled_is_suppressed_with_the_relays_reply(smtp_server, make_route):
+    long_reply = "550 5.1.1 " + "no such user " * 50
+    server = smtp_server(
+        rcpt_replies={
+            "Gone@Example.com": long_reply,
+            "off@example.com": "550 5.2.1 Mailbox disabled",
+            "spam@example.com": "550 5.7.1 Message rejected as spam",
+        }
+    )
+    make_route(server)
+    queue_one(to=["Gone@Example.com", "off@example.com", "spam@example.com"])
+    DeliveryEngine().run()
+    suppressed = {s.address: (s.reason, s.source) for s in Suppression.objects.all()}
+    assert set(suppressed) == {"gone@example.com", "off@example.com"}  # not 5.7.1
+    reason, source = suppressed["gone@example.com"]
+    assert source == Suppression.Source.BOUNCE
+    # The recipient's reply (the route's name, then the relay's words), cut at 500.
+    assert reason == f"route-1: {long_reply}"[:500]
+    assert suppressed["off@example.com"][0] == "route-1: 550 5.2.1 Mailbox disabled"

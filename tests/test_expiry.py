@@ -39,6 +39,7 @@ def test_an_expired_message_is_not_sent_and_fails_as_expired(smtp_server, make_r
     assert message.status == Message.Status.FAILED
     assert message.last_error == reason
     assert message.lease_token is None
+    assert message.attempt_count == 0, "no attempt was made, none is counted"
     assert list(message.recipients.values_list("status", "reply")) == [
         (Recipient.Status.FAILED, reason),
         (Recipient.Status.FAILED, reason),

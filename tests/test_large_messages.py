@@ -6,9 +6,11 @@ from datetime import timedelta
 
 import pytest
 from django.core.mail import EmailMessage
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
 from django_smtprelay.delivery import DeliveryEngine, content
-from django_smtprelay.delivery.content import StoredContent
+from django_smtprelay.delivery.content import ContentGone, StoredContent
 from django_smtprelay.delivery.loading import load_parts
 from django_smtprelay.health import RouteHealthService
 from django_smtprelay.models import Message
@@ -84,3 +86,46 @@ def test_an_8bit_body_streamed_is_declared_or_converted(
         assert "BODY=8BITMIME" in " ".join(received.mail_options)
     else:
         assert received.data.isascii()
+
+
+def stored(message: Message, size: int | None = None) -> StoredContent:
+    return StoredContent(message.pk, len(bytes(message.raw)) if size is None else size, "default")
+
+
+def test_each_reader_gives_the_stored_bytes_chunk_by_chunk(tiny_chunks) -> None:
+    # SUBSTR is what PostgreSQL reads with; its SQL runs on SQLite too.
+    message = queue()
+    raw, conn = bytes(message.raw), connections["default"]
+    expected = [raw[i : i + 7] for i in range(0, len(raw), 7)]
+    with CaptureQueriesContext(conn) as queries:
+        assert list(stored(message)._substr_chunks(conn)) == expected
+    assert len(queries) == len(expected), "one query a chunk, none past the end"
+    with CaptureQueriesContext(conn) as queries:
+        assert list(stored(message).chunks()) == expected  # the database's own reader
+    if conn.vendor == "sqlite":  # one query for the row, then the blob is read directly
+        assert len(queries) == 1 and "SUBSTR" not in queries[0]["sql"]
+    assert bytes(stored(message)) == raw
+
+
+def test_the_substr_reader_stops_at_the_end_of_the_bytes(tiny_chunks) -> None:
+    # A size larger than the bytes stored (a row changed under the batch) ends, not loops.
+    message = queue()
+    raw = bytes(message.raw)
+    assert b"".join(stored(message, len(raw) + 50)._substr_chunks(connections["default"])) == raw
+
+
+def test_isascii_looks_at_the_stored_bytes(tiny_chunks) -> None:
+    message = queue()
+    assert stored(message).isascii()
+    message.content.raw = bytes(message.raw) + "\u00ef".encode()
+    message.content.save()
+    assert not stored(message).isascii()
+
+
+def test_bytes_deleted_under_a_send_are_named(tiny_chunks) -> None:
+    message = queue()
+    content_of = stored(message)
+    message.content.delete()
+    for read in (content_of.chunks, lambda: content_of._substr_chunks(connections["default"])):
+        with pytest.raises(ContentGone, match=f"the content of message {message.pk} was deleted"):
+            list(read())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pytest
 from django.core.mail import send_mail
 
 from django_smtprelay.delivery import DeliveryEngine
+from django_smtprelay.health import RouteHealthService
 from django_smtprelay.models import DeliveryAttempt, Message, Route
 from django_smtprelay.transports import get_transport
 from django_smtprelay.transports.smtp import SMTPTransport
@@ -43,7 +45,7 @@ def test_an_exception_while_connecting_defers_the_message_and_later_drains_still
     # UnicodeEncodeError, which is neither an OSError nor an SMTPException.
     relay_settings(EHLO_HOSTNAME="hôte.example")
     server = smtp_server()
-    make_route(server)
+    route = make_route(server)
     _send()
     with caplog.at_level(logging.ERROR, logger="django_smtprelay.delivery"):
         report = DeliveryEngine().run()
@@ -55,7 +57,22 @@ def test_an_exception_while_connecting_defers_the_message_and_later_drains_still
     assert attempt.outcome == DeliveryAttempt.Outcome.ROUTE_FAULT
     assert attempt.exception == "UnicodeEncodeError"
     assert attempt.possible_duplicate is False, "nothing was sent yet"
-    assert "UnicodeEncodeError" in caplog.text, "the traceback is logged"
+    assert attempt.stage == "connect"
+    assert message.last_error.startswith(
+        f"{route.name}: unexpected UnicodeEncodeError while connecting (the worker's log"
+    )
+    assert timedelta(0) <= attempt.duration < timedelta(seconds=30)
+    assert attempt.reply == (
+        "unexpected UnicodeEncodeError while connecting (the worker's log has the traceback)"
+    )
+    (logged,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert logged.getMessage() == (
+        f"Route {route.name} failed unexpectedly while connecting; "
+        "its messages go to the next route"
+    )
+    assert logged.exc_info[0] is UnicodeEncodeError, "the traceback is logged"
+    # The route's health counts it: one route fault in a row.
+    assert RouteHealthService().state(route.name).consecutive_faults == 1
     # The next drain runs as well (nothing is left half-claimed).
     _send("second")
     assert DeliveryEngine().run().deferred == 1
@@ -99,6 +116,7 @@ def test_an_exception_while_sending_faults_the_route_and_flags_the_next_delivery
     assert len(second.messages) == 2, "both went out through the next route"
     faults = DeliveryAttempt.objects.filter(outcome=DeliveryAttempt.Outcome.ROUTE_FAULT)
     assert {a.exception for a in faults} == {"RuntimeError"}
+    assert {a.stage for a in faults} == {"data"}, "the message had been handed over"
     assert all("defect" not in a.reply for a in faults), "only the class is recorded"
     # Only the message being sent may have reached the first relay.
     assert dict(faults.values_list("message__subject", "possible_duplicate")) == {

@@ -82,3 +82,33 @@ def test_a_rate_limited_route_holds_the_rest_of_the_batch_untried(smtp_server, m
     assert held.count() == 2
     assert all(m.attempt_count == 0 and "rate limit" in m.last_error for m in held)
     assert len(server.messages) == 3
+
+
+def test_a_short_wait_for_the_rate_limit_is_slept_and_the_next_message_goes(
+    smtp_server, make_route
+):
+    server = smtp_server()
+    make_route(server, max_per_second=1)
+    queue(2)
+    report = DeliveryEngine().run()
+    assert report.sent == 2, "the second waited for the next second, under 2 s"
+    assert len(server.messages) == 2
+
+
+def test_a_send_still_refused_after_the_wait_holds_the_rest_for_the_longest_wait(
+    smtp_server, make_route
+):
+    # The engine's clock stands still: after the wait the second is still full,
+    # as when another worker took the unit that came free.
+    server = smtp_server()
+    make_route(server, name="relay", max_per_second=1)
+    queue(3)
+    # Half a second into a second that is surely after the messages were queued.
+    still = (timezone.now() + timedelta(seconds=2)).replace(microsecond=500_000)
+    report = DeliveryEngine(clock=lambda: still).run()
+    assert report.sent == 1
+    held = Message.objects.filter(status=Message.Status.DEFERRED)
+    assert held.count() == 2
+    assert {m.last_error for m in held} == {"relay: rate limit, next send in 2s"}
+    assert all(m.attempt_count == 0 for m in held)
+    assert len(server.messages) == 1

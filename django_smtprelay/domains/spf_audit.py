@@ -36,7 +36,6 @@ class LookupCount:
     total: int = 0
     void: int = 0
     breakdown: list[str] = field(default_factory=list)  # "include:x (+n)" lines
-    includes: list[str] = field(default_factory=list)  # every include/redirect target
     problems: list[tuple[str, str]] = field(default_factory=list)  # (code, found)
     stopped: str = ""  # the finding code of the limit that ended the walk
     unavailable: str = ""  # the lookup that could not be made, when one ended the walk
@@ -159,7 +158,6 @@ def _follow(
     resolver: Resolver,
     count: LookupCount,
 ) -> _Frame | None:
-    count.includes.append(target)
     path = [f.domain for f in frames]
     if target in path:
         count.problems.append(("spf.loop", " -> ".join([*path, target])))

@@ -229,6 +229,8 @@ a6 TXT "v=spf1 a:v6.a6.test/24//64 -all"
 v6.a6 AAAA 2001:db8:1:2::10
 mxnet TXT "v=spf1 mx:clean.test/24 -all"
 tempa TXT "v=spf1 a:servfail.test -all"
+tempmx TXT "v=spf1 mx -all"
+tempmx MX 10 servfail.test.
 
 ; networks_of: what a relay's SPF include authorizes (pass terms, no macros).
 nets TXT "{nets}"

@@ -69,6 +69,8 @@ def zone_text() -> str:
         "broken": "foo -all",
         "inctwo": f"include:two.{ORIGIN} {ok}",
         "incnone": f"include:nospf.{ORIGIN} {ok}",
+        # An include of a name that does not exist: the third lookup that finds nothing.
+        "incgone": f"a:gone1.{ORIGIN} a:gone2.{ORIGIN} include:gone3.{ORIGIN} {ok}",
         # A loop of two records.
         "loopa": f"include:loopb.{ORIGIN} {ok}",
         "loopb": f"include:loopa.{ORIGIN} -all",

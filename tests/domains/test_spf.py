@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from django_smtprelay.domains import spf
+from django_smtprelay.domains import spf, spf_audit
 from django_smtprelay.domains.resolver import Resolver
 
 
@@ -153,6 +153,14 @@ def test_check_host(dns, ip, domain, result):
     assert outcome.result == result, outcome.reason
 
 
+@pytest.mark.parametrize("domain", ["tempa.test", "tempmx.test"], ids=["a-term", "mx-host"])
+def test_a_lookup_that_cannot_be_made_is_a_temperror_naming_the_name(dns, domain):
+    # tempa's a: term asks for servfail.test; tempmx's MX host is servfail.test.
+    outcome = spf.check_host("192.0.2.1", domain, f"postmaster@{domain}", Resolver())
+    assert outcome.result == "temperror"
+    assert "servfail.test" in outcome.reason
+
+
 def test_check_host_reports_matching_term(dns):
     outcome = spf.check_host("198.51.100.7", "clean.test", "a@clean.test", Resolver())
     assert outcome.term == "ip4:198.51.100.7"
@@ -223,3 +231,68 @@ def test_lookups_an_include_adds_count_itself_and_its_record(dns):
     assert lookups_added_by_include("tempinc.test", resolver) is None  # servfail inside
     # l1's bare a and mx are its own name's: 1 + a + mx + include (l3: a, mx, exists, include)
     assert lookups_added_by_include("l1.lookups.test", resolver) == 8
+
+
+NO_ALL = "v=spf1 ip4:203.0.113.7"
+BAD_IP4 = "'300.1.2.3' is not an ip4 address"
+LOOKUPS_BREAKDOWN = (
+    "include:spf.relay.test (+1), include:l3.lookups.test (+5), "
+    "include:l1.lookups.test (+8), include:l2.lookups.test (+3)"
+)
+
+
+@pytest.mark.parametrize(
+    ("domain", "findings"),
+    [
+        ("clean.test", []),
+        ("plusall.test", [("spf.plus_all", "+all", "-all")]),
+        ("neutral.test", [("spf.neutral_all", "?all", "-all")]),
+        (
+            "netsnoall.test",
+            [("spf.no_all", "v=spf1 ip4:203.0.113.7", "v=spf1 ip4:203.0.113.7 -all")],
+        ),
+        ("netsredirect.test", []),  # a redirect stands in for the all term
+        ("ptr.test", [("spf.ptr_used", "ptr:relay.test", "ip4:/ip6: ranges")]),
+        (
+            "twospf.test",
+            [
+                (
+                    "spf.multiple",
+                    "v=spf1 include:spf.relay.test -all | v=spf1 ip4:198.51.100.7 -all",
+                    "one v=spf1 record",
+                )
+            ],
+        ),
+        (
+            "syntax.test",
+            [
+                (
+                    "spf.syntax",
+                    "'ip4:300.1.2.3': '300.1.2.3' is not an ip4 address",
+                    "a valid SPF term",
+                ),
+                ("spf.syntax", "unknown term 'foo'", "a valid SPF term"),
+            ],
+        ),
+        (
+            "lookups.test",
+            [
+                (
+                    "spf.too_many_lookups",
+                    "11 lookups: the limit of 10 is crossed by a:h2.lookups.test "
+                    f"in the SPF record of l2.lookups.test ({LOOKUPS_BREAKDOWN})",
+                    "at most 10",
+                )
+            ],
+        ),
+    ],
+)
+def test_audit_findings_say_what_was_found_and_what_is_expected(dns, domain, findings):
+    result = spf_audit.audit(domain, Resolver(), "v=spf1 -all")
+
+    def found(f):  # the DNS server answers two records in either order
+        return " | ".join(sorted(f.found.split(" | "))) if f.code == "spf.multiple" else f.found
+
+    assert [(f.code, found(f), f.expected) for f in result.findings] == findings
+    # The record the findings are about, parsed, for the report's record view.
+    assert result.data["record"].text == result.records[0]

@@ -137,6 +137,54 @@ def test_audit_include_of_a_permerror_is_a_permerror(limits_dns, name, found):
     assert findings["spf.include_error"].startswith(found)
 
 
+def test_audit_of_a_domain_without_an_spf_record_suggests_one(limits_dns):
+    result = spf_audit.audit(f"nospf.{ORIGIN}", Resolver(), "v=spf1 include:relay.test -all")
+    assert [(f.code, f.found, f.expected) for f in result.findings] == [
+        ("spf.missing", "no v=spf1 TXT record", "v=spf1 include:relay.test -all")
+    ]
+    assert result.records == []
+
+
+def test_audit_of_a_name_that_does_not_exist_has_no_records(limits_dns):
+    result = spf_audit.audit(f"nothing-here.{ORIGIN}", Resolver(), "v=spf1 -all")
+    assert [f.code for f in result.findings] == ["spf.missing"]
+    assert result.records == []
+
+
+def test_audit_of_a_domain_with_two_spf_records(limits_dns):
+    result = spf_audit.audit(f"two.{ORIGIN}", Resolver(), "v=spf1 -all")
+    (multiple,) = [f for f in result.findings if f.code == "spf.multiple"]
+    assert sorted(multiple.found.split(" | ")) == ["v=spf1 -all", "v=spf1 ip4:192.0.2.1 -all"]
+    assert multiple.expected == "one v=spf1 record"
+    assert sorted(result.records) == ["v=spf1 -all", "v=spf1 ip4:192.0.2.1 -all"]
+
+
+def test_audit_when_the_record_cannot_be_looked_up(limits_dns):
+    name = f"good.{ORIGIN}"
+    limits_dns.servfail.add(name)
+    try:
+        result = spf_audit.audit(name, Resolver(), "v=spf1 -all")
+    finally:
+        limits_dns.servfail.discard(name)
+    ((code, found),) = [(f.code, f.found) for f in result.findings]
+    assert code == "spf.unavailable"
+    assert name in found
+
+
+def test_audit_include_of_a_name_without_an_spf_record(limits_dns):
+    assert audit("incnone") == {"spf.include_not_found": f"include:nospf.{ORIGIN}"}
+
+
+def test_audit_include_of_a_name_that_does_not_exist_is_a_void_lookup(limits_dns):
+    assert audit("incgone") == {
+        "spf.too_many_void_lookups": (
+            f"3 void lookups: the limit of 2 is crossed by include:gone3.{ORIGIN} "
+            f"in the SPF record of incgone.{ORIGIN}"
+        ),
+        "spf.include_not_found": f"include:gone3.{ORIGIN}",
+    }
+
+
 def test_audit_include_loop(limits_dns):
     assert audit("loopa") == {
         "spf.loop": f"loopa.{ORIGIN} -> loopb.{ORIGIN} -> loopa.{ORIGIN}",

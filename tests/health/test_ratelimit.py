@@ -76,6 +76,17 @@ def test_renewing_a_slot_keeps_it(health_cache):
     assert ttl(health_cache, slot.key) > 3000
 
 
+def test_renewing_a_slot_taken_over_leaves_the_new_holder_alone(health_cache):
+    limiter = RateLimiter("relay", RateLimits(max_connections=1), connection_ttl=timedelta(hours=1))
+    old = limiter.open_connection(T0)
+    health_cache.delete(old.key)  # expired
+    new = limiter.open_connection(T0)
+    assert new.key == old.key
+    health_cache.touch(new.key, timeout=5)
+    limiter.renew(old)  # a session that outlived its slot must not extend another's
+    assert ttl(health_cache, new.key) <= 5
+
+
 def test_closing_an_expired_slot_leaves_the_new_holder_alone(health_cache):
     limiter = RateLimiter("relay", RateLimits(max_connections=1))
     old = limiter.open_connection(T0)
