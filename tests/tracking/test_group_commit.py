@@ -5,6 +5,7 @@ committed, and a post whose events fail rolls back alone."""
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -23,14 +24,22 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class _QuietHandler(WSGIRequestHandler):
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, *args: Any) -> None:
         pass
+
+
+class _Server(ThreadedWSGIServer):
+    request_queue_size = 64  # every client's connection at once
 
 
 @pytest.fixture
 def server() -> Iterator[tuple[str, int]]:
     """The project's WSGI app on a threaded server at 127.0.0.1 (a port of its own)."""
-    httpd = ThreadedWSGIServer(("127.0.0.1", 0), _QuietHandler, allow_reuse_address=False)
+    httpd = _Server(("127.0.0.1", 0), _QuietHandler, allow_reuse_address=False)
     httpd.set_app(WSGIHandler())
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
