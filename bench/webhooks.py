@@ -25,6 +25,7 @@ import base64
 import http.client
 import json
 import multiprocessing
+import os
 import socket
 import threading
 import time
@@ -34,7 +35,8 @@ from typing import Any
 SECRET = "bench:webhook-secret"
 BOUNCE_EVERY = 10  # one event in ten is a hard bounce, the rest deliveries
 BATCH = 100  # SendGrid's events per post in the batched pass
-CLIENTS = 16  # connections posting at once in the concurrent pass
+# Connections posting at once in the concurrent pass.
+CLIENTS = int(os.environ.get("BENCH_WEBHOOK_CLIENTS") or 16)
 
 
 def _clients(

@@ -62,7 +62,9 @@ class GroupCommitter:
     def __init__(self, max_posts: int = MAX_POSTS, gather_seconds: float = GATHER_SECONDS) -> None:
         self.max_posts = max_posts
         self.gather_seconds = gather_seconds
-        self.lock = threading.Condition(threading.Lock())
+        self.lock = threading.Condition(threading.Lock())  # followers wait on it for their post
+        # The leader's own wait, on the same lock: an arrival wakes it alone.
+        self.gathering = threading.Condition(self.lock)
         self.pending: list[Post] = []
         self.leading = False
         self.arriving = 0  # posts inside the view that have not yet handed their events
@@ -84,7 +86,7 @@ class GroupCommitter:
         if arrival is not None and not arrival.handed:
             arrival.handed = True
             self.arriving -= 1
-            self.lock.notify_all()
+            self.gathering.notify()
 
     def commit(self, work: list[Callable[[], object]], arrival: Arrival | None = None) -> None:
         """Run ``work`` in a committed transaction, shared with the posts waiting now.
@@ -99,7 +101,7 @@ class GroupCommitter:
             if not work:
                 return
             self.pending.append(post)
-            self.lock.notify_all()
+            self.gathering.notify()
             while not post.done:
                 if not self.leading:
                     self.leading = True
@@ -117,7 +119,7 @@ class GroupCommitter:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self.lock.wait(remaining)
+            self.gathering.wait(remaining)
         group, self.pending = self.pending[: self.max_posts], self.pending[self.max_posts :]
         self.lock.release()
         try:
