@@ -43,7 +43,7 @@ demo: $(VENV)/.installed
 # side; the SMTP submission listener against a bare aiosmtpd server (smtp-source); with PostgreSQL, the scale tests (several workers; the admin over 10,000 and
 # 1,000,000 messages).
 #   make bench BENCH_ARGS="--postgres --memory --large 100 --scale-workers 4"
-BENCH_ARGS ?= --sqlite --postgres --memory --large 100 --scale-workers 4 --admin-scale --destinations --submission --json bench/results/latest.json
+BENCH_ARGS ?= --sqlite --postgres --memory --large 100 --scale-workers 4 --admin-scale --destinations --submission --dkim 2000 --json bench/results/latest.json
 bench: $(VENV)/.installed
 	@command -v smtp-sink >/dev/null || test -x /usr/sbin/smtp-sink || \
 		{ echo "make bench needs Postfix's smtp-sink: apt-get install postfix (the daemon is not used)"; exit 1; }

@@ -193,10 +193,11 @@ FILL = {
     # sent messages has a refused third recipient.
     "recipient": """
     INSERT INTO django_smtprelay_recipient (
-        address, status, smtp_code, enhanced_code, reply, updated_at, message_id, route_id,
-        provider_message_id)
+        address, domain, status, smtp_code, enhanced_code, reply, updated_at, message_id,
+        route_id, provider_message_id)
     SELECT 'user' || ((m.id * 7 + k * 13) %% 250000) || '@'
             || (%(domains)s::text[])[1 + (m.id + k) %% 12],
+        lower((%(domains)s::text[])[1 + (m.id + k) %% 12]),
         r.st,
         CASE r.st WHEN 'delivered' THEN 250 WHEN 'failed' THEN 550 WHEN 'deferred' THEN 451 END,
         CASE r.st WHEN 'delivered' THEN '2.0.0' WHEN 'failed' THEN '5.1.1'
@@ -370,6 +371,12 @@ def page_list(message_pk: int, route_pk: int) -> list[tuple[str, str, dict]]:
         ("recipients: last 24 hours", recipients, {"updated": "24h"}),
         ("recipients: last 7 days", recipients, {"updated": "7d"}),
         ("recipients: failed", recipients, {"status": "failed"}),
+        ("recipients: recipient domain", recipients, {"domain": "gmail.com"}),
+        ("recipients: search @domain", recipients, {"q": "@gmail.com"}),
+        ("recipients: search an address", recipients, {"q": "User90@Gmail.com"}),
+        ("messages: search @domain", messages, {"q": "@gmail.com"}),
+        ("messages: search an address", messages, {"q": "User90@Gmail.com"}),
+        ("routes", admin + "route/", {}),
         ("attempts", attempts, {}),
         (
             "attempts: a top error's link",

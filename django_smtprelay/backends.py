@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -82,9 +83,16 @@ class QueuedEmailBackend(BaseEmailBackend):
     only when that transaction commits.
     """
 
-    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
-        if not email_messages:
+    def send_messages(self, email_messages: Iterable[EmailMessage]) -> int:
+        messages = list(email_messages)  # Django's own tests pass an iterator
+        if not messages:
             return 0
+        if len(messages) < _PAUSE_COLLECTOR_FROM:
+            return self._send(messages)
+        with _collector_paused():
+            return self._send(messages)
+
+    def _send(self, email_messages: Sequence[EmailMessage]) -> int:
         prepared: list[tuple[PreparedMessage, int]] = []
         for email_message in email_messages:
             try:
@@ -99,6 +107,32 @@ class QueuedEmailBackend(BaseEmailBackend):
             return 0
         queue(prepared)
         return len(prepared)
+
+
+# A batch from this size on is prepared and stored with the cyclic garbage
+# collector paused (see _collector_paused).
+_PAUSE_COLLECTOR_FROM = 100
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a batch is prepared and stored.
+
+    A batch allocates objects that all live until it is stored (rows, bytes,
+    envelopes), and the collector, counting allocations, walks the whole heap
+    again and again for nothing: a quarter of the time of 3,000 messages
+    (measured; bench/README.md). Reference counting still frees everything
+    at once; the collector runs again when the batch is stored, or as it
+    was if another thread paused it first.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:

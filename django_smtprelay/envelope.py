@@ -71,6 +71,21 @@ _PLAIN_ADDRESS = re.compile(
 )
 
 
+def address_domain(address: str) -> str:
+    """The domain of an address as the queue stores it for filtering and search:
+    lower case and IDNA-encoded (``xn--...``), the form the envelope carries, so
+    that ``Bücher.Example`` typed into the admin finds ``user@xn--bcher-kva.example``.
+    A domain that cannot be encoded is kept as typed (lower case): it matches
+    nothing rather than failing."""
+    domain = address.rpartition("@")[2].strip().lower()
+    if domain.isascii():
+        return domain
+    try:
+        return punycode(domain).lower()
+    except UnicodeError:
+        return domain
+
+
 def envelope_address(value: object, *, role: str) -> str:
     """The bare address for the SMTP envelope, IDNA-encoded; raise if invalid."""
     if isinstance(value, Promise):  # gettext_lazy("ops@example.com"), as Django accepts

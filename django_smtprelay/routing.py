@@ -49,6 +49,8 @@ class RouteSpec:
     esp: str = ""
     esp_settings: tuple[tuple[str, object], ...] = field(default=(), repr=False)
     sealed_esp_secrets: str = field(default="", repr=False)
+    # Sign with the From domain's active DKIM keys just before sending.
+    dkim_sign: bool = False
     # A direct-to-MX route's TLS policy (Route.MXTLS), and the EHLO name ("":
     # the EHLO_HOSTNAME setting, or the machine's name).
     mx_tls: str = Route.MXTLS.OPPORTUNISTIC
@@ -81,6 +83,7 @@ class RouteSpec:
             esp=route.esp,
             esp_settings=tuple(sorted((route.esp_settings or {}).items())),
             sealed_esp_secrets=route.esp_secrets_ciphertext,
+            dkim_sign=route.dkim_sign,
             mx_tls=route.mx_tls,
             ehlo_hostname=route.ehlo_hostname,
         )

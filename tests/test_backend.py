@@ -396,9 +396,14 @@ def test_the_store_is_one_transaction_a_failed_insert_leaves_nothing(monkeypatch
     # The recipients are written after the message and its bytes (in every
     # path: INSERTs, COPY, one statement); a NULL status makes the database
     # itself refuse them.
-    monkeypatch.setattr(
-        store, "_recipient_row", lambda pk, address: (pk, address, None, "", "", "")
-    )
+    real_row = store._recipient_row
+
+    def null_status(pk: int, address: str) -> tuple:
+        row = list(real_row(pk, address))
+        row[store.RECIPIENT_COLUMNS.index("status")] = None
+        return tuple(row)
+
+    monkeypatch.setattr(store, "_recipient_row", null_status)
     with pytest.raises(IntegrityError):
         send_mass_mail(
             [(f"S{i}", "B", "from@example.com", ["to@example.com"]) for i in range(count)]

@@ -26,6 +26,7 @@ from ..domains.refresh import check_and_save
 from ..domains.resolver import Resolver, clear_cache
 from ..models import SenderDomain
 from .base import PlainHelpTextAdmin
+from .domain_keys import DomainKeysMixin, keys_context
 
 BADGE_COLOURS = {
     "ok": "#2e7d32",
@@ -47,8 +48,27 @@ def badge(status: str, label: str = "") -> str:
     )
 
 
+# A checklist item's status (domains/providers.py) as the badge it reads as.
+CHECKLIST_BADGES = {
+    "met": ("ok", _("Met")),
+    "not_met": ("failing", _("Not met")),
+    "unknown": ("unknown", _("Unknown")),
+    "manual": ("none", _("Check by hand")),
+}
+
+
+def checklist_rows(checklist: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The providers' checklist with each status as a labelled badge, not its key."""
+    rows = []
+    for item in checklist:
+        status = item.get("status", "")
+        colour, label = CHECKLIST_BADGES.get(status, ("unchecked", status))
+        rows.append({**item, "badge": badge(colour, str(label))})
+    return rows
+
+
 @admin.register(SenderDomain)
-class SenderDomainAdmin(PlainHelpTextAdmin):
+class SenderDomainAdmin(DomainKeysMixin, PlainHelpTextAdmin):
     change_form_template = "admin/django_smtprelay/senderdomain/change_form.html"
     list_display = (
         "domain",
@@ -135,6 +155,7 @@ class SenderDomainAdmin(PlainHelpTextAdmin):
                 self.admin_site.admin_view(self.check_view),
                 name="{}_{}_check".format(*info),
             ),
+            *self.key_urls(),
             *super().get_urls(),
         ]
 
@@ -179,12 +200,13 @@ class SenderDomainAdmin(PlainHelpTextAdmin):
                     "records": {k: v for k, v in obj.records.items() if v},
                     "findings": findings,
                     "routes": obj.route_results,
-                    "checklist": obj.checklist,
+                    "checklist": checklist_rows(obj.checklist),
                     "verdict": badge(obj.verdict, obj.get_verdict_display()),
                 },
                 check_url=reverse(
                     f"admin:{self.opts.app_label}_{self.opts.model_name}_check",
                     args=[obj.pk],
                 ),
+                dkim=keys_context(obj, f"admin:{self.opts.app_label}_{self.opts.model_name}_dkim"),
             )
         return super().change_view(request, object_id, form_url, extra_context)

@@ -121,6 +121,8 @@ class AttemptInline(ReadOnlyInline):
     @admin.display(description=_("outcome, route"))
     def outcome_cell(self, obj: DeliveryAttempt) -> SafeString:
         where = obj.route_name + (f", at {obj.stage}" if obj.stage else "")
+        if obj.dkim_keys:
+            where += _(", DKIM %(keys)s") % {"keys": obj.dkim_keys}
         flag = _(" (possible duplicate)") if obj.possible_duplicate else ""
         chosen = choice_text(obj.route_choice)
         return format_html(

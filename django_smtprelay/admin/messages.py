@@ -25,6 +25,7 @@ from ..models.messages import MessageQuerySet
 from . import message_actions
 from .base import PlainHelpTextAdmin
 from .filters import (
+    AttemptDkimKeyFilter,
     AttemptRouteFilter,
     AttemptStageFilter,
     MessageAgeFilter,
@@ -37,6 +38,7 @@ from .message_inlines import AttemptInline, RecipientInline
 from .message_timeline import timeline
 from .paginator import HistoryPaginator
 from .queue_badges import choice_text, duration_text, help_line, short_time, state_badge, wrapped
+from .recipient_search import recipient_condition
 from .submission import SubmissionAccountFilter
 
 WRAPPED_PRE = '<pre style="white-space:pre-wrap;overflow-wrap:anywhere">{}</pre>'
@@ -67,7 +69,8 @@ class MessageAdmin(PlainHelpTextAdmin):
     )
     search_fields = ("subject", "from_email", "message_id", "recipients__address")
     search_help_text = _(
-        "Subject, sender, Message-ID or a recipient; @domain for a recipient domain."
+        "Subject, sender or Message-ID; a recipient's whole address, or @domain for "
+        "every recipient at a domain."
     )
     # No date_hierarchy: its links come from a DISTINCT over every matching
     # message (a scan of the whole history); the age filter covers the windows.
@@ -119,10 +122,12 @@ class MessageAdmin(PlainHelpTextAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
     ) -> tuple[QuerySet, bool]:
-        term = search_term.strip()
-        if term.startswith("@") and " " not in term:
-            at_domain = Recipient.objects.filter(message=OuterRef("pk"), address__iendswith=term)
-            return queryset.filter(Exists(at_domain)), False
+        # "@domain" or one address: an index range of the recipients, not a
+        # scan of every subject and address (recipient_search.py).
+        condition = recipient_condition(search_term)
+        if condition is not None:
+            to = Recipient.objects.filter(condition, message=OuterRef("pk"))
+            return queryset.filter(Exists(to)), False
         return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description=_("status"), ordering="status")
@@ -251,7 +256,7 @@ class DeliveryAttemptAdmin(PlainHelpTextAdmin):
         "reply_wrapped",
     )
     # Route names and stages are offered without a DISTINCT over every attempt.
-    list_filter = ("outcome", AttemptRouteFilter, AttemptStageFilter)
+    list_filter = ("outcome", AttemptRouteFilter, AttemptStageFilter, AttemptDkimKeyFilter)
     search_fields = ("reply", "message__subject", "recipients")
     list_select_related = ("message",)
     # Newest first along the primary key (ids follow the time attempts are
@@ -274,6 +279,8 @@ class DeliveryAttemptAdmin(PlainHelpTextAdmin):
     @admin.display(description=_("route, outcome"), ordering="route_name")
     def outcome_cell(self, obj: DeliveryAttempt) -> str:
         where = obj.route_name + (f", at {obj.stage}" if obj.stage else "")
+        if obj.dkim_keys:
+            where += _(", DKIM %(keys)s") % {"keys": obj.dkim_keys}
         flag = _(" (possible duplicate)") if obj.possible_duplicate else ""
         chosen = choice_text(obj.route_choice)
         return format_html(

@@ -39,13 +39,28 @@ class HistoryPaginator(Paginator):
         if estimate is not None and estimate > self.cap:
             self.estimated = True
             return estimate
-        # Sliced, the count keeps the list's ordering, so the database walks
-        # the same index as the page itself and stops at the cap.
-        count = queryset[: self.cap + 1].count()
+        count = counted(queryset)[: self.cap + 1].count()
         if count > self.cap:
             self.capped = True
             return self.cap
         return count
+
+
+def counted(queryset: QuerySet) -> QuerySet:
+    """The list's rows as its capped count reads them.
+
+    Filters on the list's own table (``EXISTS`` over others included) are
+    counted unordered: the database stops at the cap along its cheapest path
+    (the message list by recipient domain: 2 ms instead of 40 at a million
+    messages, where the ordered count walked the ``created_at`` index and
+    probed 20,000 messages for 1,000 matches). A filter through a join keeps
+    the list's ordering, so the database walks the page's own index: counted
+    unordered, PostgreSQL hashed the whole join (the recipients of the last
+    24 hours, an ``OR`` over the message's creation: 750 ms instead of 28).
+    """
+    if len(queryset.query.alias_map) > 1:
+        return queryset
+    return queryset.order_by()
 
 
 def table_estimate(queryset: QuerySet) -> int | None:

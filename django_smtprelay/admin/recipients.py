@@ -27,6 +27,7 @@ from .filters import (
 )
 from .paginator import HistoryPaginator
 from .queue_badges import address, route_and_code_cell, short_time, state_badge, wrapped
+from .recipient_search import recipient_condition
 
 
 class RecipientEventInline(admin.TabularInline):
@@ -68,7 +69,10 @@ class RecipientAdmin(PlainHelpTextAdmin):
         RecipientDomainFilter,
     )
     search_fields = ("address",)
-    search_help_text = _("An address, or @domain for every recipient at a domain.")
+    search_help_text = _(
+        "A whole address (any case), @domain for every recipient at a domain, "
+        "or part of an address."
+    )
     list_select_related = ("message", "route")
     list_per_page = 100
     paginator = HistoryPaginator  # counts stop at a cap (paginator.py)
@@ -99,9 +103,9 @@ class RecipientAdmin(PlainHelpTextAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
     ) -> tuple[QuerySet, bool]:
-        term = search_term.strip()
-        if term.startswith("@") and " " not in term:
-            return queryset.filter(address__iendswith=term), False
+        condition = recipient_condition(search_term)  # @domain, or one address: an index
+        if condition is not None:
+            return queryset.filter(condition), False
         return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description=_("status, updated"), ordering="updated_at")

@@ -18,6 +18,7 @@ from .lease import LeaseHeartbeat, renew
 from .loading import load_parts
 from .reasons import NoRouteLeft
 from .results import Flush, ResultWriter, attempt_preparer
+from .signing import Signatures
 from .state import RunReport, _Msg, _Part, _Rcpt
 
 logger = logging.getLogger("django_smtprelay.delivery")
@@ -68,6 +69,8 @@ class Batch:
         self._no_route_left: NoRouteLeft | None = None
         # Why each route found down in this batch was (for the parts it drops).
         self._down: dict[str, str] = {}
+        # The From domains' DKIM keys, for routes that sign.
+        self.signatures = Signatures()
 
     # -- loading ---------------------------------------------------------------
 
@@ -247,6 +250,7 @@ class Batch:
                 if overall == Attempt.PARTIAL
                 else None
             ),
+            dkim_keys=part.signed_by,
         )
         if not still_open:
             self.finish(part)
@@ -326,6 +330,7 @@ class Batch:
         *,
         possible_duplicate: bool = False,
         error_reply: Reply | None = None,
+        dkim_keys: str = "",
         choice: dict[str, object] | None = None,
     ) -> None:
         """Add one attempt row to the next flush (and to its statistics, where a
@@ -348,6 +353,7 @@ class Batch:
             reply.exception,
             recipients if len(recipients) > 1 else _NO_RECIPIENTS,
             possible_duplicate,
+            dkim_keys[:600],
             choice,
         )
         self._pending.attempts.append(self._prepare_attempt(row))

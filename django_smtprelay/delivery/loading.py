@@ -88,7 +88,7 @@ def load_parts(
             nothing_to_send.append(msg)
             continue
         data = bytes(raw) if raw is not None else StoredContent(pk, content_size, using)
-        msg = _Msg(pk, sender, data, times, attempts, rcpts.get(pk, {}))
+        msg = _Msg(pk, sender, data, times, attempts, rcpts.get(pk, {}), from_domain=f_dom or "")
         msg.maybe_sent_before = dup or pk in taken_over
         if by is not None and by <= now:
             _fail_unsent(msg, f"expired: not delivered by {by.isoformat(timespec='seconds')}")

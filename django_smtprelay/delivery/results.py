@@ -271,6 +271,7 @@ ATTEMPT_COLUMNS = (
     "exception",
     "recipients",
     "possible_duplicate",
+    "dkim_keys",
     "route_choice",
 )
 

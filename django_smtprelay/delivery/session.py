@@ -23,9 +23,11 @@ from ..health.per_destination import classify
 from ..health.ratelimit import RateLimits
 from ..replies import Outcome, Stage, Verdict
 from ..routing import RouteSpec
+from ..signing.signer import SigningError
 from ..tracking.ids import smtprelay_id
 from ..transports.base import Envelope, Reply, SendResult, Transport, TransportError
 from .batch import Batch
+from .signing import signing_fault
 from .state import _Part
 
 logger = logging.getLogger("django_smtprelay.delivery")
@@ -67,15 +69,6 @@ def _send_seconds(transport: Transport, route: RouteSpec, part: _Part) -> float:
     if bound is not None:
         return float(bound(part.open_addresses))
     return route.timeout * (_SEND_REPLIES + len(part.open_addresses))
-
-
-def _envelope(part: _Part) -> Envelope:
-    msg, addresses = part.msg, list(part.open_addresses)
-    # Sent to one recipient, the id names its row; to several, the message
-    # (an event then finds its row by the message and the address).
-    rcpt = msg.rcpts.get(addresses[0]) if len(addresses) == 1 else None
-    tracking_id = smtprelay_id(msg.pk, rcpt.pk if rcpt is not None else None)
-    return Envelope(msg.sender, addresses, msg.data, tracking_id)
 
 
 def _route_outcome(result: SendResult) -> Outcome:
@@ -218,7 +211,12 @@ class RouteSession:
             if announced is not None and announced[0] is part:
                 envelope = announced[1]
             else:
-                envelope = _envelope(part)
+                try:
+                    envelope = self._envelope(part)
+                except SigningError as exc:
+                    self.waiting = _settle(self.waiting)
+                    self._signing_fault(part, exc, started)
+                    continue
             announced = None
             waiting = self.waiting
             self.batch.expect(_send_seconds(transport, route, part))
@@ -226,7 +224,7 @@ class RouteSession:
                 if lookahead:
                     following = group[index] if index < len(group) else None
                     if not self.paced and following is not None and not following.done:
-                        announced = (following, _envelope(following))
+                        announced = self._announce(following)
                     result = transport.send(  # type: ignore[call-arg]
                         envelope,
                         following=announced[1] if announced else None,
@@ -251,6 +249,32 @@ class RouteSession:
             if not lookahead:
                 self.waiting = _settle(self.waiting)
         return True
+
+    def _envelope(self, part: _Part) -> Envelope:
+        """What goes out for ``part``: signed with its From domain's keys if the route signs."""
+        msg, addresses = part.msg, list(part.open_addresses)
+        data, part.signed_by = msg.data, ""
+        if self.route.dkim_sign and self.route.kind != "anymail":  # an ESP signs itself
+            data, part.signed_by = self.batch.signatures.sign(msg)
+        # Sent to one recipient, the id names its row; to several, the message
+        # (an event then finds its row by the message and the address).
+        rcpt = msg.rcpts.get(addresses[0]) if len(addresses) == 1 else None
+        tracking_id = smtprelay_id(msg.pk, rcpt.pk if rcpt is not None else None)
+        return Envelope(msg.sender, addresses, data, tracking_id)
+
+    def _announce(self, part: _Part) -> tuple[_Part, Envelope] | None:
+        """``part`` with its envelope, to send next; None if it cannot be signed
+        (its turn then makes the route fault)."""
+        try:
+            return part, self._envelope(part)
+        except SigningError:
+            return None
+
+    def _signing_fault(self, part: _Part, exc: SigningError, started: float) -> None:
+        """``part`` cannot be signed: a route fault for it alone (see delivery/signing.py)."""
+        logger.warning("Route %s: message %s not sent: %s", self.route.name, part.msg.pk, exc)
+        verdict, reply = signing_fault(exc)
+        self.batch.route_fault(part, self.route, verdict, reply, started)
 
     def _pace(self, index: int) -> bool:
         """Wait for the route's rate limit; False (the rest held back) if it is too long."""

@@ -83,6 +83,8 @@ class _Msg:
     possible_duplicate: bool = False
     # Settled without an attempt (expired, or its bytes gone): not counted as a try.
     not_attempted: bool = False
+    # The From header's domain: whose DKIM keys sign it on a route that signs.
+    from_domain: str = ""
     # Deferred before this claim (a recipient was left deferred): a deferral now
     # is not its first, and the statistics count a message's first one only.
     was_deferred: bool = field(init=False)
@@ -114,6 +116,8 @@ class _Part:
     # What the router matched it by (hint, sender, From and recipient domains,
     # size), to say why the other routes do not take it if none is left.
     match: tuple[str, str, str, str, int] = ("", "", "", "", 0)
+    # The DKIM keys it was signed with for the route sending it now (names; blank: unsigned).
+    signed_by: str = ""
     # The recipients' destination group ("" when there was no choice to make),
     # and the figures that ordered its routes, as its attempts record them.
     group: str = ""

@@ -85,13 +85,63 @@ def _spf_suggestion(routes: list[Route]) -> str:
     return " ".join(["v=spf1", *dict.fromkeys(terms), "-all"])
 
 
+@dataclass
+class AppKey:
+    """A DKIM key the app holds for the domain (``DkimKey``), as the check needs it."""
+
+    domain: str
+    selector: str
+    active: bool
+    pem: str = field(default="", repr=False)
+    unreadable: str = ""  # why the private key cannot be opened
+
+    @property
+    def name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"
+
+
+def app_keys(domain: str) -> list[AppKey]:
+    """The keys mail from ``domain`` is signed with: those of the most specific
+    sending domain at or above it that has an active key (as the worker picks
+    them), or the domain's own keys when none is active."""
+    from ..exceptions import SMTPRelayError
+    from ..models import DkimKey
+    from ..signing.keys import domain_and_parents
+
+    candidates = domain_and_parents(domain)
+    rows = list(DkimKey.objects.filter(domain__domain__in=candidates).select_related("domain"))
+    active = [r.domain.domain for r in rows if r.active]
+    signing = min(active, key=candidates.index) if active else domain
+    found = []
+    for row in rows:
+        if row.domain.domain != signing:
+            continue
+        key = AppKey(signing, row.selector, row.active)
+        try:
+            key.pem = row.private_key
+        except SMTPRelayError as exc:
+            key.unreadable = str(exc)
+        found.append(key)
+    return found
+
+
 def _dkim(
-    domain: str, routes: list[Route], selectors: Iterable[str], resolver: Resolver
+    domain: str,
+    routes: list[Route],
+    selectors: Iterable[str],
+    resolver: Resolver,
+    own_keys: list[AppKey],
 ) -> tuple[CheckResult, dict[tuple[str, str], DKIMKey]]:
-    """Keys this domain publishes for its routes and its listed selectors."""
+    """Keys this domain publishes for the app, its routes and its listed selectors."""
     result = CheckResult("dkim")
     keys: dict[tuple[str, str], DKIMKey] = {}
-    wanted: dict[tuple[str, str], Route | None] = {}
+    wanted: dict[tuple[str, str], Route | AppKey | None] = {}
+    for own in own_keys:
+        wanted[(own.domain, own.selector)] = own
+        if own.unreadable and own.active:
+            result.add("dkim.key_unreadable", found=f"{own.name}: {own.unreadable}")
+    if any(r.dkim_sign for r in routes) and not any(k.active for k in own_keys):
+        result.add("dkim.unsigned", domain=domain)
     for route in routes:
         signing = route.signing_domain(domain)
         if signing and (signing == domain or signing.endswith("." + domain)):
@@ -100,17 +150,23 @@ def _dkim(
         wanted.setdefault((domain, selector), None)
     if not wanted:
         result.add("dkim.no_selector", domain=domain)
-    for (signing, selector), route in wanted.items():
-        pem = route.dkim_private_key if route else ""
+    for (signing, selector), source in wanted.items():
+        own = source if isinstance(source, AppKey) else None
+        route = source if own is None else None
+        pem = own.pem if own else (route.dkim_private_key if route else "")
         try:
             key = check_selector(signing, selector, resolver, pem)
         except DNSUnavailable as exc:
             result.add("dkim.unavailable", found=str(exc))
             continue
         keys[(signing, selector)] = key
-        name = route.name if route else ""
+        if own:
+            key.app_key = "active" if own.active else "inactive"
         if key.record:
             result.records.append(f"{key.name}: {key.record}")
+        if own and not own.active:
+            continue  # not signing: a new key not yet published, or a retired one
+        name = route.name if route else ""
         if key.problem:
             found = key.detail or (f"{key.key_type} {key.bits} bits" if key.bits else key.record)
             expected = key.name if key.problem in ("dkim.missing", "dkim.key_mismatch") else ""
@@ -196,13 +252,15 @@ def check_domain(
     routes: Iterable[Route] | None = None,
     selectors: Iterable[str] = (),
     resolver: Resolver | None = None,
+    own_keys: list[AppKey] | None = None,
 ) -> DomainReport:
     """Check one domain against the routes that send for it.
 
     By default: the enabled routes whose sender rule takes the domain (a route
     with no sender rule sends for every domain). The check spends at most the
     ``DOMAIN_CHECK_MAX_QUERIES`` and ``DOMAIN_CHECK_TIMEOUT`` budget; past it,
-    it reports what it found and a ``check.incomplete`` finding.
+    it reports what it found and a ``check.incomplete`` finding. The app's own
+    DKIM keys (``own_keys``) are read from the database when the routes are.
     """
     from ..matching import domain_matches, split_patterns
     from ..models import Route
@@ -210,6 +268,8 @@ def check_domain(
     domain = domain.strip().lower().rstrip(".")
     resolver = resolver or Resolver()
     budget = resolver.start_budget()
+    if own_keys is None:  # with the routes, from the database unless given
+        own_keys = app_keys(domain) if routes is None else []
     if routes is None:
         routes = [
             r
@@ -217,16 +277,17 @@ def check_domain(
             if domain_matches(domain, split_patterns(r.sender_domains))
         ]
     routes = list(routes)
+    signing = [(k.domain, k.selector) for k in own_keys if k.active]
     start = time.monotonic()
     report = DomainReport(domain, timezone.now())
     spf = _timed(report, lambda: spf_audit.audit(domain, resolver, _spf_suggestion(routes)))
     dmarc_result = _timed(report, lambda: dmarc.audit(domain, resolver))
     dkim_start = time.monotonic()
-    dkim_result, keys = _dkim(domain, routes, selectors, resolver)
+    dkim_result, keys = _dkim(domain, routes, selectors, resolver, own_keys)
     report.timings["dkim"] = round(time.monotonic() - dkim_start, 3)
     policy = dmarc_result.data.get("policy") or dmarc.Policy(domain)
     report.org_domain = dmarc_result.data.get("org_domain", "")
-    report.routes = [evaluate(r, domain, resolver, policy, keys) for r in routes]
+    report.routes = [evaluate(r, domain, resolver, policy, keys, signing) for r in routes]
     unavailable = any(f.code == "dkim.unavailable" for f in dkim_result.findings)
     if routes and not unavailable and not any(r.dkim_aligned for r in report.routes):
         dkim_result.add("dkim.not_signing", domain=domain)
@@ -266,8 +327,17 @@ def check_domain(
 
 
 def save_report(sender_domain: SenderDomain, report: DomainReport) -> None:
-    """Store a report on its SenderDomain, touching only the check's fields."""
+    """Store a report on its SenderDomain, touching only the check's fields, and
+    on the app's DKIM keys whether each is published as it should be."""
+    from ..models import DkimKey
+
     data = report.to_json()
+    for key in report.dkim_keys:
+        if key.get("app_key"):
+            selector, _, domain = str(key["name"]).partition("._domainkey.")
+            DkimKey.objects.filter(domain__domain=domain, selector=selector).update(
+                dns_status=key["problem"] or "published", dns_checked_at=report.checked_at
+            )
     sender_domain.verdict = report.verdict
     sender_domain.checked_at = report.checked_at
     sender_domain.check_duration = timedelta(seconds=report.duration)

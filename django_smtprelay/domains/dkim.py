@@ -36,6 +36,8 @@ class DKIMKey:
     detail: str = ""
     matches_private_key: bool | None = None  # None: no private key to compare with
     public_der: bytes = b""
+    # A key the app signs with (Sending domains): "active", "inactive"; "": a relay's key.
+    app_key: str = ""
 
     @property
     def usable(self) -> bool:
@@ -51,6 +53,7 @@ class DKIMKey:
             "bits": self.bits,
             "problem": self.problem,
             "matches_private_key": self.matches_private_key,
+            "app_key": self.app_key,
         }
 
 

@@ -284,6 +284,18 @@ _CATALOGUE: dict[str, tuple] = {
         "The published key does not match the private key the route signs with.",
         "Publish the public half of the route's signing key at {expected}.",
     ),
+    "dkim.unsigned": _s(
+        WARNING,
+        False,
+        "Routes here sign, but the domain has no active DKIM key: its mail goes out unsigned.",
+        "Generate a key on the domain's page, publish its TXT record, and activate it.",
+    ),
+    "dkim.key_unreadable": _s(
+        ERROR,
+        True,
+        "A DKIM key of this domain cannot be opened: signing routes hold its mail back.",
+        "Generate a new key and activate it (was the encryption key changed?): {found}",
+    ),
     "dkim.testing": _s(
         INFO,
         False,

@@ -8,6 +8,7 @@ admin's per-route table comes from here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -77,6 +78,7 @@ def evaluate(
     resolver: Resolver,
     policy: dmarc.Policy,
     keys: dict[tuple[str, str], DKIMKey],
+    app_signing: Sequence[tuple[str, str]] = (),
 ) -> RouteResult:
     """Evaluate one route for mail with From: ``...@domain``."""
     envelope = route.envelope_domain(domain)
@@ -99,7 +101,11 @@ def evaluate(
         result.spf_aligned = result.spf == "pass" and dmarc.aligned(
             envelope, domain, aspf, resolver
         )
-        _evaluate_dkim(route, domain, resolver, adkim, keys, result)
+        if not (
+            route.dkim_sign
+            and _evaluate_app_dkim(domain, resolver, adkim, keys, app_signing, result)
+        ):
+            _evaluate_dkim(route, domain, resolver, adkim, keys, result)
     except DNSUnavailable as exc:
         result.dkim, result.fix = "unknown", str(exc)
     result.aligned_by = [
@@ -107,7 +113,7 @@ def evaluate(
     ]
     result.dmarc_pass = bool(result.aligned_by)
     if not result.dmarc_pass and not result.fix:
-        result.fix = _fix(result, domain, aspf, adkim)
+        result.fix = _fix(result, domain, aspf, adkim, app_signs=route.dkim_sign)
     return result
 
 
@@ -131,7 +137,34 @@ def _evaluate_dkim(
     result.dkim_aligned = key.usable and dmarc.aligned(signing, domain, adkim, resolver)
 
 
-def _fix(result: RouteResult, domain: str, aspf: str, adkim: str) -> str:
+def _evaluate_app_dkim(
+    domain: str,
+    resolver: Resolver,
+    adkim: str,
+    keys: dict[tuple[str, str], DKIMKey],
+    app_signing: Sequence[tuple[str, str]],
+    result: RouteResult,
+) -> bool:
+    """The route signs in the app, with the domain's active keys: True if it has any.
+
+    Dual signing passes when either signature verifies: a receiver that does
+    not know Ed25519 still verifies the RSA one.
+    """
+    checked = [keys[pair] for pair in app_signing if pair in keys]
+    if not checked:
+        return False
+    usable = [k for k in checked if k.usable]
+    first = (usable or checked)[0]
+    result.dkim_domain = first.domain
+    result.dkim_selector = ", ".join(k.selector for k in checked)
+    result.dkim = "pass" if usable else "fail"
+    result.dkim_aligned = bool(usable) and dmarc.aligned(first.domain, domain, adkim, resolver)
+    return True
+
+
+def _fix(
+    result: RouteResult, domain: str, aspf: str, adkim: str, *, app_signs: bool = False
+) -> str:
     steps = []
     if result.spf == "unknown":
         steps.append("fill in the route's sending IPs or SPF include")
@@ -142,10 +175,13 @@ def _fix(result: RouteResult, domain: str, aspf: str, adkim: str) -> str:
             f"use a return-path domain {'equal to' if aspf == 's' else 'under'} {domain} "
             f"(aspf={aspf}; now {result.envelope_domain})"
         )
-    if not result.dkim_domain:
+    if not result.dkim_domain and app_signs:
+        steps.append(f"generate a DKIM key for {domain}, publish it and activate it")
+    elif not result.dkim_domain:
         steps.append(f"have the route sign with d={domain}")
     elif result.dkim != "pass":
-        steps.append(f"publish the key at {result.dkim_selector}._domainkey.{result.dkim_domain}")
+        selector = result.dkim_selector.split(",")[0]
+        steps.append(f"publish the key at {selector}._domainkey.{result.dkim_domain}")
     elif not result.dkim_aligned:
         steps.append(f"sign with d={domain} instead of d={result.dkim_domain} (adkim={adkim})")
     text = "; or ".join(steps)

@@ -1,5 +1,6 @@
 """The app's models: routes, the queue, domains, suppressions, accounts, statistics."""
 
+from .dkim import DkimKey
 from .domains import SenderDomain
 from .events import RecipientEvent
 from .health import RouteHealth
@@ -12,6 +13,7 @@ from .suppressions import Suppression
 __all__ = [
     "DeliveryAttempt",
     "DeliveryStat",
+    "DkimKey",
     "ErrorStat",
     "Message",
     "MessageContent",

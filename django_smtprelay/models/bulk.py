@@ -25,11 +25,18 @@ class RowPreparer:
     once: a batch repeats its timestamps.
     """
 
-    def __init__(self, fields: list[models.Field], conn: BaseDatabaseWrapper) -> None:
+    def __init__(
+        self,
+        fields: list[models.Field],
+        conn: BaseDatabaseWrapper,
+        prep: Sequence[tuple[int, models.Field]] | None = None,
+    ) -> None:
         self.conn = conn
-        self.prep = [
-            (i, f) for i, f in enumerate(fields) if f.get_internal_type() in _PREPARED_TYPES
-        ]
+        self.prep = (
+            [(i, f) for i, f in enumerate(fields) if f.get_internal_type() in _PREPARED_TYPES]
+            if prep is None
+            else prep
+        )
         self._last: dict[int, tuple[object, object]] = {}
 
     @classmethod
@@ -37,7 +44,9 @@ class RowPreparer:
         cls, model: type[models.Model], columns: Sequence[str], using: str | None = None
     ) -> RowPreparer:
         conn = connections[using or router.db_for_write(model)]
-        return cls([model._meta.get_field(name) for name in columns], conn)
+        # The fields to convert are looked up once per model and columns: a
+        # request that queues one message pays for its values only.
+        return cls([], conn, _fields_to_prepare(model, tuple(columns)))
 
     def __call__(self, row: Sequence[object]) -> Sequence[object]:
         if not self.prep:
@@ -53,6 +62,14 @@ class RowPreparer:
                 values[i] = f.get_db_prep_save(raw, self.conn)
                 last[i] = (raw, values[i])
         return values
+
+
+@lru_cache(maxsize=32)
+def _fields_to_prepare(
+    model: type[models.Model], columns: tuple[str, ...]
+) -> tuple[tuple[int, models.Field], ...]:
+    fields = [model._meta.get_field(name) for name in columns]
+    return tuple((i, f) for i, f in enumerate(fields) if f.get_internal_type() in _PREPARED_TYPES)
 
 
 def _prepared(
@@ -84,7 +101,7 @@ def insert_returning_ids(
         for start in range(0, len(values), size):
             chunk = values[start : start + size]
             cursor.execute(
-                _insert_sql(using, model, tuple(columns), len(chunk), returning=True),
+                insert_sql(using, model, tuple(columns), len(chunk), returning=True),
                 [v for row in chunk for v in row] if len(chunk) > 1 else chunk[0],
             )
             ids.extend(r[0] for r in cursor.fetchall())
@@ -94,8 +111,13 @@ def insert_returning_ids(
 
 
 @lru_cache(maxsize=64)
-def _insert_sql(
-    alias: str, model: type[models.Model], columns: tuple[str, ...], rows: int, *, returning: bool
+def insert_sql(
+    alias: str,
+    model: type[models.Model],
+    columns: tuple[str, ...],
+    rows: int,
+    *,
+    returning: bool = False,
 ) -> str:
     """``INSERT`` of ``rows`` rows (cached: a request that queues one message
     builds no SQL)."""
@@ -132,7 +154,7 @@ def insert_rows(
     meta = model._meta
     fields = [meta.get_field(name) for name in columns]
     values = rows if prepared else _prepared(fields, rows, conn)
-    sql = _insert_sql(alias, model, tuple(columns), 1, returning=False)
+    sql = insert_sql(alias, model, tuple(columns), 1, returning=False)
     with conn.cursor() as cursor:
         if len(values) == 1:
             cursor.execute(sql, values[0])

@@ -8,10 +8,12 @@ from datetime import datetime, timedelta
 
 from django.db import connections, models, transaction
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .bulk import ids_in
+from .fields import AddressDomainField
 from .routes import Route
 from .submission import SubmissionAccount
 
@@ -258,7 +260,14 @@ class Message(models.Model):
             models.Index(
                 fields=["status", "priority", "next_attempt_at"], name="smtprelay_msg_due"
             ),
-            models.Index(fields=["lease_token"], name="smtprelay_msg_lease"),
+            # Partial: a message holds a lease only while a worker sends it, so
+            # queueing a message writes no entry here (one index fewer per
+            # send_mail(); a lookup by token implies it is not NULL).
+            models.Index(
+                fields=["lease_token"],
+                name="smtprelay_msg_leased",
+                condition=models.Q(lease_token__isnull=False),
+            ),
             # The open messages only, by age: the dashboard's oldest deferred is
             # one probe, the queue's counts and the list filtered by an open state
             # a range, however long the history; a sent message costs it nothing.
@@ -316,11 +325,17 @@ class Recipient(models.Model):
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients")
     address = models.CharField(max_length=254)
+    # Lower case, IDNA-encoded: the recipient-domain filter and "@domain"
+    # search read an index range of it (an address's end fits no index).
+    domain = AddressDomainField(_("domain"))
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
     enhanced_code = models.CharField(max_length=16, blank=True)
     reply = models.TextField(blank=True)
-    route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL)
+    # Indexed by smtprelay_rcpt_route below, only where set.
+    route = models.ForeignKey(
+        Route, null=True, blank=True, on_delete=models.SET_NULL, db_index=False
+    )
     updated_at = models.DateTimeField(null=True, blank=True)
     # The id the relay or ESP gave the message when it accepted it for this
     # recipient (an ESP API's message id, or the id in an SMTP 250 reply), by
@@ -330,7 +345,11 @@ class Recipient(models.Model):
     class Meta:
         ordering = ("pk",)
         indexes = [
-            models.Index(fields=["address"], name="smtprelay_rcpt_address"),
+            # An address typed into the search box, in any case.
+            models.Index(Lower("address"), name="smtprelay_rcpt_address_lower"),
+            # Every recipient at a domain; with the message, the message list's
+            # "any recipient at" filter is read from the index alone.
+            models.Index(fields=["domain", "message"], name="smtprelay_rcpt_domain"),
             # The recipient list's time filters (last hour, day, week): a
             # range of it, not a scan of every recipient.
             models.Index(fields=["updated_at"], name="smtprelay_rcpt_updated"),
@@ -339,6 +358,13 @@ class Recipient(models.Model):
                 fields=["provider_message_id"],
                 name="smtprelay_rcpt_provider_id",
                 condition=~models.Q(provider_message_id=""),
+            ),
+            # Partial: a queued recipient has no route yet, and queueing it
+            # writes no entry here (a filter by route implies it is set).
+            models.Index(
+                fields=["route"],
+                name="smtprelay_rcpt_route",
+                condition=models.Q(route__isnull=False),
             ),
         ]
 
@@ -370,6 +396,9 @@ class DeliveryAttempt(models.Model):
     exception = models.CharField(max_length=255, blank=True)
     recipients = models.JSONField(default=list, blank=True)
     possible_duplicate = models.BooleanField(default=False)
+    # The DKIM keys the message was signed with on this attempt, by where each
+    # is published ("s1._domainkey.example.com", space-separated); blank: unsigned.
+    dkim_keys = models.CharField(_("DKIM keys"), max_length=600, blank=True)
     route_choice = models.JSONField(
         null=True,
         blank=True,

@@ -209,6 +209,15 @@ class Route(models.Model):
             "Blank: the route does not sign."
         ),
     )
+    dkim_sign = models.BooleanField(
+        _("sign with DKIM"),
+        default=False,
+        help_text=_(
+            "Sign each message just before sending, with the active DKIM keys of its From "
+            "domain (Sending domains). Mail from a domain without a key goes unsigned. "
+            "SMTP and direct-to-MX routes; not ESP routes: the ESP signs."
+        ),
+    )
     # Fernet token of the PEM private key this app signs with on this route, if
     # it signs itself; used to compare with the published key. Never shown back.
     dkim_private_key_ciphertext = models.TextField(blank=True, editable=False)
@@ -355,6 +364,15 @@ class Route(models.Model):
         super().clean()
         if self.kind == self.Kind.SMTP and not self.host:
             raise ValidationError({"host": _("An SMTP route needs the relay's host name.")})
+        if self.dkim_sign and self.kind == self.Kind.ANYMAIL:
+            raise ValidationError(
+                {
+                    "dkim_sign": _(
+                        "An ESP route cannot sign: the ESP signs the mail it sends (set up "
+                        "DKIM in the ESP's console). Untick 'sign with DKIM'."
+                    )
+                }
+            )
         if self.kind == self.Kind.MX and self.username:
             raise ValidationError(
                 {

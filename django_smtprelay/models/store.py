@@ -13,7 +13,9 @@ server then parses them all again. So on PostgreSQL with psycopg 3:
   data-modifying CTEs write the message, its bytes, its recipients and its
   sending domain, in one round trip; outside a transaction it is its own.
 
-Other databases take multi-row ``INSERT ... RETURNING`` (see ``bulk``).
+Other databases take multi-row ``INSERT ... RETURNING`` (see ``bulk``);
+one message there is one ``INSERT`` per table on one cursor, the statements
+built once per database.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
-from .bulk import RowPreparer, insert_returning_ids, insert_rows
+from ..envelope import address_domain
+from .bulk import RowPreparer, insert_returning_ids, insert_rows, insert_sql
 from .domains import SenderDomain
 from .messages import Message, MessageContent, Recipient
 
@@ -56,6 +59,7 @@ CONTENT_COLUMNS = ("message_id", "raw")
 RECIPIENT_COLUMNS = (
     "message_id",
     "address",
+    "domain",
     "status",
     "enhanced_code",
     "reply",
@@ -64,7 +68,9 @@ RECIPIENT_COLUMNS = (
 
 
 def _recipient_row(pk: int, address: str) -> tuple:
-    return (pk, address, Recipient.Status.PENDING.value, "", "", "")
+    # The domain as the ORM's AddressDomainField would set it: these writers
+    # bypass the ORM, so every one of them goes through this row.
+    return (pk, address, address_domain(address), Recipient.Status.PENDING.value, "", "", "")
 
 
 def one_statement(using: str, count: int) -> bool:
@@ -89,6 +95,8 @@ def store(
         if len(rows) == 1:
             return [_one_message(conn, rows[0], contents[0], recipients[0])]
         return _copy_messages(conn, rows, contents, recipients)
+    if len(rows) == 1 and conn.features.can_return_columns_from_insert:
+        return [_one_message_returning(conn, rows[0], contents[0], recipients[0])]
     ids = insert_returning_ids(Message, MESSAGE_COLUMNS, rows, using=using)
     if ids is None:  # a database that returns no ids from bulk inserts
         ids = []
@@ -203,15 +211,40 @@ def _one_message(
     conn: BaseDatabaseWrapper, row: tuple, raw: bytes, addresses: Sequence[str]
 ) -> int:
     """One message in one statement (PostgreSQL): data-modifying CTEs."""
-    prepare = RowPreparer.for_model(Message, MESSAGE_COLUMNS, conn.alias)
-    domain_columns, domain_values = _domain_row(conn, row[3])
-    params = [*prepare(row), raw]
+    values = RowPreparer.for_model(Message, MESSAGE_COLUMNS, conn.alias)(row)
+    params = [*values, raw]
     for address in addresses:
         params.extend(_recipient_row(0, address)[1:])
-    params.extend(domain_values)
+    # The sending domain's row takes the message's own creation time.
+    params += (row[3], values[_CREATED_AT])
     with _server_binding_cursor(conn) as cursor:
-        cursor.execute(_one_message_sql(conn.alias, len(addresses), domain_columns), params)
+        cursor.execute(_one_message_sql(conn.alias, len(addresses)), params)
         return cursor.fetchone()[0]
+
+
+_CREATED_AT = MESSAGE_COLUMNS.index("created_at")
+
+
+def _one_message_returning(
+    conn: BaseDatabaseWrapper, row: tuple, raw: bytes, addresses: Sequence[str]
+) -> int:
+    """One message with one ``INSERT`` per table, on one cursor (SQLite and
+    others that return ids from an ``INSERT``). The statements are built once
+    per database; per call there is only the values' conversion."""
+    values = RowPreparer.for_model(Message, MESSAGE_COLUMNS, conn.alias)(row)
+    alias = conn.alias
+    columns, domain_values = _domain_row(conn, row[3], values[_CREATED_AT])
+    with conn.cursor() as cursor:
+        cursor.execute(insert_sql(alias, Message, MESSAGE_COLUMNS, 1, returning=True), values)
+        pk = cursor.fetchone()[0]
+        cursor.execute(insert_sql(alias, MessageContent, CONTENT_COLUMNS, 1), (pk, raw))
+        rcpt = insert_sql(alias, Recipient, RECIPIENT_COLUMNS, 1)
+        if len(addresses) == 1:
+            cursor.execute(rcpt, _recipient_row(pk, addresses[0]))
+        else:
+            cursor.executemany(rcpt, [_recipient_row(pk, address) for address in addresses])
+        cursor.execute(_domains_sql(alias, columns), domain_values)
+    return pk
 
 
 def _server_binding_cursor(conn: BaseDatabaseWrapper) -> Any:
@@ -227,7 +260,7 @@ def _server_binding_cursor(conn: BaseDatabaseWrapper) -> Any:
 
 
 @lru_cache(maxsize=64)  # by the number of recipients
-def _one_message_sql(alias: str, recipients: int, domain_columns: tuple[str, ...]) -> str:
+def _one_message_sql(alias: str, recipients: int) -> str:
     conn = connections[alias]
     qn = conn.ops.quote_name
     pk = qn(Message._meta.pk.column)
@@ -236,7 +269,6 @@ def _one_message_sql(alias: str, recipients: int, domain_columns: tuple[str, ...
         for i in range(recipients)
     )
     rcpt_cols = ", ".join(f"v{i}" for i in range(len(RECIPIENT_COLUMNS) - 1))
-    domain_table = qn(SenderDomain._meta.db_table)
     return (
         f"WITH m AS (INSERT INTO {_table(Message, MESSAGE_COLUMNS, conn)} "  # noqa: S608
         f"VALUES ({', '.join(['%s'] * len(MESSAGE_COLUMNS))}) RETURNING {pk}), "
@@ -246,20 +278,54 @@ def _one_message_sql(alias: str, recipients: int, domain_columns: tuple[str, ...
         f"r AS (INSERT INTO {_table(Recipient, RECIPIENT_COLUMNS, conn)} "
         f"SELECT m.{pk}, {rcpt_cols} FROM m, (VALUES {rcpt_values}) AS v({rcpt_cols}, n) "
         "ORDER BY n), "
-        f"d AS (INSERT INTO {domain_table} ({', '.join(qn(c) for c in domain_columns)}) "
-        f"VALUES ({', '.join(['%s'] * len(domain_columns))}) ON CONFLICT DO NOTHING) "
+        f"d AS ({_domain_insert_sql(conn)}) "
         f"SELECT {pk} FROM m"
     )
 
 
-def _domain_row(conn: BaseDatabaseWrapper, domain: str) -> tuple[tuple[str, ...], list]:
-    """A new ``SenderDomain`` row's columns and values, as ``bulk_create`` writes them."""
+def _domain_insert_sql(conn: BaseDatabaseWrapper) -> str:
+    """A sending domain's ``INSERT`` ignoring a conflict, with two parameters
+    (the domain, the time). The other columns take their defaults written into
+    the SQL as literals: constants, which the client then does not encode
+    (five JSON values) on every call."""
+    from psycopg import sql
+
+    columns, defaults = _domain_defaults(conn.alias)
+    domain, created = _domain_index(conn.alias, "domain"), _domain_index(conn.alias, "created_at")
+    values = [
+        "%s"
+        if i in (domain, created)
+        else sql.Literal(v).as_string(conn.connection).replace("%", "%%")
+        for i, v in enumerate(defaults)
+    ]
+    if created < domain:  # the parameters' order: domain, then time
+        raise RuntimeError("SenderDomain's domain column must come before created_at")
+    qn = conn.ops.quote_name
+    return (
+        f"INSERT INTO {qn(SenderDomain._meta.db_table)} "  # noqa: S608
+        f"({', '.join(qn(c) for c in columns)}) VALUES ({', '.join(values)}) "
+        "ON CONFLICT DO NOTHING"
+    )
+
+
+def _domain_row(
+    conn: BaseDatabaseWrapper, domain: str, created: object = None
+) -> tuple[tuple[str, ...], list]:
+    """A new ``SenderDomain`` row's columns and values, as ``bulk_create`` writes
+    them; ``created``: its creation time, prepared for the database already."""
     columns, defaults = _domain_defaults(conn.alias)
     values = list(defaults)
-    values[columns.index(SenderDomain._meta.get_field("domain").column)] = domain
-    created = SenderDomain._meta.get_field("created_at")
-    values[columns.index(created.column)] = created.get_db_prep_save(timezone.now(), conn)
+    values[_domain_index(conn.alias, "domain")] = domain
+    if created is None:
+        field = SenderDomain._meta.get_field("created_at")
+        created = field.get_db_prep_save(timezone.now(), conn)
+    values[_domain_index(conn.alias, "created_at")] = created
     return columns, values
+
+
+@cache
+def _domain_index(alias: str, name: str) -> int:
+    return _domain_defaults(alias)[0].index(SenderDomain._meta.get_field(name).column)
 
 
 @cache

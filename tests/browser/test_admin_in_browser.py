@@ -183,6 +183,28 @@ def test_the_recipients_list_finds_the_last_hours_failures(browse, site, screens
     assert "Failed" in row(page, site.room.old_failure_address).inner_text()
 
 
+def test_the_recipient_domain_filter_and_search(browse, site):
+    """The filter's choice and "@domain" typed in any case find the same rows (an index range)."""
+    page = browse()
+    at_net = set(Recipient.objects.filter(domain="example.net").values_list("address", flat=True))
+    assert at_net and all(a.endswith("@example.net") for a in at_net)
+    for start in (RECIPIENTS, MESSAGES):
+        page.goto(f"{site.url}{start}")
+        page.locator('#changelist-filter a[href$="?domain=example.net"]').click()
+        page.wait_for_url(re.compile(r"\?domain=example\.net$"))
+        shown = page.locator("#result_list tbody tr").all_inner_texts()
+        if start == RECIPIENTS:
+            addresses = {text.split()[0].replace("\u200b", "") for text in shown}
+            assert addresses == at_net, shown
+        else:
+            expected = Message.objects.filter(recipients__domain="example.net").distinct()
+            assert len(shown) == expected.count(), shown
+        page.fill("#searchbar", "@Example.NET")
+        page.press("#searchbar", "Enter")
+        page.wait_for_url(re.compile(r"q=%40Example.NET"))
+        assert page.locator("#result_list tbody tr").all_inner_texts() == shown
+
+
 def test_a_messages_page_shows_its_timeline_and_a_sandboxed_preview(browse, site, screenshot_dir):
     page = browse()
     newsletter = site.room.messages["newsletter"]

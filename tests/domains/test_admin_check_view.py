@@ -49,3 +49,19 @@ def test_with_change_permission_checks_the_domain(client, dns, routes, domain):
 
 def test_get_is_not_allowed(admin_client, domain):
     assert admin_client.get(check_url(domain.pk)).status_code == 405
+
+
+def test_the_providers_checklist_reads_as_words_not_status_keys(admin_client, domain):
+    domain.checked_at = domain.created_at
+    domain.checklist = [
+        {"key": "dkim", "requirement": "Every route signs", "status": "not_met", "detail": ""},
+        {"key": "dmarc", "requirement": "A DMARC record", "status": "met", "detail": ""},
+        {"key": "unsub", "requirement": "One-click unsubscribe", "status": "manual", "detail": ""},
+    ]
+    domain.save()
+    page = admin_client.get(
+        reverse("admin:django_smtprelay_senderdomain_change", args=[domain.pk])
+    ).content.decode()
+    for label in ("Not met", "Met", "Check by hand"):
+        assert f">{label}</span>" in page
+    assert ">not_met<" not in page and ">manual<" not in page
