@@ -249,25 +249,48 @@ def webhook_line(label: str, hooks: dict[str, Any]) -> str:
         f"{BATCH_NOTE}: {hooks['batched_rate']:,.0f}/s "
         f"(CPU-bound {hooks['batched_cpu_rate']:,.0f}/s)"
     )
+    if "concurrent_rate" in hooks:
+        line += (
+            f"\n{label}: webhook events posted one by one by {hooks['clients']} concurrent "
+            f"connections (threaded server on 127.0.0.1): {hooks['concurrent_rate']:,.0f}/s "
+            f"applied ({hooks['concurrent_rate'] / hooks['concurrent_baseline_rate']:.2f}x "
+            f"anymail's view alone, {hooks['concurrent_baseline_rate']:,.0f}/s); "
+            f"CPU-bound rate {hooks['concurrent_cpu_rate']:,.0f}/s "
+            f"(baseline {hooks['concurrent_baseline_cpu_rate']:,.0f}/s; the server's CPU, "
+            "the clients post from a process of their own)"
+        )
     normal = hooks.get("normal")
     if normal:
         line += (
             f"\n{label}, synchronous=NORMAL (a commit waits for no fsync): one by one "
             f"{normal['rate']:,.0f}/s (CPU-bound {normal['cpu_rate']:,.0f}/s), "
+            f"one by one over {hooks.get('clients', CLIENTS)} connections "
+            f"{normal.get('concurrent_rate', 0):,.0f}/s, "
             f"{BATCH_NOTE} {normal['batched_rate']:,.0f}/s"
         )
     return line
 
 
 BATCH_NOTE = "SendGrid-style posts of 100 events"
+CLIENTS = 16
 
 
 def webhook_target(hooks: dict[str, Any]) -> Target:
-    status = "PASS" if hooks["rate"] >= WEBHOOK_TARGET else "FAIL"
-    detail = f"{hooks['rate']:,.0f}/s applied (CPU-bound {hooks['cpu_rate']:,.0f}/s)"
+    """Judged on the concurrent pass: one event a post, posted one by one by many
+    connections at once, as ESPs post them; the sequential rate is shown beside it."""
+    rate = hooks["concurrent_rate"]
+    status = "PASS" if rate >= WEBHOOK_TARGET else "FAIL"
+    detail = (
+        f"{rate:,.0f}/s applied over {hooks['clients']} connections "
+        f"(one connection posting one at a time: {hooks['rate']:,.0f}/s)"
+    )
     if hooks.get("normal"):
-        detail += f"; with synchronous=NORMAL {hooks['normal']['rate']:,.0f}/s"
-    return Target(f"webhook events >= {WEBHOOK_TARGET:,}/s (SQLite, one per post)", status, detail)
+        detail += f"; with synchronous=NORMAL {hooks['normal']['concurrent_rate']:,.0f}/s"
+    name = (
+        f"webhook events >= {WEBHOOK_TARGET:,}/s (SQLite, one event a post, "
+        f"posted one by one by {hooks['clients']} concurrent connections, as ESPs do)"
+    )
+    return Target(name, status, detail)
 
 
 def exact_target(failures: list[str]) -> Target:

@@ -10,6 +10,7 @@
 - ``BENCH_BATCH_SIZE``: ``SMTPRELAY["BATCH_SIZE"]`` (claim size; the app's default if unset).
 - ``BENCH_PUBLISH``: ``1`` makes the backend publish Celery tasks on commit.
 - ``BENCH_WORKDIR``: where lock files go.
+- ``BENCH_CONN_MAX_AGE``: Django's ``CONN_MAX_AGE`` (default 0; the webhook step sets 60).
 - ``BENCH_SQLITE_SYNCHRONOUS``: SQLite's ``synchronous`` pragma (default: SQLite's, FULL).
 - ``BENCH_SUBMISSION``: ``1`` lets 127.0.0.1 submit to ``smtprelay_serve``
   without logging in (``bench/submission.py``; smtp-source cannot log in).
@@ -39,6 +40,9 @@ INSTALLED_APPS += {
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 if SUBJECT == "smtprelay":
     ROOT_URLCONF = "bench.urls"
+    # As in Django's project template: it gives each response its Content-Length,
+    # so the webhook step's concurrent clients keep their connections.
+    MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 ADMIN = os.environ.get("BENCH_ADMIN") == "1"
 if ADMIN:
     INSTALLED_APPS = [
@@ -144,3 +148,7 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["stderr"], "level": "WARNING"},
 }
+if os.environ.get("BENCH_CONN_MAX_AGE"):
+    # Persistent connections, as Django advises for production (the webhook
+    # step): a threaded server's request otherwise opens one of its own.
+    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ["BENCH_CONN_MAX_AGE"])

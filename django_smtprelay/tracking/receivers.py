@@ -1,14 +1,17 @@
 """anymail's ``tracking`` and ``inbound`` signals -> :mod:`.apply` and :mod:`.dsn`.
 
-Events posted to a route's own webhook URL know their route; events from a
-site's own anymail webhook URLs are matched by the ESP's name alone.
+Events posted to a route's own webhook URL know their route, and are handed
+to the post's pending work (:mod:`.group` commits it once the view returns);
+events from a site's own anymail webhook URLs are matched by the ESP's name
+alone and applied at once.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from .context import current_route
+from .context import current_route, pending_work
 
 
 def _context(esp_name: str) -> tuple[str, int | None]:
@@ -24,7 +27,12 @@ def on_tracking(sender: Any, event: Any, esp_name: str = "", **kwargs: Any) -> N
     from . import apply as applying  # imported on first use: start-up stays light
 
     esp, route_pk = _context(esp_name)
-    applying.apply(applying.from_anymail(event, esp), route_pk=route_pk)
+    ours = applying.from_anymail(event, esp)
+    work = pending_work.get()
+    if work is None:
+        applying.apply(ours, route_pk=route_pk)
+    else:  # a route's webhook post: applied with the posts arriving together
+        work.append(partial(applying.apply, ours, route_pk=route_pk))
 
 
 def on_inbound(sender: Any, event: Any, esp_name: str = "", **kwargs: Any) -> None:

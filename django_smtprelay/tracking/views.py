@@ -6,6 +6,11 @@ secret; a route without one refuses every post rather than accept them open.
 A refused post is logged with the route and the reason, never the secret,
 and answered 401 with a Basic challenge (Amazon SNS, among others, sends
 credentials only after one).
+
+A tracking post's events are applied by :mod:`.group` with the events of the
+posts arriving at the same time, in one transaction; each post is answered
+200 only once that transaction has committed, and 500 if its own events
+could not be applied (the ESP posts it again; the others still commit).
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from ..exceptions import SMTPRelayError
-from . import store
-from .context import current_route
+from . import group, store
+from .context import current_route, pending_work
 from .esps import ESP, ESPS
 
 logger = logging.getLogger("django_smtprelay.tracking")
@@ -53,17 +58,47 @@ def _serve(request: HttpRequest, name: str, which: str) -> HttpResponse:
         return _refuse(request, route, which, "the route has no webhook secret set")
     view = esp.view_class(which)(**kwargs)
     view.setup(request)
+    if which == "tracking":
+        return _tracking(request, route, view)
     token = current_route.set(route)
     try:
-        # One transaction per post: a batch of events (SendGrid posts up to
-        # a thousand) costs one commit, and a post that fails half-way leaves
-        # nothing behind; the ESP posts it again, and each event applies once.
+        # One transaction per inbound post: a returned bounce applies whole or
+        # not at all; the ESP posts it again.
         with transaction.atomic():
             return view.dispatch(request)
     except AnymailWebhookValidationFailure as exc:
         return _refuse(request, route, which, str(exc))
     finally:
         current_route.reset(token)
+
+
+def _tracking(request: HttpRequest, route: store.WebhookRoute, view: Any) -> HttpResponse:
+    """anymail's view collects the post's events; the group committer applies them
+    with the posts arriving together, and the post hears 200 once they are committed."""
+    work: list[Any] = []
+    with group.committer.arrival() as arrival:
+        token, work_token = current_route.set(route), pending_work.set(work)
+        try:
+            response = view.dispatch(request)
+        except AnymailWebhookValidationFailure as exc:
+            return _refuse(request, route, "tracking", str(exc))
+        finally:
+            pending_work.reset(work_token)
+            current_route.reset(token)
+        if not 200 <= response.status_code < 300:
+            return response
+        try:
+            group.committer.commit(work, arrival)
+        except Exception as exc:
+            logger.warning(
+                "Could not record the %d event(s) of a webhook post to route %s (%s): %s",
+                len(work),
+                route.name,
+                route.esp,
+                exc,
+            )
+            return HttpResponse("The events could not be recorded; post them again.", status=500)
+    return response
 
 
 def _credentials(route: store.WebhookRoute, esp: ESP, which: str) -> dict[str, Any] | None:

@@ -1,0 +1,157 @@
+"""Group commit for webhook posts: the events of the posts that arrive together
+are applied in one transaction, and each post is answered only after it commits.
+
+An ESP that posts one event a request (Postmark, Mailgun, Brevo, Amazon SES)
+posts many at once, over many connections; a commit costs a disk flush
+(SQLite) or a round trip and a WAL flush (PostgreSQL) whatever it holds, so
+committing each post on its own bounds the rate by the disk, not the app.
+
+Leader and followers, in the request threads themselves: the first post to
+find no transaction under way leads, waits a moment for the posts already
+inside the view (only while there are some: a lone post waits for nothing),
+and applies every waiting post's events with its own thread's connection,
+each post under a savepoint, so a post whose events fail rolls back alone
+and hears a 5xx while the others commit. Posts that arrive meanwhile wait
+for the next leader, who is one of them. The same scheme as the SMTP
+listener's :mod:`django_smtprelay.submission.writer`, in threads rather than
+asyncio: a WSGI server serves each post in a thread of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from django.db import DatabaseError, router, transaction
+
+from ..models import RecipientEvent
+
+logger = logging.getLogger("django_smtprelay.tracking")
+
+#: Posts in one transaction at most: a bound on the transaction and on the
+#: time the first post of a group waits.
+MAX_POSTS = 100
+#: How long a leader waits for the posts still inside the view to bring their
+#: events (PostgreSQL's commit_delay, but only while others are on their way).
+GATHER_SECONDS = 0.004
+
+
+@dataclass(eq=False)
+class Arrival:
+    """A post inside the view; ``handed`` once its events are in (or it left)."""
+
+    handed: bool = False
+
+
+@dataclass(eq=False)
+class Post:
+    """One request's work: callables that apply its events, and how it went."""
+
+    work: list[Callable[[], object]]
+    done: bool = False
+    error: BaseException | None = field(default=None, repr=False)
+
+
+class GroupCommitter:
+    """Applies the posts handed to :meth:`commit`, those waiting together in one transaction."""
+
+    def __init__(self, max_posts: int = MAX_POSTS, gather_seconds: float = GATHER_SECONDS) -> None:
+        self.max_posts = max_posts
+        self.gather_seconds = gather_seconds
+        self.lock = threading.Condition(threading.Lock())  # followers wait on it for their post
+        # The leader's own wait, on the same lock: an arrival wakes it alone.
+        self.gathering = threading.Condition(self.lock)
+        self.pending: list[Post] = []
+        self.leading = False
+        self.arriving = 0  # posts inside the view that have not yet handed their events
+
+    @contextmanager
+    def arrival(self) -> Iterator[Arrival]:
+        """Around a post's view: until it hands its events to :meth:`commit` (or
+        leaves without), a leader may wait a moment for it."""
+        arrival = Arrival()
+        with self.lock:
+            self.arriving += 1
+        try:
+            yield arrival
+        finally:
+            with self.lock:
+                self._arrived(arrival)
+
+    def _arrived(self, arrival: Arrival | None) -> None:
+        if arrival is not None and not arrival.handed:
+            arrival.handed = True
+            self.arriving -= 1
+            self.gathering.notify()
+
+    def commit(self, work: list[Callable[[], object]], arrival: Arrival | None = None) -> None:
+        """Run ``work`` in a committed transaction, shared with the posts waiting now.
+
+        Returns once the transaction holding it has committed; raises what the
+        post's own work raised (its savepoint rolled back), or what failed the
+        shared transaction.
+        """
+        post = Post(work)
+        with self.lock:
+            self._arrived(arrival)
+            if not work:
+                return
+            self.pending.append(post)
+            self.gathering.notify()
+            while not post.done:
+                if not self.leading:
+                    self.leading = True
+                    self._lead()
+                else:
+                    self.lock.wait()
+        if post.error is not None:
+            raise post.error
+
+    def _lead(self) -> None:
+        """With the lock held: gather, apply one group without the lock, hand back."""
+        deadline = time.monotonic() + self.gather_seconds
+        # Wait only for posts on their way, never for posts yet to come.
+        while self.arriving > 0 and len(self.pending) < self.max_posts:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self.gathering.wait(remaining)
+        group, self.pending = self.pending[: self.max_posts], self.pending[self.max_posts :]
+        self.lock.release()
+        try:
+            _apply(group)
+        finally:
+            self.lock.acquire()
+            for post in group:
+                post.done = True
+            self.leading = False
+            self.lock.notify_all()
+
+
+def _apply(group: list[Post]) -> None:
+    """One transaction; a savepoint per post. A failed commit fails every post."""
+    try:
+        with transaction.atomic(using=router.db_for_write(RecipientEvent)):
+            for post in group:
+                try:
+                    with transaction.atomic(using=router.db_for_write(RecipientEvent)):
+                        for step in post.work:
+                            step()
+                except Exception as exc:  # this post alone: the ESP posts it again
+                    post.error = exc
+    except BaseException as exc:
+        for post in group:
+            if post.error is None:
+                post.error = exc
+        if isinstance(exc, DatabaseError):
+            logger.warning("A group of %d webhook posts failed to commit: %s", len(group), exc)
+        if not isinstance(exc, Exception):
+            raise
+
+
+#: The process's committer: every route's tracking webhook shares it.
+committer = GroupCommitter()
