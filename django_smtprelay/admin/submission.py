@@ -13,9 +13,11 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from ..models import Message, SubmissionAccount
 from .base import PlainHelpTextAdmin
+from .queue_badges import short_time
 
 
 class SubmissionAccountForm(forms.ModelForm):
@@ -66,11 +68,8 @@ class SubmissionAccountAdmin(PlainHelpTextAdmin):
         "username",
         "enabled",
         "route_tag",
-        "last_used_at",
-        "last_client",
-        "messages_accepted",
-        "messages_rejected",
-        "messages_link",
+        "last_use",
+        "volume",
     )
     list_filter = ("enabled",)
     search_fields = ("name", "username", "allowed_senders")
@@ -85,10 +84,27 @@ class SubmissionAccountAdmin(PlainHelpTextAdmin):
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [*SubmissionAccountForm.Meta.fields, "new_password", *self.readonly_fields]
 
-    @admin.display(description=_("messages"))
-    def messages_link(self, account: SubmissionAccount) -> str:
+    # Two columns of two lines each rather than five: the list fits 1280 px.
+    @admin.display(description=_("last use"), ordering="last_used_at")
+    def last_use(self, account: SubmissionAccount) -> str:
+        if account.last_used_at is None:
+            return "-"
+        return format_html(
+            "{}<br><small>{}</small>", short_time(account.last_used_at), account.last_client or ""
+        )
+
+    @admin.display(description=_("messages"), ordering="messages_accepted")
+    def volume(self, account: SubmissionAccount) -> str:
         url = reverse("admin:django_smtprelay_message_changelist")
-        return format_html('<a href="{}?submission_account={}">{}</a>', url, account.pk, _("list"))
+        return format_html(
+            '<a href="{}?submission_account={}">{}</a><br><small>{}</small>',
+            url,
+            account.pk,
+            ngettext("%(n)d accepted", "%(n)d accepted", account.messages_accepted)
+            % {"n": account.messages_accepted},
+            ngettext("%(n)d refused", "%(n)d refused", account.messages_rejected)
+            % {"n": account.messages_rejected},
+        )
 
 
 class SubmissionAccountFilter(admin.SimpleListFilter):

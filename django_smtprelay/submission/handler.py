@@ -243,9 +243,9 @@ class SubmissionHandler:
             if account is not None:
                 self.activity.record(account.pk, transaction.client, accepted=True)
                 limits.count_message(account.pk, account.per_minute, account.per_hour)
-        self._flush_activity()
+        self.flush_activity()
 
-    def _flush_activity(self) -> None:
+    def flush_activity(self) -> None:
         if self.activity.due():
             try:
                 self.activity.flush()

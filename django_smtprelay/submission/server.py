@@ -81,6 +81,7 @@ class Listener:
         self.servers: list[asyncio.AbstractServer] = []
         self.connections: set[SubmissionSMTP] = set()
         self.bound: list[ListenAddress] = []
+        self._activity: asyncio.Task[None] | None = None
         if self.context is None and any(a.mode == "tls" for a in addresses):
             raise ValueError(
                 "An implicit TLS address (tls://) needs SMTPRELAY['SUBMISSION_TLS_CERT_FILE'] "
@@ -124,7 +125,18 @@ class Listener:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
                 self.bound.append(ListenAddress(address.mode, host, port))
+        self._activity = asyncio.create_task(self._record_activity())
         return self.bound
+
+    async def _record_activity(self) -> None:
+        """Write the accounts' use once it is due even when no further message
+        comes to carry it (a message only flushes what is due when it is stored):
+        the admin's last use and volume stay at most a few seconds behind."""
+        activity = self.handler.activity
+        while True:
+            await asyncio.sleep(activity.interval)
+            if activity.due():
+                await self.threads.run(self.handler.flush_activity)
 
     def reload_tls(self) -> None:
         """Read the certificate and key again (SIGHUP): new connections get them."""
@@ -142,6 +154,8 @@ class Listener:
         """Stop listening, let transactions in progress finish (up to ``grace``
         seconds), say 421 to the idle clients, then close what is left."""
         self.handler.draining = True
+        if self._activity is not None:
+            self._activity.cancel()
         for server in self.servers:
             server.close()
         deadline = time.monotonic() + grace

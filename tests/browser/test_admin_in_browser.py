@@ -15,7 +15,14 @@ import pytest
 from django.utils import timezone
 
 from django_smtprelay.delivery import DeliveryEngine
-from django_smtprelay.models import DeliveryAttempt, Message, Recipient, Route, SenderDomain
+from django_smtprelay.models import (
+    DeliveryAttempt,
+    Message,
+    Recipient,
+    Route,
+    SenderDomain,
+    SubmissionAccount,
+)
 
 from .conftest import PASSWORD
 from .control_room import RELAY_PASSWORD
@@ -365,6 +372,11 @@ PAGES = {
     "routes": f"{ADMIN}/route/",
     "route-health": f"{ADMIN}/routehealth/",
     "domains": f"{ADMIN}/senderdomain/",
+    "submission-accounts": f"{ADMIN}/submissionaccount/",
+    "submission-account-add": f"{ADMIN}/submissionaccount/add/",
+    "recipient-events": f"{ADMIN}/recipientevent/",
+    "suppressions": f"{ADMIN}/suppression/",
+    "route-add": f"{ADMIN}/route/add/",
 }
 
 
@@ -381,6 +393,12 @@ def test_every_page_fits_the_window(browse, site, tour_dir, width, height):
     pages["domain"] = (
         f"{ADMIN}/senderdomain/{SenderDomain.objects.get(domain='shop.test').pk}/change/"
     )
+    SubmissionAccount.objects.filter(username="php-app").delete()  # the other window size's
+    account = SubmissionAccount(name="Legacy PHP app with a long name", username="php-app")
+    account.set_password("a long password 1234")
+    account.messages_accepted, account.messages_rejected = 12345, 67
+    account.last_used_at, account.last_client = timezone.now(), "2001:db8:ffff:ffff::1234"
+    account.save()
     for name, path in pages.items():
         page.goto(f"{site.url}{path}")
         page.screenshot(path=tour_dir / f"{name}-{width}.png")

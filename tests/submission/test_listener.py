@@ -141,6 +141,25 @@ def test_a_foreign_sender_is_refused_no_open_relay(listener, tls_certs):
     assert SubmissionAccount.objects.get(pk=account.pk).messages_rejected == 2
 
 
+def test_an_accounts_use_is_recorded_without_a_further_message_to_carry_it(listener, tls_certs):
+    import time
+
+    server = listener()
+    account = make_account()
+    server.listener.handler.activity.interval = 0.1
+    with client(server.port(), tls_certs.ca_file) as smtp:
+        smtp.login("cron", PASSWORD)
+        smtp.sendmail("cron@example.com", ["ops@example.net"], message())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = SubmissionAccount.objects.get(pk=account.pk)
+        if row.messages_accepted:
+            break
+        time.sleep(0.05)
+    assert (row.messages_accepted, row.last_client) == (1, "127.0.0.1")
+    assert row.last_used_at is not None
+
+
 def test_a_trusted_network_submits_without_login(listener, tls_certs):
     server = listener(SUBMISSION_TRUSTED_NETWORKS=["127.0.0.0/8"])
     with client(server.port(), tls_certs.ca_file, starttls=False) as smtp:
