@@ -24,7 +24,7 @@ from ..models import DeliveryAttempt, Recipient
 from .base import PlainHelpTextTabularInline
 from .queue_badges import (
     address,
-    choice_text,
+    attempt_outcome_cell,
     duration_text,
     help_line,
     route_and_code_cell,
@@ -120,18 +120,7 @@ class AttemptInline(ReadOnlyInline):
 
     @admin.display(description=_("outcome, route"))
     def outcome_cell(self, obj: DeliveryAttempt) -> SafeString:
-        where = obj.route_name + (f", at {obj.stage}" if obj.stage else "")
-        if obj.dkim_keys:
-            where += _(", DKIM %(keys)s") % {"keys": obj.dkim_keys}
-        flag = _(" (possible duplicate)") if obj.possible_duplicate else ""
-        chosen = choice_text(obj.route_choice)
-        return format_html(
-            "{}{}{}{}",
-            obj.get_outcome_display(),
-            flag,
-            help_line(where),
-            help_line(chosen) if chosen else "",
-        )
+        return attempt_outcome_cell(obj)
 
     @admin.display(description=_("code"))
     def code(self, obj: DeliveryAttempt) -> SafeString | str:

@@ -37,7 +37,14 @@ from .message_body import eml_response, may_see_body, preview, raw_of
 from .message_inlines import AttemptInline, RecipientInline
 from .message_timeline import timeline
 from .paginator import HistoryPaginator
-from .queue_badges import choice_text, duration_text, help_line, short_time, state_badge, wrapped
+from .queue_badges import (
+    attempt_outcome_cell,
+    duration_text,
+    help_line,
+    short_time,
+    state_badge,
+    wrapped,
+)
 from .recipient_search import recipient_condition
 from .submission import SubmissionAccountFilter
 
@@ -278,18 +285,7 @@ class DeliveryAttemptAdmin(PlainHelpTextAdmin):
 
     @admin.display(description=_("route, outcome"), ordering="route_name")
     def outcome_cell(self, obj: DeliveryAttempt) -> str:
-        where = obj.route_name + (f", at {obj.stage}" if obj.stage else "")
-        if obj.dkim_keys:
-            where += _(", DKIM %(keys)s") % {"keys": obj.dkim_keys}
-        flag = _(" (possible duplicate)") if obj.possible_duplicate else ""
-        chosen = choice_text(obj.route_choice)
-        return format_html(
-            "{}{}{}{}",
-            obj.get_outcome_display(),
-            flag,
-            help_line(where),
-            help_line(chosen) if chosen else "",
-        )
+        return attempt_outcome_cell(obj)
 
     @admin.display(description=_("code"), ordering="smtp_code")
     def code(self, obj: DeliveryAttempt) -> str:

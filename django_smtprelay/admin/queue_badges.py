@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
 
 GREEN, ORANGE, RED, BLUE, GREY = "#2e7d32", "#ef6c00", "#c62828", "#1565c0", "#616161"
 
@@ -102,4 +104,22 @@ def route_and_code_cell(recipient: object) -> SafeString | str:
         '<span style="white-space:nowrap">{}</span>{}',
         route.name if route else "-",
         help_line(code) if code else "",
+    )
+
+
+def attempt_outcome_cell(attempt: object) -> SafeString:
+    """An attempt's outcome, then where (route, stage, DKIM keys) and the shares
+    that chose its route, for the attempts list and a message's attempts."""
+    a: Any = attempt
+    where = a.route_name + (f", at {a.stage}" if a.stage else "")
+    if a.dkim_keys:
+        where += _(", DKIM %(keys)s") % {"keys": a.dkim_keys}
+    flag = _(" (possible duplicate)") if a.possible_duplicate else ""
+    chosen = choice_text(a.route_choice)
+    return format_html(
+        "{}{}{}{}",
+        a.get_outcome_display(),
+        flag,
+        help_line(where),
+        help_line(chosen) if chosen else "",
     )
