@@ -255,7 +255,16 @@ class RouteSession:
         msg, addresses = part.msg, list(part.open_addresses)
         data, part.signed_by = msg.data, ""
         if self.route.dkim_sign and self.route.kind != "anymail":  # an ESP signs itself
-            data, part.signed_by = self.batch.signatures.sign(msg)
+            try:
+                data, part.signed_by = self.batch.signatures.sign(msg)
+            except SigningError:
+                raise
+            except Exception as exc:
+                # Loading a key, reading a streamed body, the signature itself:
+                # whatever fails is this message's route fault, never an
+                # exception that leaves the batch with results unwritten.
+                logger.exception("Route %s: signing message %s failed", self.route.name, msg.pk)
+                raise SigningError(f"unexpected {type(exc).__name__} while signing") from exc
         # Sent to one recipient, the id names its row; to several, the message
         # (an event then finds its row by the message and the address).
         rcpt = msg.rcpts.get(addresses[0]) if len(addresses) == 1 else None

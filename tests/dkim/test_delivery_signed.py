@@ -240,3 +240,36 @@ def test_a_key_sealed_to_another_name_is_refused(smtp_server, make_route, make_k
     assert server.messages == []
     fault = DeliveryAttempt.objects.get()
     assert "s2._domainkey.sign.test" in fault.reply and "s1._domainkey.sign.test" in fault.reply
+
+
+def test_any_error_while_signing_is_a_route_fault_for_that_message_and_the_batch_goes_on(
+    monkeypatch, smtp_server, make_route, make_key, caplog
+):
+    """Not only a key that cannot be opened: a database error reading keys, a
+    failing read of a streamed body, a bug in the signer. The batch's other
+    results are still written, and the message is never sent unsigned."""
+    from django.db import OperationalError
+
+    from django_smtprelay.delivery import signing
+
+    server = smtp_server()
+    make_route(server, dkim_sign=True)
+    make_key()
+
+    def broken(from_domain: str):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(signing.Signatures, "_load", staticmethod(broken))
+    plain().send()
+    EmailMessage("Hi", "Body", "someone@other.test", ["a@x.test"]).send()
+    plain().send()
+    report = DeliveryEngine().run()
+    assert report.sent == 0 and report.deferred == 3
+    assert server.messages == []
+    faults = DeliveryAttempt.objects.filter(outcome=DeliveryAttempt.Outcome.ROUTE_FAULT)
+    assert faults.count() == 3
+    assert {f.reply for f in faults} == {
+        "DKIM signing failed: unexpected OperationalError while signing"
+    }
+    assert "server closed" not in " ".join(f.reply for f in faults)
+    assert "signing message" in caplog.text
