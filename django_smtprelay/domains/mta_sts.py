@@ -14,7 +14,6 @@ followed (section 3.3), and the whole exchange is bounded in time and size.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import socket
 import ssl
@@ -22,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..conf import app_settings
+from ..public_ip import is_public
 from .findings import CheckResult
 from .records import single_record
 from .resolver import DNSMissing, DNSUnavailable, Resolver
@@ -115,7 +115,7 @@ def fetch_policy(domain: str, resolver: Resolver) -> str:
         ) from exc
     errors = []
     for address in addresses[:4]:
-        if not cafile and not ipaddress.ip_address(address).is_global:
+        if not cafile and not is_public(address):
             errors.append(f"{address} is not a public address")
             continue
         try:

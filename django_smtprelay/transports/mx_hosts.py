@@ -19,6 +19,7 @@ from itertools import groupby
 
 from ..conf import app_settings
 from ..domains.resolver import DNSMissing, DNSUnavailable, Resolver
+from ..public_ip import is_public
 
 # The most MX hosts, and addresses in all, tried for one domain (Postfix's
 # smtp_mx_address_limit is 5): a domain that lists fifty cannot hold a worker.
@@ -130,10 +131,10 @@ def _usable_addresses(host: str, resolver: Resolver) -> list[str] | str:
     usable, refused = [], []
     for address in dict.fromkeys(found):
         try:
-            ip = ipaddress.ip_address(address)
+            ipaddress.ip_address(address)
         except ValueError:
             continue
-        if ip.is_global or app_settings.mx_private_addresses:
+        if is_public(address) or app_settings.mx_private_addresses:
             usable.append(address)
         else:
             refused.append(address)
