@@ -125,14 +125,26 @@ def _collector_paused() -> Iterator[None]:
     at once; the collector runs again when the batch is stored, or as it
     was if another thread paused it first.
     """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
+    global _pauses, _paused_here
+    with _pause_lock:
+        if _pauses == 0:
+            _paused_here = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        gc.enable()
+        # The last batch of overlapping ones (several request threads) turns
+        # it back on, and only if it was on before the first.
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _paused_here:
+                gc.enable()
+
+
+_pause_lock = threading.Lock()
+_pauses = 0  # batches running with the collector paused
+_paused_here = False  # whether the first of them found it on
 
 
 def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:

@@ -84,3 +84,20 @@ def test_lookups_by_lease_and_by_route_use_their_partial_indexes() -> None:
     # either value implies it is set, so the partial index serves it.
     assert "smtprelay_msg_leased" in _plan(Message.objects.filter(lease_token=uuid.uuid4()))
     assert "smtprelay_rcpt_route" in _plan(Recipient.objects.filter(route_id=1))
+
+
+def test_overlapping_batches_turn_the_collector_on_only_when_the_last_ends() -> None:
+    """Two request threads storing batches at once: the first to finish must not
+    turn the collector back on under the other."""
+    import gc
+
+    from django_smtprelay.backends import _collector_paused
+
+    assert gc.isenabled()
+    first, second = _collector_paused(), _collector_paused()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
