@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-from django.db import connection, connections
+from django.db import DatabaseError, OperationalError, connection, connections, transaction
 
 from django_smtprelay.models import Recipient, RecipientEvent
 from django_smtprelay.tracking import group
@@ -235,3 +235,96 @@ def test_a_post_whose_work_raises_hears_it_and_the_next_post_still_commits():
     committer.commit([lambda: errors.append("ran")])
     assert errors == ["ran"]
     assert committer.pending == [] and not committer.leading
+
+
+@pytest.fixture
+def probe() -> Iterator[Any]:
+    """A table of its own, outside the app's models: ``probe.add(n)`` writes a row,
+    ``probe.committed()`` reads what another connection sees."""
+    table = "smtprelay_gc_probe"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {table} (n integer)")
+
+    class Probe:
+        @staticmethod
+        def add(n: int) -> None:
+            with connection.cursor() as cursor:
+                cursor.execute("INSERT INTO smtprelay_gc_probe VALUES (%s)", [n])
+
+        @staticmethod
+        def committed() -> list[int]:
+            result: list[list[int]] = []
+
+            def read() -> None:
+                try:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT n FROM smtprelay_gc_probe ORDER BY n")
+                        result.append([row[0] for row in cursor.fetchall()])
+                finally:
+                    connections.close_all()
+
+            thread = threading.Thread(target=read)
+            thread.start()
+            thread.join(30)
+            return result[0]
+
+    try:
+        yield Probe
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE {table}")
+
+
+def test_a_savepoint_that_will_not_roll_back_fails_every_post_of_the_group(probe, monkeypatch):
+    """The server went away: the post's statement fails and so does ROLLBACK TO
+    SAVEPOINT. Django then rolls the whole transaction back without raising;
+    the posts applied before it must not hear 200 for rows never committed."""
+
+    def lost() -> None:
+        def refuse(sid: str) -> None:
+            raise OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(connection, "savepoint_rollback", refuse)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    posts = [
+        group.Post([lambda: probe.add(1)]),
+        group.Post([lost]),
+        group.Post([lambda: probe.add(3)]),
+    ]
+    group._apply(posts)
+    monkeypatch.undo()
+    assert probe.committed() == []
+    assert all(isinstance(p.error, DatabaseError) for p in posts), [p.error for p in posts]
+
+
+def test_a_connection_closed_inside_the_group_fails_every_post(probe):
+    """A post's work that closes the connection without raising (the last post):
+    nothing is committed, and no post is answered as if it were."""
+    posts = [
+        group.Post([lambda: probe.add(1)]),
+        group.Post([lambda: probe.add(2), connection.close]),
+    ]
+    group._apply(posts)
+    assert probe.committed() == []
+    assert all(p.error is not None for p in posts), [p.error for p in posts]
+    # The next group, on a new connection, commits.
+    after = group.Post([lambda: probe.add(5)])
+    group._apply([after])
+    assert after.error is None
+    assert probe.committed() == [5]
+
+
+def test_a_post_rolled_back_without_an_error_hears_one_and_the_others_commit(probe):
+    def rolled_back() -> None:
+        probe.add(2)
+        transaction.set_rollback(True)
+
+    posts = [
+        group.Post([lambda: probe.add(1)]),
+        group.Post([rolled_back]),
+        group.Post([lambda: probe.add(3)]),
+    ]
+    group._apply(posts)
+    assert probe.committed() == [1, 3]
+    assert [p.error is None for p in posts] == [True, False, True]
