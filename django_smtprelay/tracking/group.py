@@ -94,8 +94,16 @@ class GroupCommitter:
 
         Returns once the transaction holding it has committed; raises what the
         post's own work raised (its savepoint rolled back), or what failed the
-        shared transaction.
+        shared transaction. Called inside a transaction already open, applies
+        ``work`` alone under a savepoint of it, which commits with the caller's.
         """
+        using = router.db_for_write(RecipientEvent)
+        if transaction.get_connection(using).in_atomic_block:
+            with self.lock:
+                self._arrived(arrival)
+            if work:
+                _apply_alone(work, using)
+            return
         post = Post(work)
         with self.lock:
             self._arrived(arrival)
@@ -181,6 +189,16 @@ def _apply(group: list[Post]) -> None:
         )
         for post in lost:
             post.error = DatabaseError("the transaction holding the post's events did not commit")
+
+
+def _apply_alone(work: list[Callable[[], object]], using: str) -> None:
+    """Inside a transaction already open on this thread (``ATOMIC_REQUESTS``, a
+    caller's ``atomic()``): the post's work under a savepoint of it, never in a
+    group. A leader's transaction would then be a savepoint of its own request's,
+    committed only when that request ends, after its followers have heard 200."""
+    with transaction.atomic(using=using):
+        for step in work:
+            step()
 
 
 #: The process's committer: every route's tracking webhook shares it.

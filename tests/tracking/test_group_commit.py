@@ -328,3 +328,73 @@ def test_a_post_rolled_back_without_an_error_hears_one_and_the_others_commit(pro
     group._apply(posts)
     assert probe.committed() == [1, 3]
     assert [p.error is None for p in posts] == [True, False, True]
+
+
+def test_under_atomic_requests_a_followers_200_means_its_events_are_committed(
+    server, esp_route, accepted, monkeypatch
+):
+    """With ``ATOMIC_REQUESTS`` the leader's transaction would be a savepoint of its
+    own request's: here the leader stays in its request until the follower's
+    client has looked, and the follower's events must be committed by then."""
+    monkeypatch.setitem(connections.settings["default"], "ATOMIC_REQUESTS", True)
+    route = esp_route("postmark")
+    for i in range(2):
+        accepted(route, [f"u{i}@example.net"], provider_id=f"pm-{i}")
+    followed = threading.Event()
+    sizes: list[int] = []
+    real_apply = group._apply
+    monkeypatch.setattr(
+        group, "_apply", lambda posts: (sizes.append(len(posts)), real_apply(posts))
+    )
+
+    class Lingering(group.GroupCommitter):
+        calls = 0
+
+        def commit(self, work: list[Any], arrival: group.Arrival | None = None) -> None:
+            with self.lock:
+                Lingering.calls += 1
+                first = Lingering.calls == 1
+            # The first waits for the other inside the view, the other for it to lead.
+            for _ in range(10_000):  # 10 s at most
+                if (self.arriving >= 2) if first else self.leading:
+                    break
+                threading.Event().wait(0.001)
+            super().commit(work, arrival)
+            if first:
+                followed.wait(10)  # the leader's request is not over yet
+
+    monkeypatch.setattr(group, "committer", Lingering(gather_seconds=30))
+    seen: dict[int, tuple[int, bool]] = {}
+
+    def client(i: int) -> None:
+        status = _post(server, route, payloads.postmark_delivery(f"pm-{i}", f"u{i}@example.net"))
+        seen[i] = (status, _recorded(f"pm-{i}"))
+        if len(seen) == 1:
+            followed.set()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert seen == {0: (200, True), 1: (200, True)}
+    assert sizes == [2]  # the views are outside the request's transaction: still one group
+
+
+def test_a_post_inside_an_open_transaction_is_applied_alone_under_a_savepoint(probe):
+    """A caller already in a transaction never leads a group (other threads' posts
+    would commit only with it); its events commit with its own transaction."""
+
+    class NoLeader(group.GroupCommitter):
+        def _lead(self) -> None:
+            raise AssertionError("a caller inside a transaction led a group")
+
+    committer = NoLeader(gather_seconds=30)
+    with pytest.raises(RuntimeError, match="undone"), transaction.atomic():
+        with committer.arrival() as arrival:
+            committer.commit([lambda: probe.add(1)], arrival)
+            assert committer.arriving == 0  # handed: no leader waits for it
+        raise RuntimeError("undone")
+    with transaction.atomic():
+        committer.commit([lambda: probe.add(2)])
+    assert probe.committed() == [2]
