@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 from django.db import DatabaseError, router, transaction
 
@@ -93,8 +94,16 @@ class GroupCommitter:
 
         Returns once the transaction holding it has committed; raises what the
         post's own work raised (its savepoint rolled back), or what failed the
-        shared transaction.
+        shared transaction. Called inside a transaction already open, applies
+        ``work`` alone under a savepoint of it, which commits with the caller's.
         """
+        using = router.db_for_write(RecipientEvent)
+        if transaction.get_connection(using).in_atomic_block:
+            with self.lock:
+                self._arrived(arrival)
+            if work:
+                _apply_alone(work, using)
+            return
         post = Post(work)
         with self.lock:
             self._arrived(arrival)
@@ -133,16 +142,34 @@ class GroupCommitter:
 
 
 def _apply(group: list[Post]) -> None:
-    """One transaction; a savepoint per post. A failed commit fails every post."""
+    """One transaction; a savepoint per post. A post without an error is one
+    seen to commit.
+
+    Django's ``atomic()`` rolls back without raising when the connection was
+    lost inside it or a savepoint could not be rolled back (or a post's work
+    asked for a rollback): a post is answered 200 only if the on-commit hook
+    registered in its own savepoint ran, which Django drops with the savepoint
+    or the transaction. Every other post hears an error, and the ESP posts it
+    again.
+    """
+    using = router.db_for_write(RecipientEvent)
+    connection = transaction.get_connection(using)
+    committed: set[int] = set()
     try:
-        with transaction.atomic(using=router.db_for_write(RecipientEvent)):
-            for post in group:
+        with transaction.atomic(using=using):
+            for index, post in enumerate(group):
                 try:
-                    with transaction.atomic(using=router.db_for_write(RecipientEvent)):
+                    with transaction.atomic(using=using):
+                        # First of this savepoint's hooks: it runs before the work's own.
+                        transaction.on_commit(partial(committed.add, index), using=using)
                         for step in post.work:
                             step()
                 except Exception as exc:  # this post alone: the ESP posts it again
                     post.error = exc
+                if connection.needs_rollback or connection.closed_in_transaction:
+                    # The transaction is lost (a savepoint that would not roll back,
+                    # a dropped connection): no later post can commit in it.
+                    raise DatabaseError("the connection cannot go on with the transaction")
     except BaseException as exc:
         for post in group:
             if post.error is None:
@@ -151,6 +178,27 @@ def _apply(group: list[Post]) -> None:
             logger.warning("A group of %d webhook posts failed to commit: %s", len(group), exc)
         if not isinstance(exc, Exception):
             raise
+    lost = [
+        post for index, post in enumerate(group) if index not in committed and post.error is None
+    ]
+    if lost:
+        logger.warning(
+            "%d of a group of %d webhook posts were rolled back without an error",
+            len(lost),
+            len(group),
+        )
+        for post in lost:
+            post.error = DatabaseError("the transaction holding the post's events did not commit")
+
+
+def _apply_alone(work: list[Callable[[], object]], using: str) -> None:
+    """Inside a transaction already open on this thread (``ATOMIC_REQUESTS``, a
+    caller's ``atomic()``): the post's work under a savepoint of it, never in a
+    group. A leader's transaction would then be a savepoint of its own request's,
+    committed only when that request ends, after its followers have heard 200."""
+    with transaction.atomic(using=using):
+        for step in work:
+            step()
 
 
 #: The process's committer: every route's tracking webhook shares it.

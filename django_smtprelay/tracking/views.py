@@ -11,6 +11,8 @@ A tracking post's events are applied by :mod:`.group` with the events of the
 posts arriving at the same time, in one transaction; each post is answered
 200 only once that transaction has committed, and 500 if its own events
 could not be applied (the ESP posts it again; the others still commit).
+Both views stay outside ``ATOMIC_REQUESTS``: a request's own transaction
+would hold the group's, committing it only after every post had its answer.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from .esps import ESP, ESPS
 logger = logging.getLogger("django_smtprelay.tracking")
 
 
+@transaction.non_atomic_requests
 @csrf_exempt
 def tracking_webhook(request: HttpRequest, route: str) -> HttpResponse:
     """An ESP's tracking events (delivered, bounced, complained, ...) for ``route``."""
     return _serve(request, route, "tracking")
 
 
+@transaction.non_atomic_requests
 @csrf_exempt
 def inbound_webhook(request: HttpRequest, route: str) -> HttpResponse:
     """Mail an ESP received for ``route``'s domain: returned bounces (DSNs) are applied."""

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-from django.db import connection, connections
+from django.db import DatabaseError, OperationalError, connection, connections, transaction
 
 from django_smtprelay.models import Recipient, RecipientEvent
 from django_smtprelay.tracking import group
@@ -235,3 +235,166 @@ def test_a_post_whose_work_raises_hears_it_and_the_next_post_still_commits():
     committer.commit([lambda: errors.append("ran")])
     assert errors == ["ran"]
     assert committer.pending == [] and not committer.leading
+
+
+@pytest.fixture
+def probe() -> Iterator[Any]:
+    """A table of its own, outside the app's models: ``probe.add(n)`` writes a row,
+    ``probe.committed()`` reads what another connection sees."""
+    table = "smtprelay_gc_probe"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {table} (n integer)")
+
+    class Probe:
+        @staticmethod
+        def add(n: int) -> None:
+            with connection.cursor() as cursor:
+                cursor.execute("INSERT INTO smtprelay_gc_probe VALUES (%s)", [n])
+
+        @staticmethod
+        def committed() -> list[int]:
+            result: list[list[int]] = []
+
+            def read() -> None:
+                try:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT n FROM smtprelay_gc_probe ORDER BY n")
+                        result.append([row[0] for row in cursor.fetchall()])
+                finally:
+                    connections.close_all()
+
+            thread = threading.Thread(target=read)
+            thread.start()
+            thread.join(30)
+            return result[0]
+
+    try:
+        yield Probe
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE {table}")
+
+
+def test_a_savepoint_that_will_not_roll_back_fails_every_post_of_the_group(probe, monkeypatch):
+    """The server went away: the post's statement fails and so does ROLLBACK TO
+    SAVEPOINT. Django then rolls the whole transaction back without raising;
+    the posts applied before it must not hear 200 for rows never committed."""
+
+    def lost() -> None:
+        def refuse(sid: str) -> None:
+            raise OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(connection, "savepoint_rollback", refuse)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    posts = [
+        group.Post([lambda: probe.add(1)]),
+        group.Post([lost]),
+        group.Post([lambda: probe.add(3)]),
+    ]
+    group._apply(posts)
+    monkeypatch.undo()
+    assert probe.committed() == []
+    assert all(isinstance(p.error, DatabaseError) for p in posts), [p.error for p in posts]
+
+
+def test_a_connection_closed_inside_the_group_fails_every_post(probe):
+    """A post's work that closes the connection without raising (the last post):
+    nothing is committed, and no post is answered as if it were."""
+    posts = [
+        group.Post([lambda: probe.add(1)]),
+        group.Post([lambda: probe.add(2), connection.close]),
+    ]
+    group._apply(posts)
+    assert probe.committed() == []
+    assert all(p.error is not None for p in posts), [p.error for p in posts]
+    # The next group, on a new connection, commits.
+    after = group.Post([lambda: probe.add(5)])
+    group._apply([after])
+    assert after.error is None
+    assert probe.committed() == [5]
+
+
+def test_a_post_rolled_back_without_an_error_hears_one_and_the_others_commit(probe):
+    def rolled_back() -> None:
+        probe.add(2)
+        transaction.set_rollback(True)
+
+    posts = [
+        group.Post([lambda: probe.add(1)]),
+        group.Post([rolled_back]),
+        group.Post([lambda: probe.add(3)]),
+    ]
+    group._apply(posts)
+    assert probe.committed() == [1, 3]
+    assert [p.error is None for p in posts] == [True, False, True]
+
+
+def test_under_atomic_requests_a_followers_200_means_its_events_are_committed(
+    server, esp_route, accepted, monkeypatch
+):
+    """With ``ATOMIC_REQUESTS`` the leader's transaction would be a savepoint of its
+    own request's: here the leader stays in its request until the follower's
+    client has looked, and the follower's events must be committed by then."""
+    monkeypatch.setitem(connections.settings["default"], "ATOMIC_REQUESTS", True)
+    route = esp_route("postmark")
+    for i in range(2):
+        accepted(route, [f"u{i}@example.net"], provider_id=f"pm-{i}")
+    followed = threading.Event()
+    sizes: list[int] = []
+    real_apply = group._apply
+    monkeypatch.setattr(
+        group, "_apply", lambda posts: (sizes.append(len(posts)), real_apply(posts))
+    )
+
+    class Lingering(group.GroupCommitter):
+        calls = 0
+
+        def commit(self, work: list[Any], arrival: group.Arrival | None = None) -> None:
+            with self.lock:
+                Lingering.calls += 1
+                first = Lingering.calls == 1
+            # The first waits for the other inside the view, the other for it to lead.
+            for _ in range(10_000):  # 10 s at most
+                if (self.arriving >= 2) if first else self.leading:
+                    break
+                threading.Event().wait(0.001)
+            super().commit(work, arrival)
+            if first:
+                followed.wait(10)  # the leader's request is not over yet
+
+    monkeypatch.setattr(group, "committer", Lingering(gather_seconds=30))
+    seen: dict[int, tuple[int, bool]] = {}
+
+    def client(i: int) -> None:
+        status = _post(server, route, payloads.postmark_delivery(f"pm-{i}", f"u{i}@example.net"))
+        seen[i] = (status, _recorded(f"pm-{i}"))
+        if len(seen) == 1:
+            followed.set()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert seen == {0: (200, True), 1: (200, True)}
+    assert sizes == [2]  # the views are outside the request's transaction: still one group
+
+
+def test_a_post_inside_an_open_transaction_is_applied_alone_under_a_savepoint(probe):
+    """A caller already in a transaction never leads a group (other threads' posts
+    would commit only with it); its events commit with its own transaction."""
+
+    class NoLeader(group.GroupCommitter):
+        def _lead(self) -> None:
+            raise AssertionError("a caller inside a transaction led a group")
+
+    committer = NoLeader(gather_seconds=30)
+    with pytest.raises(RuntimeError, match="undone"), transaction.atomic():
+        with committer.arrival() as arrival:
+            committer.commit([lambda: probe.add(1)], arrival)
+            assert committer.arriving == 0  # handed: no leader waits for it
+        raise RuntimeError("undone")
+    with transaction.atomic():
+        committer.commit([lambda: probe.add(2)])
+    assert probe.committed() == [2]
