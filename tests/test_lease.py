@@ -3,6 +3,7 @@ outlives the lease, and a message taken over from a lost worker is flagged."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -268,3 +269,43 @@ def test_messages_whose_lease_is_lost_mid_batch_are_never_sent_by_the_old_owner(
     assert set(Message.objects.filter(pk__in=last_two).values_list("lease_token", flat=True)) == {
         thief_token
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_leases_lost_at_two_checks_are_counted_and_logged_each_time(
+    smtp_server, make_route, relay_settings, caplog
+):
+    """Two messages taken by another worker, then a third: the report counts all
+    three, and each check's warning names the batch and the messages it lost."""
+    relay_settings(LEASE_SECONDS=3)
+    server = smtp_server(dot_delay=0.4)
+    make_route(server)
+    queue(10)
+    claim = Message.objects.claim(10, timedelta(seconds=3))
+    ids = sorted(claim.ids)
+    rounds = [(2, ids[-2:]), (4, ids[-3:-2])]  # (after how many sent, which ones)
+
+    def other_worker() -> None:
+        try:
+            for sent, taken in rounds:
+                deadline = time.monotonic() + 10
+                while len(server.messages) < sent and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                Message.objects.filter(pk__in=taken).update(
+                    lease_token=uuid.uuid4(), lease_expires_at=timezone.now() + timedelta(minutes=5)
+                )
+        finally:
+            close_old_connections()
+
+    thief = threading.Thread(target=other_worker)
+    thief.start()
+    with caplog.at_level(logging.WARNING, logger="django_smtprelay.delivery"):
+        report = DeliveryEngine().deliver_batch(claim)
+    thief.join()
+    assert report.lost_leases == 3
+    assert report.sent == 7
+    said = f"message(s) of batch {claim.token}; another worker has them"
+    assert [r.getMessage() for r in caplog.records if "Lease lost" in r.getMessage()] == [
+        f"Lease lost for 2 {said}: {ids[-2:]}",
+        f"Lease lost for 1 {said}: {ids[-3:-2]}",
+    ]
