@@ -309,3 +309,40 @@ def test_leases_lost_at_two_checks_are_counted_and_logged_each_time(
         f"Lease lost for 2 {said}: {ids[-2:]}",
         f"Lease lost for 1 {said}: {ids[-3:-2]}",
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_announced_ahead_and_then_lost_is_discarded_and_the_rest_still_go(
+    smtp_server, make_route, relay_settings
+):
+    """The relay already has the next message's commands (pipelined with the
+    previous content) when the check finds its lease lost: the session ends
+    without that content, so the relay discards it, and a new one sends the rest."""
+    relay_settings(LEASE_SECONDS=3)
+    server = smtp_server(dot_delay=0.4)
+    make_route(server)
+    queue(8)
+    claim = Message.objects.claim(10, timedelta(seconds=3))
+    ids = sorted(claim.ids)
+    taken: list[int] = []
+
+    def takes_the_next_one(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        """The lease check (a SELECT by lease token, not by ids): just before it,
+        another worker takes the message after the last one the relay has."""
+        is_check = sql.lstrip().upper().startswith("SELECT") and " IN (" not in sql
+        if is_check and "lease_token" in sql and not taken and len(server.messages) >= 2:
+            taken.append(ids[len(server.messages)])
+            Message.objects.filter(pk__in=taken).update(
+                lease_token=uuid.uuid4(), lease_expires_at=timezone.now() + timedelta(minutes=5)
+            )
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(takes_the_next_one):
+        report = DeliveryEngine().deliver_batch(claim)
+    assert taken, "the takeover was injected"
+    subjects = {m.data.split(b"Subject: ")[1].split(b"\r\n")[0].decode() for m in server.messages}
+    lost = Message.objects.get(pk=taken[0]).subject
+    assert lost not in subjects, "the old owner sent what it no longer held"
+    assert report.lost_leases == 1
+    assert report.sent == 7, "the messages after it went on a new connection"
+    assert len(server.messages) == 7
