@@ -519,3 +519,37 @@ def test_a_mailbox_gone_or_disabled_is_suppressed_with_the_relays_reply(smtp_ser
     # The recipient's reply (the route's name, then the relay's words), cut at 500.
     assert reason == f"route-1: {long_reply}"[:500]
     assert suppressed["off@example.com"][0] == "route-1: 550 5.2.1 Mailbox disabled"
+
+
+def test_a_run_given_message_ids_delivers_only_those(smtp_server, make_route):
+    server = smtp_server()
+    make_route(server)
+    chosen, other = queue_one(subject="chosen"), queue_one(subject="other")
+    assert DeliveryEngine().run(message_ids=[chosen.pk]).sent == 1
+    assert [m.rcpt_tos for m in server.messages] == [("rcpt@example.com",)]
+    assert Message.objects.get(pk=chosen.pk).status == Message.Status.SENT
+    assert Message.objects.get(pk=other.pk).status == Message.Status.QUEUED
+
+
+def test_a_run_stops_after_max_batches(smtp_server, make_route):
+    server = smtp_server()
+    make_route(server)
+    queue_one(subject="one")
+    queue_one(subject="two")
+    assert DeliveryEngine(batch_size=1).run(max_batches=1).sent == 1
+    assert len(server.messages) == 1
+    assert DeliveryEngine(batch_size=1).run(max_batches=1).sent == 1
+
+
+def test_a_batch_given_as_token_and_ids_is_delivered_and_its_takeovers_flagged(
+    smtp_server, make_route
+):
+    server = smtp_server()
+    make_route(server)
+    taken, fresh = queue_one(subject="taken"), queue_one(subject="fresh")
+    claim = Message.objects.claim(10, timedelta(minutes=5))
+    report = DeliveryEngine().deliver_batch(claim.token, list(claim.ids), taken_over=[taken.pk])
+    assert report.sent == 2
+    assert len(server.messages) == 2
+    flagged = dict(DeliveryAttempt.objects.values_list("message_id", "possible_duplicate"))
+    assert flagged == {taken.pk: True, fresh.pk: False}
