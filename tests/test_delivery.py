@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -145,6 +146,23 @@ def test_jitter_stays_within_its_fraction(relay_settings):
     delays = {engine.backoff(1).total_seconds() for _ in range(50)}
     assert all(80 <= d <= 120 for d in delays)
     assert len(delays) > 1
+
+
+class _HighestDraw(random.Random):
+    """Always draws the top of the range asked for."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_a_positive_jitter_draw_lengthens_the_delay(relay_settings):
+    relay_settings(RETRY_BASE_SECONDS=100, RETRY_JITTER=0.2)
+    assert DeliveryEngine(rng=_HighestDraw()).backoff(1) == timedelta(seconds=120)
+
+
+def test_a_retry_base_under_a_second_is_kept(relay_settings):
+    relay_settings(RETRY_BASE_SECONDS=0.5, RETRY_MAX_SECONDS=600, RETRY_JITTER=0)
+    assert DeliveryEngine().backoff(1) == timedelta(seconds=0.5)
 
 
 def test_a_deferred_message_fails_when_its_lifetime_ends(smtp_server, make_route):
