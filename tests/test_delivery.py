@@ -148,6 +148,20 @@ def test_jitter_stays_within_its_fraction(relay_settings):
     assert len(delays) > 1
 
 
+def test_a_batch_delivered_directly_defers_with_the_engines_backoff(
+    smtp_server, make_route, relay_settings
+):
+    relay_settings(RETRY_BASE_SECONDS=60, RETRY_JITTER=0)
+    make_route(smtp_server(dot_reply="451 4.3.0 Try again later"))
+    message = queue_one()
+    now = timezone.now()
+    claim = Message.objects.claim(10, timedelta(minutes=5), now=now)
+    assert DeliveryEngine(clock=lambda: now).deliver_batch(claim).deferred == 1
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert message.next_attempt_at == now + timedelta(seconds=60)
+
+
 class _HighestDraw(random.Random):
     """Always draws the top of the range asked for."""
 
