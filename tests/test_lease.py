@@ -18,6 +18,7 @@ from django_smtprelay.delivery import DeliveryEngine
 from django_smtprelay.delivery.lease import LeaseHeartbeat
 from django_smtprelay.models import DeliveryAttempt, Message, Recipient
 from django_smtprelay.signals import message_sent
+from django_smtprelay.transports.smtp import SMTPTransport
 
 
 def queue(n: int) -> None:
@@ -346,3 +347,44 @@ def test_a_message_announced_ahead_and_then_lost_is_discarded_and_the_rest_still
     assert report.lost_leases == 1
     assert report.sent == 7, "the messages after it went on a new connection"
     assert len(server.messages) == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unexpected_failure_after_a_lease_was_lost_leaves_that_message_alone(
+    smtp_server, make_route, relay_settings
+):
+    """The route fails unexpectedly after the lease check dropped the batch's last
+    message: the messages still held go to the next route (here: wait), and the
+    one another worker has is not touched (it has no route left here to fault)."""
+    relay_settings(LEASE_SECONDS=3)
+    server = smtp_server(dot_delay=0.4)
+    make_route(server)
+    queue(6)
+    claim = Message.objects.claim(10, timedelta(seconds=3))
+    thief = uuid.uuid4()
+    last = max(claim.ids)
+    taken: list[int] = []
+
+    def takes_the_last_one(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        is_check = sql.lstrip().upper().startswith("SELECT") and " IN (" not in sql
+        if is_check and "lease_token" in sql and not taken and len(server.messages) >= 2:
+            taken.append(last)
+            Message.objects.filter(pk=last).update(
+                lease_token=thief, lease_expires_at=timezone.now() + timedelta(minutes=5)
+            )
+        return execute(sql, params, many, context)
+
+    class FailsOnceTheLeaseIsLost(SMTPTransport):
+        def send(self, envelope, **kwargs):  # type: ignore[no-untyped-def]
+            if taken:
+                raise RuntimeError("a defect")
+            return super().send(envelope, **kwargs)
+
+    with connection.execute_wrapper(takes_the_last_one):
+        report = DeliveryEngine(transport_factory=FailsOnceTheLeaseIsLost).deliver_batch(claim)
+    assert taken, "the takeover was injected"
+    assert report.lost_leases == 1
+    assert report.deferred >= 1, "the messages still held wait for another try"
+    stolen = Message.objects.get(pk=last)
+    assert stolen.lease_token == thief and stolen.status == Message.Status.SENDING
+    assert not stolen.attempts.exists()
