@@ -202,3 +202,18 @@ def test_a_route_that_takes_the_message_by_its_from_header_is_not_listed_as_not_
     assert message.status == Message.Status.DEFERRED
     assert message.last_error.startswith("shop: ")
     assert "take it" not in message.last_error
+
+
+def test_a_route_that_takes_the_envelope_senders_domain_is_not_said_to_refuse_it(
+    make_route, refused_port
+):
+    """The envelope sender's domain matches the route (the From header's does not):
+    the route was tried and failed, and the error does not say it refuses the message."""
+    make_route(port=refused_port, name="bounces", sender_domains="bounce.example")
+    EmailMessage(
+        "S", "B", "x@bounce.example", ["to@example.com"], headers={"From": "shop@shop.example"}
+    ).send()
+    assert DeliveryEngine().run().deferred == 1
+    error = Message.objects.get().last_error
+    assert error.startswith("bounces: "), error
+    assert "take it" not in error, error

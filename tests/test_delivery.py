@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -145,6 +146,37 @@ def test_jitter_stays_within_its_fraction(relay_settings):
     delays = {engine.backoff(1).total_seconds() for _ in range(50)}
     assert all(80 <= d <= 120 for d in delays)
     assert len(delays) > 1
+
+
+def test_a_batch_delivered_directly_defers_with_the_engines_backoff(
+    smtp_server, make_route, relay_settings
+):
+    relay_settings(RETRY_BASE_SECONDS=60, RETRY_JITTER=0)
+    make_route(smtp_server(dot_reply="451 4.3.0 Try again later"))
+    message = queue_one()
+    now = timezone.now()
+    claim = Message.objects.claim(10, timedelta(minutes=5), now=now)
+    assert DeliveryEngine(clock=lambda: now).deliver_batch(claim).deferred == 1
+    message.refresh_from_db()
+    assert message.status == Message.Status.DEFERRED
+    assert message.next_attempt_at == now + timedelta(seconds=60)
+
+
+class _HighestDraw(random.Random):
+    """Always draws the top of the range asked for."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_a_positive_jitter_draw_lengthens_the_delay(relay_settings):
+    relay_settings(RETRY_BASE_SECONDS=100, RETRY_JITTER=0.2)
+    assert DeliveryEngine(rng=_HighestDraw()).backoff(1) == timedelta(seconds=120)
+
+
+def test_a_retry_base_under_a_second_is_kept(relay_settings):
+    relay_settings(RETRY_BASE_SECONDS=0.5, RETRY_MAX_SECONDS=600, RETRY_JITTER=0)
+    assert DeliveryEngine().backoff(1) == timedelta(seconds=0.5)
 
 
 def test_a_deferred_message_fails_when_its_lifetime_ends(smtp_server, make_route):
@@ -519,3 +551,37 @@ def test_a_mailbox_gone_or_disabled_is_suppressed_with_the_relays_reply(smtp_ser
     # The recipient's reply (the route's name, then the relay's words), cut at 500.
     assert reason == f"route-1: {long_reply}"[:500]
     assert suppressed["off@example.com"][0] == "route-1: 550 5.2.1 Mailbox disabled"
+
+
+def test_a_run_given_message_ids_delivers_only_those(smtp_server, make_route):
+    server = smtp_server()
+    make_route(server)
+    chosen, other = queue_one(subject="chosen"), queue_one(subject="other")
+    assert DeliveryEngine().run(message_ids=[chosen.pk]).sent == 1
+    assert [m.rcpt_tos for m in server.messages] == [("rcpt@example.com",)]
+    assert Message.objects.get(pk=chosen.pk).status == Message.Status.SENT
+    assert Message.objects.get(pk=other.pk).status == Message.Status.QUEUED
+
+
+def test_a_run_stops_after_max_batches(smtp_server, make_route):
+    server = smtp_server()
+    make_route(server)
+    queue_one(subject="one")
+    queue_one(subject="two")
+    assert DeliveryEngine(batch_size=1).run(max_batches=1).sent == 1
+    assert len(server.messages) == 1
+    assert DeliveryEngine(batch_size=1).run(max_batches=1).sent == 1
+
+
+def test_a_batch_given_as_token_and_ids_is_delivered_and_its_takeovers_flagged(
+    smtp_server, make_route
+):
+    server = smtp_server()
+    make_route(server)
+    taken, fresh = queue_one(subject="taken"), queue_one(subject="fresh")
+    claim = Message.objects.claim(10, timedelta(minutes=5))
+    report = DeliveryEngine().deliver_batch(claim.token, list(claim.ids), taken_over=[taken.pk])
+    assert report.sent == 2
+    assert len(server.messages) == 2
+    flagged = dict(DeliveryAttempt.objects.values_list("message_id", "possible_duplicate"))
+    assert flagged == {taken.pk: True, fresh.pk: False}

@@ -3,6 +3,7 @@ outlives the lease, and a message taken over from a lost worker is flagged."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ from django_smtprelay.delivery import DeliveryEngine
 from django_smtprelay.delivery.lease import LeaseHeartbeat
 from django_smtprelay.models import DeliveryAttempt, Message, Recipient
 from django_smtprelay.signals import message_sent
+from django_smtprelay.transports.smtp import SMTPTransport
 
 
 def queue(n: int) -> None:
@@ -268,3 +270,121 @@ def test_messages_whose_lease_is_lost_mid_batch_are_never_sent_by_the_old_owner(
     assert set(Message.objects.filter(pk__in=last_two).values_list("lease_token", flat=True)) == {
         thief_token
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_leases_lost_at_two_checks_are_counted_and_logged_each_time(
+    smtp_server, make_route, relay_settings, caplog
+):
+    """Two messages taken by another worker, then a third: the report counts all
+    three, and each check's warning names the batch and the messages it lost."""
+    relay_settings(LEASE_SECONDS=3)
+    server = smtp_server(dot_delay=0.4)
+    make_route(server)
+    queue(10)
+    claim = Message.objects.claim(10, timedelta(seconds=3))
+    ids = sorted(claim.ids)
+    rounds = [(2, ids[-2:]), (4, ids[-3:-2])]  # (after how many sent, which ones)
+
+    def other_worker() -> None:
+        try:
+            for sent, taken in rounds:
+                deadline = time.monotonic() + 10
+                while len(server.messages) < sent and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                Message.objects.filter(pk__in=taken).update(
+                    lease_token=uuid.uuid4(), lease_expires_at=timezone.now() + timedelta(minutes=5)
+                )
+        finally:
+            close_old_connections()
+
+    thief = threading.Thread(target=other_worker)
+    thief.start()
+    with caplog.at_level(logging.WARNING, logger="django_smtprelay.delivery"):
+        report = DeliveryEngine().deliver_batch(claim)
+    thief.join()
+    assert report.lost_leases == 3
+    assert report.sent == 7
+    said = f"message(s) of batch {claim.token}; another worker has them"
+    assert [r.getMessage() for r in caplog.records if "Lease lost" in r.getMessage()] == [
+        f"Lease lost for 2 {said}: {ids[-2:]}",
+        f"Lease lost for 1 {said}: {ids[-3:-2]}",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_announced_ahead_and_then_lost_is_discarded_and_the_rest_still_go(
+    smtp_server, make_route, relay_settings
+):
+    """The relay already has the next message's commands (pipelined with the
+    previous content) when the check finds its lease lost: the session ends
+    without that content, so the relay discards it, and a new one sends the rest."""
+    relay_settings(LEASE_SECONDS=3)
+    server = smtp_server(dot_delay=0.4)
+    make_route(server)
+    queue(8)
+    claim = Message.objects.claim(10, timedelta(seconds=3))
+    ids = sorted(claim.ids)
+    taken: list[int] = []
+
+    def takes_the_next_one(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        """The lease check (a SELECT by lease token, not by ids): just before it,
+        another worker takes the message after the last one the relay has."""
+        is_check = sql.lstrip().upper().startswith("SELECT") and " IN (" not in sql
+        if is_check and "lease_token" in sql and not taken and len(server.messages) >= 2:
+            taken.append(ids[len(server.messages)])
+            Message.objects.filter(pk__in=taken).update(
+                lease_token=uuid.uuid4(), lease_expires_at=timezone.now() + timedelta(minutes=5)
+            )
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(takes_the_next_one):
+        report = DeliveryEngine().deliver_batch(claim)
+    assert taken, "the takeover was injected"
+    subjects = {m.data.split(b"Subject: ")[1].split(b"\r\n")[0].decode() for m in server.messages}
+    lost = Message.objects.get(pk=taken[0]).subject
+    assert lost not in subjects, "the old owner sent what it no longer held"
+    assert report.lost_leases == 1
+    assert report.sent == 7, "the messages after it went on a new connection"
+    assert len(server.messages) == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unexpected_failure_after_a_lease_was_lost_leaves_that_message_alone(
+    smtp_server, make_route, relay_settings
+):
+    """The route fails unexpectedly after the lease check dropped the batch's last
+    message: the messages still held go to the next route (here: wait), and the
+    one another worker has is not touched (it has no route left here to fault)."""
+    relay_settings(LEASE_SECONDS=3)
+    server = smtp_server(dot_delay=0.4)
+    make_route(server)
+    queue(6)
+    claim = Message.objects.claim(10, timedelta(seconds=3))
+    thief = uuid.uuid4()
+    last = max(claim.ids)
+    taken: list[int] = []
+
+    def takes_the_last_one(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        is_check = sql.lstrip().upper().startswith("SELECT") and " IN (" not in sql
+        if is_check and "lease_token" in sql and not taken and len(server.messages) >= 2:
+            taken.append(last)
+            Message.objects.filter(pk=last).update(
+                lease_token=thief, lease_expires_at=timezone.now() + timedelta(minutes=5)
+            )
+        return execute(sql, params, many, context)
+
+    class FailsOnceTheLeaseIsLost(SMTPTransport):
+        def send(self, envelope, **kwargs):  # type: ignore[no-untyped-def]
+            if taken:
+                raise RuntimeError("a defect")
+            return super().send(envelope, **kwargs)
+
+    with connection.execute_wrapper(takes_the_last_one):
+        report = DeliveryEngine(transport_factory=FailsOnceTheLeaseIsLost).deliver_batch(claim)
+    assert taken, "the takeover was injected"
+    assert report.lost_leases == 1
+    assert report.deferred >= 1, "the messages still held wait for another try"
+    stolen = Message.objects.get(pk=last)
+    assert stolen.lease_token == thief and stolen.status == Message.Status.SENDING
+    assert not stolen.attempts.exists()

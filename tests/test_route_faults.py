@@ -10,7 +10,7 @@ from django.core.mail import send_mail
 
 from django_smtprelay.delivery import DeliveryEngine
 from django_smtprelay.health import RouteHealthService
-from django_smtprelay.models import DeliveryAttempt, Message, Route
+from django_smtprelay.models import DeliveryAttempt, Message, Recipient, Route
 from django_smtprelay.transports import get_transport
 from django_smtprelay.transports.smtp import SMTPTransport
 
@@ -76,6 +76,50 @@ def test_an_exception_while_connecting_defers_the_message_and_later_drains_still
     # The next drain runs as well (nothing is left half-claimed).
     _send("second")
     assert DeliveryEngine().run().deferred == 1
+
+
+def test_an_unexpected_failure_is_said_once_in_the_error_and_per_recipient_in_the_attempt(
+    smtp_server, make_route, relay_settings
+):
+    """The message's error names the route and the failure once (its reply is
+    its reason: no ``route: X: X``); the attempt says it for each recipient."""
+    relay_settings(EHLO_HOSTNAME="hôte.example")  # smtplib raises UnicodeEncodeError
+    route = make_route(smtp_server())
+    send_mail("S", "B", "from@example.com", ["a@example.com", "b@example.com"])
+    assert DeliveryEngine().run().deferred == 1
+    reason = "unexpected UnicodeEncodeError while connecting (the worker's log has the traceback)"
+    message = Message.objects.get()
+    assert message.last_error == f"{route.name}: {reason}"
+    assert message.attempts.get().recipients == [
+        {"address": address, "outcome": "route_fault", "reply": reason}
+        for address in ("a@example.com", "b@example.com")
+    ]
+
+
+def test_an_unexpected_failure_that_opens_the_circuit_is_named_as_its_last_fault(
+    smtp_server, make_route, relay_settings
+):
+    relay_settings(EHLO_HOSTNAME="hôte.example", BREAKER_FAILURE_THRESHOLD=1)
+    route = make_route(smtp_server())
+    _send()
+    DeliveryEngine().run()
+    state = RouteHealthService().state(route.name)
+    assert state.state == "open"
+    assert state.reason == (
+        "1 route faults in a row; last: unexpected UnicodeEncodeError while connecting "
+        "(the worker's log has the traceback)"
+    )
+
+
+def test_a_relay_refusing_the_sending_host_at_its_greeting_fails_the_message_on_its_last_route(
+    smtp_server, make_route
+):
+    """That refusal is a route fault another route may not share, but with no
+    route left, retrying cannot help: the recipients fail, not wait."""
+    make_route(smtp_server(greeting="554 5.7.1 Client host rejected: blocked using a blocklist"))
+    _send()
+    assert DeliveryEngine().run().failed == 1
+    assert Message.objects.get().recipients.get().status == Recipient.Status.FAILED
 
 
 class _FailsAfterTheFirstSend(SMTPTransport):

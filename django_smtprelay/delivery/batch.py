@@ -282,7 +282,11 @@ class Batch:
             possible_duplicate=possible_duplicate,
             choice=part.choice,
         )
-        part.msg.last_reply = self._down[route.name] = f"{route.name}: {verdict.reason}: {reply}"
+        # The reply adds to the reason only when it says more (an unexpected failure's
+        # reply is its reason: said once).
+        detail = str(reply)
+        said = verdict.reason if detail in ("", verdict.reason) else f"{verdict.reason}: {detail}"
+        part.msg.last_reply = self._down[route.name] = f"{route.name}: {said}"
         part.could_not_use(part.msg.last_reply)
         part.last_fault = verdict
         part.routes.pop(0)

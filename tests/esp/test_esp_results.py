@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 import pytest
 from django.core.mail import send_mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_smtprelay.delivery import DeliveryEngine
+from django_smtprelay.delivery.results import write_provider_ids
 from django_smtprelay.health import RouteHealthService
 from django_smtprelay.models import DeliveryAttempt, Message, Recipient
+from django_smtprelay.models.messages import Claim
 from tests.espserver import ERRORS, postmark_inactive, postmark_some_inactive
 
 pytestmark = pytest.mark.django_db
@@ -194,3 +201,42 @@ def test_each_message_keeps_its_own_esp_id_when_a_flush_writes_many(esp_server, 
     for message in Message.objects.all():
         per_rcpt = set(message.recipients.values_list("provider_message_id", flat=True))
         assert per_rcpt == {answered[message.subject]}, "the id the ESP gave this message"
+
+
+def _claimed_recipients(count: int) -> tuple[Claim, list[int]]:
+    """One message to ``count`` recipients, claimed: its lease holds it as a flush would."""
+    send_mail("S", "Body\n", "from@example.com", [f"r{n}@example.com" for n in range(count)])
+    claim = Message.objects.claim(10, timedelta(minutes=5))
+    return claim, list(Recipient.objects.order_by("pk").values_list("pk", flat=True))
+
+
+def test_provider_ids_for_more_recipients_than_one_statement_takes_all_reach_their_rows():
+    """Past 400 ids the writer goes on in another statement, the 401st included."""
+    claim, pks = _claimed_recipients(401)
+    write_provider_ids({pk: f"id-{pk}" for pk in pks}, claim.token)
+    written = dict(Recipient.objects.values_list("pk", "provider_message_id"))
+    assert written == {pk: f"id-{pk}" for pk in pks}
+
+
+def test_provider_ids_of_one_flush_are_written_in_one_statement():
+    claim, pks = _claimed_recipients(3)
+    with CaptureQueriesContext(connection) as queries:
+        write_provider_ids({pk: f"id-{pk}" for pk in pks}, claim.token)
+    assert len(queries.captured_queries) == 1, [q["sql"] for q in queries.captured_queries]
+    assert set(Recipient.objects.values_list("provider_message_id", flat=True)) == {
+        f"id-{pk}" for pk in pks
+    }
+
+
+def test_a_provider_id_longer_than_its_column_is_cut_to_255_characters():
+    claim, [pk] = _claimed_recipients(1)
+    write_provider_ids({pk: "x" * 300}, claim.token)
+    assert Recipient.objects.get().provider_message_id == "x" * 255
+
+
+def test_provider_ids_are_not_written_once_the_lease_is_lost():
+    claim, [pk] = _claimed_recipients(1)
+    write_provider_ids({pk: "stale"}, uuid.uuid4())
+    Message.objects.update(status=Message.Status.QUEUED)
+    write_provider_ids({pk: "not sending"}, claim.token)
+    assert Recipient.objects.get().provider_message_id == ""
