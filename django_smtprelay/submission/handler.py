@@ -23,6 +23,7 @@ MAX_RECIPIENTS = 1000
 MAX_CREDENTIAL_BYTES = 1024
 
 TEMPFAIL_DB = "451 4.3.0 The queue is unavailable (database error); try again later"
+TEMPFAIL = "451 4.3.0 Temporary failure, try again later"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down; try again later"
 
 
@@ -166,6 +167,9 @@ class SubmissionHandler:
         except DatabaseError:
             logger.exception("The queue's depth could not be read")
             return TEMPFAIL_DB
+        except Exception:  # the cache of the rate limits, say: never its text
+            logger.exception("The sending limits could not be read")
+            return TEMPFAIL
 
     def _mail_limits(self, account: Account | None) -> str | None:
         depth = self.depth.over()
@@ -233,6 +237,11 @@ class SubmissionHandler:
         except DatabaseError:
             logger.exception("A message from %s could not be stored", transaction.client)
             return TEMPFAIL_DB
+        except Exception:
+            # Never the exception's text: it is internal, and aiosmtpd's own
+            # answer (500) would make the client give up on a passing fault.
+            logger.exception("A message from %s could not be stored", transaction.client)
+            return TEMPFAIL
         return f"250 2.0.0 Queued as {pk}"
 
     def _stored(self, transactions: list[intake.Transaction]) -> None:
