@@ -128,3 +128,38 @@ def test_a_cache_error_at_mail_is_a_451_without_its_text(
     assert refused.value.smtp_code == 451
     assert refused.value.smtp_error == b"4.3.0 Temporary failure, try again later"
     assert not Message.objects.exists()
+
+
+def test_the_accounts_use_is_still_recorded_after_a_failed_write(
+    listener, tls_certs, monkeypatch, caplog
+):
+    import time
+
+    server = listener()
+    account = make_account()
+    activity = server.listener.handler.activity
+    activity.interval = 0.1
+    flush = activity.flush
+    calls: list[int] = []
+
+    def fails_once() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("account use: transient fault")
+        flush()
+
+    with client(server.port(), tls_certs.ca_file) as smtp:
+        smtp.login("cron", PASSWORD)
+        smtp.sendmail("cron@example.com", ["ops@example.net"], message())
+    # From here no message carries the write: only the background loop does.
+    monkeypatch.setattr(activity, "flush", fails_once)
+    activity.record(account.pk, "127.0.0.2", accepted=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = type(account).objects.get(pk=account.pk)
+        if row.messages_accepted == 2:
+            break
+        time.sleep(0.05)
+    assert len(calls) >= 2, "the background write stopped after its first failure"
+    assert (row.messages_accepted, row.last_client) == (2, "127.0.0.2")
+    assert "account use: transient fault" in caplog.text
