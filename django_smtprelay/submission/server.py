@@ -174,6 +174,7 @@ class Listener:
 
     def _finish(self) -> None:
         self.threads.shutdown()
+        self.handler.auth_threads.shutdown()
         try:
             self.handler.activity.flush()
         except Exception:

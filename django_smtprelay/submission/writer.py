@@ -56,9 +56,9 @@ def _in_thread(fn: Callable[..., T], args: tuple) -> T:
 class Threads:
     """The threads that run the ORM and cache calls, each with its own connection."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, name: str = "smtprelay-db") -> None:
         self.count = count
-        self.executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="smtprelay-db")
+        self.executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix=name)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
