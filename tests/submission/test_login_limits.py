@@ -146,3 +146,37 @@ def test_bad_logins_do_not_hold_up_the_messages_of_a_logged_in_client(
     # about ten, measured).
     assert before_flood_ended < 12
     assert took < 3 * hash_seconds, (took, hash_seconds)
+
+
+def test_an_ipv6_clients_failures_are_counted_for_its_64(
+    transactional_db, relay_settings, tls_certs, fast_hashers
+):
+    import smtplib
+    import socket
+
+    from django_smtprelay.submission.settings import parse_listen
+    from tests.submission.harness import ListenerThread
+
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback (::1) on this machine; enable IPv6 to run it")
+    relay_settings(
+        SUBMISSION_TLS_CERT_FILE=str(tls_certs.cert_file),
+        SUBMISSION_TLS_KEY_FILE=str(tls_certs.key_file),
+        SUBMISSION_AUTH_WITHOUT_TLS_ON_LOOPBACK=True,
+        SUBMISSION_LOGIN_FAILURE_LIMIT=1,
+    )
+    limits.get_cache().clear()
+    make_account()
+    server = ListenerThread([parse_listen("starttls://[::1]:0")])
+    try:
+        with smtplib.SMTP("::1", server.port(), timeout=10) as smtp:
+            smtp.ehlo("client.example")
+            assert smtp.docmd("AUTH", plain("wrong password"))[0] == 535
+        cache = limits.get_cache()
+        assert cache.get("smtprelay:submission:authfail:::/64") == 1
+        # Another address of the same /64 is held back by ::1's failure.
+        assert limits.login_reserve("::2") == "blocked"
+    finally:
+        server.stop()
