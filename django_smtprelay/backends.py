@@ -185,13 +185,26 @@ def queue(prepared: list[tuple[PreparedMessage, int]]) -> list[int]:
         )
         now_ids = [pk for pk, is_due in zip(ids, due, strict=True) if is_due]
         # Outside a transaction (one statement, committed already) these run now.
+        # Robust: the messages are committed once these run, so an error in
+        # them is logged and must not reach the caller as a failed store
+        # (a client told so sends the message again).
         if app_settings.publish_on_commit and now_ids:
-            transaction.on_commit(lambda: publish(now_ids), using=db)
-        transaction.on_commit(
-            lambda: signals.message_queued.send(sender=Message, message_ids=ids), using=db
-        )
+            transaction.on_commit(lambda: publish(now_ids), using=db, robust=True)
+        transaction.on_commit(lambda: _announce_queued(ids), using=db, robust=True)
     logger.debug("Queued %d message(s)", len(ids))
     return ids
+
+
+def _announce_queued(ids: list[int]) -> None:
+    """Send ``message_queued``; a receiver that raises is logged, the others still run."""
+    for receiver, result in signals.message_queued.send_robust(sender=Message, message_ids=ids):
+        if isinstance(result, Exception):
+            logger.error(
+                "A message_queued receiver %r failed for %d committed message(s)",
+                receiver,
+                len(ids),
+                exc_info=result,
+            )
 
 
 def publish(message_ids: list[int], *, countdown: timedelta | None = None) -> None:

@@ -476,3 +476,27 @@ def test_an_address_too_long_only_once_idna_encoded_is_refused_saying_so() -> No
         send_mail("IDN", "B", "from@example.com", [address])
     assert "at most 254" in str(info.value)
     assert Message.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_queued_receiver_that_raises_does_not_fail_the_send(caplog) -> None:
+    from django_smtprelay import signals
+
+    heard: list[list[int]] = []
+
+    def broken(sender, message_ids, **kwargs):
+        raise RuntimeError("alerting is down")
+
+    def working(sender, message_ids, **kwargs):
+        heard.append(list(message_ids))
+
+    signals.message_queued.connect(broken, weak=False)
+    signals.message_queued.connect(working, weak=False)
+    try:
+        # Committed before the receivers run: a raise would invite a resend.
+        assert send_mail("s", "b", "a@example.com", ["b@example.net"]) == 1
+    finally:
+        signals.message_queued.disconnect(broken)
+        signals.message_queued.disconnect(working)
+    assert heard == [[Message.objects.get().pk]]
+    assert "message_queued receiver" in caplog.text and "alerting is down" in caplog.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
@@ -21,8 +22,13 @@ logger = logging.getLogger("django_smtprelay.submission")
 
 MAX_RECIPIENTS = 1000
 MAX_CREDENTIAL_BYTES = 1024
+# Passwords hashed at once: PBKDF2 keeps a core busy for each.
+AUTH_THREADS = 2
+# How long a login waits for the checks under way from its address.
+LOGIN_WAIT_SECONDS = 30
 
 TEMPFAIL_DB = "451 4.3.0 The queue is unavailable (database error); try again later"
+TEMPFAIL = "451 4.3.0 Temporary failure, try again later"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down; try again later"
 
 
@@ -48,6 +54,9 @@ class SubmissionHandler:
 
     def __init__(self, threads: Threads, hostname: str) -> None:
         self.threads = threads
+        # Logins' own threads (their lookups and password hashing), apart from
+        # the threads that store messages; stopped with them by the listener.
+        self.auth_threads = Threads(AUTH_THREADS, name="smtprelay-auth")
         self.writer = GroupWriter(threads, self._stored)
         self.hostname = hostname
         self.activity = Activity()
@@ -105,18 +114,35 @@ class SubmissionHandler:
             return AuthResult(success=False, handled=True)
         username = username_b.decode("utf-8", "replace")
         password = password_b.decode("utf-8", "replace")
+        # All on the login threads: hashing a password takes a few hundred
+        # milliseconds of PBKDF2, and a flood of bad logins must not hold up
+        # the threads that store the messages of the clients logged in.
+        run = self.auth_threads.run
         try:
-            if await self.threads.run(limits.login_blocked, client):
+            place = await self._reserve(client)
+            if place == "blocked":
                 logger.warning("Refused a login from %s: too many failed logins", client)
                 await server.push(
                     "421 4.7.0 Too many failed logins from this address; try again later"
                 )
                 server.transport.close()
                 return AuthResult(success=False, handled=True)
-            account = await self.threads.run(authenticate, username, password)
-            failures = 0 if account else await self.threads.run(limits.login_failed, client)
+            if place == "busy":
+                raise TimeoutError(f"no place for a login check in {LOGIN_WAIT_SECONDS} s")
         except Exception:
             logger.exception("Could not check a login from %s", client)
+            await server.push("454 4.7.0 Temporary authentication failure; try again later")
+            return AuthResult(success=False, handled=True)
+        try:
+            account = await run(authenticate, username, password)
+            if account is None:
+                failures = await run(limits.login_failed, client)
+            else:
+                await run(limits.login_released, client)
+        except Exception:
+            logger.exception("Could not check a login from %s", client)
+            with contextlib.suppress(Exception):
+                await run(limits.login_released, client)  # not the client's failure
             await server.push("454 4.7.0 Temporary authentication failure; try again later")
             return AuthResult(success=False, handled=True)
         if account is None:
@@ -129,6 +155,16 @@ class SubmissionHandler:
         session.smtprelay_account = account
         logger.info("Login of %r from %s", account.username, client)
         return AuthResult(success=True, auth_data=account.username)
+
+    async def _reserve(self, client: str) -> str:
+        """A place for a login check (see limits.login_reserve), waiting while
+        the checks under way for this address could still use up its limit."""
+        deadline = asyncio.get_running_loop().time() + LOGIN_WAIT_SECONDS
+        while True:
+            place = await self.auth_threads.run(limits.login_reserve, client)
+            if place != "busy" or asyncio.get_running_loop().time() >= deadline:
+                return place
+            await asyncio.sleep(0.05)
 
     # -- the transaction ------------------------------------------------------
 
@@ -166,6 +202,9 @@ class SubmissionHandler:
         except DatabaseError:
             logger.exception("The queue's depth could not be read")
             return TEMPFAIL_DB
+        except Exception:  # the cache of the rate limits, say: never its text
+            logger.exception("The sending limits could not be read")
+            return TEMPFAIL
 
     def _mail_limits(self, account: Account | None) -> str | None:
         depth = self.depth.over()
@@ -233,6 +272,11 @@ class SubmissionHandler:
         except DatabaseError:
             logger.exception("A message from %s could not be stored", transaction.client)
             return TEMPFAIL_DB
+        except Exception:
+            # Never the exception's text: it is internal, and aiosmtpd's own
+            # answer (500) would make the client give up on a passing fault.
+            logger.exception("A message from %s could not be stored", transaction.client)
+            return TEMPFAIL
         return f"250 2.0.0 Queued as {pk}"
 
     def _stored(self, transactions: list[intake.Transaction]) -> None:

@@ -3,28 +3,68 @@ logins per client address and messages per account; and the queue's depth."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
-from ..health.store import bump, get_cache
+from ..health.store import bump, get_cache, unbump
 from ..models import Message
 from .settings import submission_settings
 
 PREFIX = "smtprelay:submission"
 
 
-def _client_key(client: str) -> str:
-    return f"{PREFIX}:authfail:{client}"
+def client_key(client: str) -> str:
+    """What failed logins are counted by: an IPv4 address, or an IPv6 client's /64.
+
+    A host given an IPv6 /64 (the usual site or customer allocation) could
+    otherwise try from a new address each time and never be held back.
+    """
+    try:
+        ip = ipaddress.ip_address(client.split("%")[0])
+    except ValueError:
+        return client
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
-def login_blocked(client: str) -> bool:
-    """Whether ``client`` has failed too many logins within the window."""
-    count = get_cache().get(_client_key(client)) or 0
-    return count >= submission_settings.login_failure_limit
+def _keys(client: str) -> tuple[str, str]:
+    """(attempts under check or failed, failures) of a client's address or /64."""
+    who = client_key(client)
+    return f"{PREFIX}:authtry:{who}", f"{PREFIX}:authfail:{who}"
+
+
+def login_reserve(client: str) -> str:
+    """Take a place for one login check of ``client``: ``"go"``, ``"blocked"``
+    (too many failures in the window), or ``"busy"`` (as many checks under
+    way as failures left to allow: ask again once they are done).
+
+    The place is counted first, with one atomic increment, so connections
+    trying at the same moment cannot all pass a check that read the count
+    before any of them added to it; a place that is not taken is given back.
+    """
+    cache = get_cache()
+    attempts_key, failures_key = _keys(client)
+    limit = submission_settings.login_failure_limit
+    window = submission_settings.login_failure_window
+    taken = bump(cache, attempts_key, 1, window)
+    failures = cache.get(failures_key) or 0
+    if taken <= limit and failures < limit:
+        return "go"
+    unbump(cache, attempts_key)
+    return "blocked" if failures >= limit else "busy"
 
 
 def login_failed(client: str) -> int:
-    """Count a failed login for ``client``; return its failures in the window."""
-    return bump(get_cache(), _client_key(client), 1, submission_settings.login_failure_window)
+    """Count a failed login (its place stays taken); return the failures in the window."""
+    return bump(get_cache(), _keys(client)[1], 1, submission_settings.login_failure_window)
+
+
+def login_released(client: str) -> None:
+    """Give back the place of a login that succeeded or could not be checked."""
+    unbump(get_cache(), _keys(client)[0])
 
 
 def failure_delay(failures: int) -> float:

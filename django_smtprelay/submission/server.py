@@ -135,8 +135,12 @@ class Listener:
         activity = self.handler.activity
         while True:
             await asyncio.sleep(activity.interval)
-            if activity.due():
+            if not activity.due():
+                continue
+            try:
                 await self.threads.run(self.handler.flush_activity)
+            except Exception:  # logged, and tried again: the loop must outlive any fault
+                logger.exception("Could not record submission accounts' use")
 
     def reload_tls(self) -> None:
         """Read the certificate and key again (SIGHUP): new connections get them."""
@@ -170,6 +174,7 @@ class Listener:
 
     def _finish(self) -> None:
         self.threads.shutdown()
+        self.handler.auth_threads.shutdown()
         try:
             self.handler.activity.flush()
         except Exception:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from ..models import Message
 from . import intake
 
 T = TypeVar("T")
+logger = logging.getLogger("django_smtprelay.submission")
 # Messages in one transaction at most: a bound on the statement and on the
 # time the first client of a batch waits.
 MAX_BATCH = 100
@@ -54,9 +56,9 @@ def _in_thread(fn: Callable[..., T], args: tuple) -> T:
 class Threads:
     """The threads that run the ORM and cache calls, each with its own connection."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, name: str = "smtprelay-db") -> None:
         self.count = count
-        self.executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="smtprelay-db")
+        self.executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix=name)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -181,7 +183,12 @@ class GroupWriter:
             turns = self.turns if _takes_turns() else contextlib.nullcontext()
             with turns:
                 ids = queue([(p, Message.Priority.NORMAL) for _t, p in storable])
-        self.after([t for t, _p in storable])
+        try:
+            self.after([t for t, _p in storable])
+        except Exception:
+            # Committed already: each client must hear its 250 (told otherwise
+            # it sends the message again); only the bookkeeping is lost.
+            logger.exception("Bookkeeping after storing %d message(s) failed", len(storable))
         return [r if isinstance(r, Exception) else ids[r] for r in results]
 
 
