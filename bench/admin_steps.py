@@ -224,7 +224,7 @@ FILL = {
     "deliveryattempt": """
     INSERT INTO django_smtprelay_deliveryattempt (
         route_name, started_at, duration, outcome, stage, smtp_code, enhanced_code, reply,
-        exception, recipients, possible_duplicate, message_id, route_id)
+        exception, recipients, possible_duplicate, message_id, route_id, dkim_keys)
     SELECT (%(route_names)s::text[])[1 + (m.id + k) %% 4],
         m.created_at + make_interval(mins => 4 * k, secs => 1),
         make_interval(secs => 0.05 + ((m.id * (k + 1)) %% 300) / 100.0),
@@ -243,7 +243,7 @@ FILL = {
                        WHEN 'uncertain' THEN 'SMTPServerDisconnected: lost after the data'
                        ELSE '' END,
         '[]'::jsonb, a.outcome = 'uncertain',
-        m.id, (%(routes)s::bigint[])[1 + (m.id + k) %% 4]
+        m.id, (%(routes)s::bigint[])[1 + (m.id + k) %% 4], ''
     FROM django_smtprelay_message AS m
     CROSS JOIN LATERAL generate_series(0, %(per)s - 1) AS k
     CROSS JOIN LATERAL (SELECT
