@@ -132,3 +132,41 @@ def test_a_single_part_body_read_as_it_is_matches_the_full_parse(message, monkey
         slow.extra_headers,
     )
     assert fast.body.rstrip("\n") == message.body.rstrip("\n")
+
+
+def _corpus_bytes() -> list[bytes]:
+    from tests.esp.test_esp_differential import CORPUS
+
+    return [CORPUS[case]().message().as_bytes().replace(b"\n", b"\r\n") for case in sorted(CORPUS)]
+
+
+ODD_HEADERS = [
+    b"Subject: folded\r\n\tover two lines\r\nX-Tab:\tvalue \r\n\r\nBody\r\n",
+    b"Subject: caf\xc3\xa9 raw 8-bit\r\nTo: a@example.com\r\n\r\nBody\r\n",
+    b"X-Empty:\r\nSubject:   spaced  \r\n\r\n\r\nBody after a blank line\r\n",
+    b"Subject: bare LF\nTo: a@example.com\n\nBody\n",
+    b"Subject: a bare\rCR\r\n\r\nBody\r\n",
+    b" leading continuation\r\nSubject: s\r\n\r\nBody\r\n",
+    b"From someone Mon Nov 30\r\nSubject: s\r\n\r\nBody\r\n",
+    b"Subject: s\r\nnot a header line\r\n\r\nBody\r\n",
+    b"Subject : space before the colon\r\n\r\nBody\r\n",
+    b":no name\r\nSubject: s\r\n\r\nBody\r\n",
+    b"Subject: no body at all\r\n",
+    b"Subject: empty body\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("raw", _corpus_bytes() + ODD_HEADERS)
+def test_the_header_shortcut_reads_what_the_parser_reads(raw):
+    """Where the shortcut reads the headers itself, it reads them as the parser
+    does; where it cannot be sure, it leaves them to the parser."""
+    fast = mime._plain_headers(raw)
+    slow = mime._HEADERS_ONLY.parsebytes(raw, headersonly=True)
+    if fast is None:
+        assert raw in ODD_HEADERS[3:], "a well-formed message went the slow way"
+        return
+    assert fast.items() == slow.items()
+    assert fast.get_payload() == slow.get_payload()
+    assert fast.get_payload(decode=True) == slow.get_payload(decode=True)
+    assert fast.get_unixfrom() == slow.get_unixfrom()
+    assert not slow.defects
