@@ -177,11 +177,30 @@ def _addressed(parsed: Message, header: str, wanted: dict[str, str]) -> list[str
 
 def _text(part: Message) -> str:
     payload = part.get_payload(decode=True) or b""
-    text = payload.decode(part.get_content_charset() or "utf-8", "replace")
+    text = payload.decode(_charset(part) or "utf-8", "replace")
     if str(part.get("Content-Transfer-Encoding", "")).lower() != "base64":
         # The queue stores lines ending in CRLF, as SMTP sends them.
         text = text.replace("\r\n", "\n")
     return text
+
+
+# Content-Type values seen, with the charset each names: a queue's messages
+# mostly share one (reading the parameter costs more than the rest of _text).
+_CHARSETS: dict[str, str | None] = {}
+
+
+def _charset(part: Message) -> str | None:
+    """``part.get_content_charset()``, which depends on its Content-Type alone."""
+    content_type = part.get("Content-Type")
+    if not isinstance(content_type, str):
+        return part.get_content_charset()
+    try:
+        return _CHARSETS[content_type]
+    except KeyError:
+        charset = part.get_content_charset()
+        if len(_CHARSETS) < 64:
+            _CHARSETS[content_type] = charset
+        return charset
 
 
 def _is_attachment(part: Message) -> bool:
