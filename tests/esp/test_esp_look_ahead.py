@@ -21,6 +21,19 @@ from django_smtprelay.transports import mime
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True, params=["overlapped", "in turn"])
+def overlap(request, monkeypatch):
+    """Every test both ways: requests overlapped with the engine's work (as for an
+    ESP that takes a while to answer), and sent in turn (one that answers at once)."""
+    from django_smtprelay.transports.esp import ESPTransport
+
+    if request.param == "overlapped":
+        monkeypatch.setattr(ESPTransport, "overlap_from", 0.0)
+    else:
+        monkeypatch.setattr(ESPTransport, "overlap_from", 3600.0)
+    return request.param
+
+
 def _queue(count: int) -> None:
     for i in range(count):
         EmailMessage(f"Number {i}", "Body\n", "shop@example.com", [f"u{i}@example.net"]).send()
