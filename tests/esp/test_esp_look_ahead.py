@@ -183,3 +183,38 @@ def test_the_header_shortcut_reads_what_the_parser_reads(raw):
     assert fast.get_payload(decode=True) == slow.get_payload(decode=True)
     assert fast.get_unixfrom() == slow.get_unixfrom()
     assert not slow.defects
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02])
+def test_requests_overlap_the_engine_only_when_the_esp_is_slow_to_answer(
+    delay, overlap, esp_server, make_esp_route, monkeypatch
+):
+    """The sending thread is used once the ESP's answers average 5 ms or more."""
+    import threading
+
+    from django_smtprelay.transports.esp import ESPTransport
+
+    if overlap == "overlapped":
+        pytest.skip("the default threshold is what this test is about")
+    monkeypatch.setattr(ESPTransport, "overlap_from", 0.005)
+    server = esp_server("postmark")
+    server.delay = delay
+    make_esp_route(server)
+    _queue(12)
+    from anymail.backends.base_requests import AnymailRequestsBackend
+
+    senders = []
+
+    to_esp = AnymailRequestsBackend.post_to_esp
+
+    def post_to_esp(self, payload, message):
+        senders.append(threading.current_thread().name)
+        return to_esp(self, payload, message)
+
+    monkeypatch.setattr(AnymailRequestsBackend, "post_to_esp", post_to_esp)
+    assert DeliveryEngine().run().sent == 12
+    on_sender = [name.startswith("smtprelay-") for name in senders]
+    if delay:
+        assert any(on_sender[1:]), "a slow ESP's requests were never overlapped"
+    else:
+        assert not any(on_sender), "an ESP that answers at once was handed requests"
