@@ -80,13 +80,42 @@ def parse_message(raw: bytes, sender: str, recipients: list[str]) -> EmailMultiA
 def _parsed(raw: bytes) -> Message:
     """``raw`` parsed; a single-part message's body is taken as it is, not read
     line by line (what most of the parser's time goes to)."""
-    parsed = _HEADERS_ONLY.parsebytes(raw, headersonly=True)
+    parsed = _plain_headers(raw) or _HEADERS_ONLY.parsebytes(raw, headersonly=True)
     if parsed.get_content_maintype() in ("multipart", "message"):
         parsed = email.message_from_bytes(raw)
     return parsed
 
 
 _HEADERS_ONLY = BytesParser(policy=compat32)
+# A header field's first line, as the parser takes it (its name, then a colon).
+_FIELD = re.compile(r"[\x21-\x39\x3b-\x7e]+:")
+
+
+def _plain_headers(raw: bytes) -> Message | None:
+    """What ``_HEADERS_ONLY`` makes of ``raw`` when its header lines are all well
+    formed and end in CRLF (as the queue stores them), without reading the
+    message line by line; None for anything else, which the parser then reads."""
+    head, blank, body = raw.partition(b"\r\n\r\n")
+    crlf = head.count(b"\r\n")
+    if not blank or head.count(b"\r") != crlf or head.count(b"\n") != crlf:
+        return None  # a bare CR or LF: the parser's line splitting decides
+    parsed = Message(policy=compat32)
+    field: list[str] = []
+    for line in head.decode("ascii", "surrogateescape").split("\r\n"):
+        if line[:1] in (" ", "\t"):
+            if not field:
+                return None
+            field.append(line + "\r\n")
+            continue
+        if not _FIELD.match(line):
+            return None
+        if field:
+            parsed.set_raw(*compat32.header_source_parse(field))
+        field = [line + "\r\n"]
+    if field:
+        parsed.set_raw(*compat32.header_source_parse(field))
+    parsed.set_payload(body.decode("ascii", "surrogateescape"))
+    return parsed
 
 
 def _key(address: str) -> str:
@@ -148,11 +177,30 @@ def _addressed(parsed: Message, header: str, wanted: dict[str, str]) -> list[str
 
 def _text(part: Message) -> str:
     payload = part.get_payload(decode=True) or b""
-    text = payload.decode(part.get_content_charset() or "utf-8", "replace")
+    text = payload.decode(_charset(part) or "utf-8", "replace")
     if str(part.get("Content-Transfer-Encoding", "")).lower() != "base64":
         # The queue stores lines ending in CRLF, as SMTP sends them.
         text = text.replace("\r\n", "\n")
     return text
+
+
+# Content-Type values seen, with the charset each names: a queue's messages
+# mostly share one (reading the parameter costs more than the rest of _text).
+_CHARSETS: dict[str, str | None] = {}
+
+
+def _charset(part: Message) -> str | None:
+    """``part.get_content_charset()``, which depends on its Content-Type alone."""
+    content_type = part.get("Content-Type")
+    if not isinstance(content_type, str):
+        return part.get_content_charset()
+    try:
+        return _CHARSETS[content_type]
+    except KeyError:
+        charset = part.get_content_charset()
+        if len(_CHARSETS) < 64:
+            _CHARSETS[content_type] = charset
+        return charset
 
 
 def _is_attachment(part: Message) -> bool:

@@ -21,6 +21,19 @@ from django_smtprelay.transports import mime
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True, params=["overlapped", "in turn"])
+def overlap(request, monkeypatch):
+    """Every test both ways: requests overlapped with the engine's work (as for an
+    ESP that takes a while to answer), and sent in turn (one that answers at once)."""
+    from django_smtprelay.transports.esp import ESPTransport
+
+    if request.param == "overlapped":
+        monkeypatch.setattr(ESPTransport, "overlap_from", 0.0)
+    else:
+        monkeypatch.setattr(ESPTransport, "overlap_from", 3600.0)
+    return request.param
+
+
 def _queue(count: int) -> None:
     for i in range(count):
         EmailMessage(f"Number {i}", "Body\n", "shop@example.com", [f"u{i}@example.net"]).send()
@@ -132,3 +145,76 @@ def test_a_single_part_body_read_as_it_is_matches_the_full_parse(message, monkey
         slow.extra_headers,
     )
     assert fast.body.rstrip("\n") == message.body.rstrip("\n")
+
+
+def _corpus_bytes() -> list[bytes]:
+    from tests.esp.test_esp_differential import CORPUS
+
+    return [CORPUS[case]().message().as_bytes().replace(b"\n", b"\r\n") for case in sorted(CORPUS)]
+
+
+ODD_HEADERS = [
+    b"Subject: folded\r\n\tover two lines\r\nX-Tab:\tvalue \r\n\r\nBody\r\n",
+    b"Subject: caf\xc3\xa9 raw 8-bit\r\nTo: a@example.com\r\n\r\nBody\r\n",
+    b"X-Empty:\r\nSubject:   spaced  \r\n\r\n\r\nBody after a blank line\r\n",
+    b"Subject: bare LF\nTo: a@example.com\n\nBody\n",
+    b"Subject: a bare\rCR\r\n\r\nBody\r\n",
+    b" leading continuation\r\nSubject: s\r\n\r\nBody\r\n",
+    b"From someone Mon Nov 30\r\nSubject: s\r\n\r\nBody\r\n",
+    b"Subject: s\r\nnot a header line\r\n\r\nBody\r\n",
+    b"Subject : space before the colon\r\n\r\nBody\r\n",
+    b":no name\r\nSubject: s\r\n\r\nBody\r\n",
+    b"Subject: no body at all\r\n",
+    b"Subject: empty body\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("raw", _corpus_bytes() + ODD_HEADERS)
+def test_the_header_shortcut_reads_what_the_parser_reads(raw):
+    """Where the shortcut reads the headers itself, it reads them as the parser
+    does; where it cannot be sure, it leaves them to the parser."""
+    fast = mime._plain_headers(raw)
+    slow = mime._HEADERS_ONLY.parsebytes(raw, headersonly=True)
+    if fast is None:
+        assert raw in ODD_HEADERS[3:], "a well-formed message went the slow way"
+        return
+    assert fast.items() == slow.items()
+    assert fast.get_payload() == slow.get_payload()
+    assert fast.get_payload(decode=True) == slow.get_payload(decode=True)
+    assert fast.get_unixfrom() == slow.get_unixfrom()
+    assert not slow.defects
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02])
+def test_requests_overlap_the_engine_only_when_the_esp_is_slow_to_answer(
+    delay, overlap, esp_server, make_esp_route, monkeypatch
+):
+    """The sending thread is used once the ESP's answers average 5 ms or more."""
+    import threading
+
+    from django_smtprelay.transports.esp import ESPTransport
+
+    if overlap == "overlapped":
+        pytest.skip("the default threshold is what this test is about")
+    monkeypatch.setattr(ESPTransport, "overlap_from", 0.005)
+    server = esp_server("postmark")
+    server.delay = delay
+    make_esp_route(server)
+    _queue(12)
+    from anymail.backends.base_requests import AnymailRequestsBackend
+
+    senders = []
+
+    to_esp = AnymailRequestsBackend.post_to_esp
+
+    def post_to_esp(self, payload, message):
+        senders.append(threading.current_thread().name)
+        return to_esp(self, payload, message)
+
+    monkeypatch.setattr(AnymailRequestsBackend, "post_to_esp", post_to_esp)
+    assert DeliveryEngine().run().sent == 12
+    on_sender = [name.startswith("smtprelay-") for name in senders]
+    if delay:
+        assert any(on_sender[1:]), "a slow ESP's requests were never overlapped"
+    else:
+        assert not any(on_sender), "an ESP that answers at once was handed requests"
