@@ -59,9 +59,24 @@ MODULES = (
     Module(
         "backends",
         ("django_smtprelay/backends.py",),
-        ("tests/test_backend.py", "tests/test_publish_bound.py", "tests/test_bulk.py"),
+        (
+            "tests/test_backend.py",
+            "tests/test_publish_bound.py",
+            "tests/test_bulk.py",
+            "tests/test_queue_paths.py",
+            "tests/test_recipient_domain.py",
+            "tests/test_backend_properties.py",
+        ),
     ),
-    Module("envelope", ("django_smtprelay/envelope.py",), ("tests/test_backend.py",)),
+    Module(
+        "envelope",
+        ("django_smtprelay/envelope.py",),
+        (
+            "tests/test_backend.py",
+            "tests/test_recipient_domain.py",
+            "tests/test_backend_properties.py",
+        ),
+    ),
     # serialize.py has one writer for Django 4.2-5.2 (compat32) and one for Django 6
     # (modern), chosen at import: each Django's tests reach its own writer only.
     Module("serialize", ("django_smtprelay/serialize.py",), ("tests/test_serialize.py",)),
@@ -75,7 +90,12 @@ MODULES = (
     Module(
         "replies",
         ("django_smtprelay/replies.py",),
-        ("tests/test_replies.py", "tests/test_deferred_reasons.py"),
+        (
+            "tests/test_replies.py",
+            "tests/test_deferred_reasons.py",
+            "tests/test_reply_families_delivery.py",
+            "tests/stats/test_reply_text.py",
+        ),
     ),
     Module(
         "messages",
@@ -85,6 +105,8 @@ MODULES = (
             "tests/test_cancel.py",
             "tests/test_lease.py",
             "tests/test_expiry.py",
+            "tests/test_queue_paths.py",
+            "tests/test_admin_message_actions.py",
         ),
     ),
     Module(
@@ -106,6 +128,15 @@ MODULES = (
             "tests/esp/test_esp_results.py",
             "tests/tracking/test_smtp_provider_ids.py",
             "tests/test_large_messages.py",
+            "tests/test_seven_bit.py",
+            "tests/test_reply_families_delivery.py",
+            "tests/test_relay_faults.py",
+            "tests/esp/test_esp_look_ahead.py",
+            "tests/esp/test_esp_tracking_id.py",
+            "tests/dkim/test_delivery_signed.py",
+            "tests/mx/test_mx_delivery.py",
+            "tests/mx/test_mx_signing.py",
+            "tests/health/test_destinations.py",
         ),
     ),
     Module(
@@ -118,13 +149,20 @@ MODULES = (
             "tests/health/test_service.py",
             "tests/health/test_admin.py",
             "tests/health/test_overview_admin.py",
+            "tests/health/test_destinations.py",
             "tests/test_route_health_delivery.py",
+            "tests/test_reply_families_delivery.py",
         ),
     ),
     Module(
         "routing",
         ("django_smtprelay/routing.py",),
-        ("tests/test_routing.py", "tests/test_delivery.py", "tests/test_route_tools.py"),
+        (
+            "tests/test_routing.py",
+            "tests/test_delivery.py",
+            "tests/test_route_tools.py",
+            "tests/health/test_destinations.py",
+        ),
     ),
     Module(
         "spf",
