@@ -259,6 +259,13 @@ def run(module: Module, children: int, only: list[str] | None = None) -> float:
     # tests/test_serialize.py's random messages: 600, not 3000, for each mutant the
     # faster tests miss (the shapes are still each met several times).
     env.setdefault("SMTPRELAY_TEST_RANDOM_MESSAGES", "600")
+    # The first test session (mutmut's run of the unmutated tests) leaves its
+    # migrated database here and each mutant's session copies it (tests/conftest.py):
+    # migrating anew took most of a mutant's time. Made anew each run, as the
+    # migrations may have changed.
+    template = dest / "template.sqlite3"
+    template.unlink(missing_ok=True)
+    env["SMTPRELAY_TEST_SQLITE_TEMPLATE"] = str(template)
     # A run that finishes one stopped half-way adds its time to the time already spent.
     resumed = NOT_RUN in results(module).values()
     started, cpu_before, load = time.monotonic(), _children_cpu(), os.getloadavg()[0]

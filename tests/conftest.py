@@ -1,7 +1,11 @@
 """Fixtures shared by the whole suite: real SMTP servers and their certificates."""
 
 import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,3 +37,51 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         settings_dict = connections[alias].settings_dict
         if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
             settings_dict["TEST"]["NAME"] = name
+    template = _sqlite_template()
+    if template and template.exists():
+        shutil.copyfile(template, name)
+
+
+def _sqlite_template() -> Path | None:
+    """``make mutate``'s migrated test database, copied by each mutant's session.
+
+    Thousands of mutants each start a test session; migrating a new SQLite
+    database is most of a short session's time. The first session (mutmut's
+    run of the unmutated tests) leaves the template; later ones copy it.
+    """
+    template = os.environ.get("SMTPRELAY_TEST_SQLITE_TEMPLATE")
+    return Path(template) if template else None
+
+
+@pytest.fixture(scope="session")
+def django_db_keepdb(request: pytest.FixtureRequest) -> bool:
+    """A session that copied the template keeps it as it is: no new migration."""
+    template = _sqlite_template()
+    return bool(request.config.getvalue("reuse_db") or (template and template.exists()))
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Leave the template for later sessions; remove a copy when its session ends."""
+    from django.db import connections
+
+    template = _sqlite_template()
+    copied = None
+    if template is not None:
+        for alias in connections:
+            if connections[alias].vendor != "sqlite":
+                continue
+            name = connections[alias].settings_dict["NAME"]
+            if template.exists():
+                copied = Path(name)
+            else:
+                with django_db_blocker.unblock():
+                    partial = template.with_suffix(f".{os.getpid()}.partial")
+                    with sqlite3.connect(name) as source, sqlite3.connect(partial) as target:
+                        source.backup(target)
+                    partial.replace(template)
+    yield
+    if copied is not None:
+        for alias in connections:
+            connections[alias].close()
+        copied.unlink(missing_ok=True)
