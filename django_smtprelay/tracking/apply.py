@@ -91,7 +91,7 @@ def apply(event: Event, *, route_pk: int | None = None) -> str:
 
     Never raises for what the event says: an unknown id is counted and logged.
     """
-    return _apply(event, route_pk, NOT_READ, None, None)
+    return _apply(event, route_pk, NOT_READ, None, None, count=True)
 
 
 class _NotRead:
@@ -104,13 +104,20 @@ NOT_READ: Any = _NotRead()
 
 
 def _apply(
-    event: Event, route_pk: int | None, found: Any, key: str | None, seen: bool | None
+    event: Event,
+    route_pk: int | None,
+    found: Any,
+    key: str | None,
+    seen: bool | None,
+    *,
+    count: bool,
 ) -> str:
     if event.kind not in KINDS:
         return IGNORED
     recipient = find_recipient(event) if found is NOT_READ else found
     if recipient is None:
-        count_unmatched(event, route_pk)
+        if count:
+            count_unmatched(event, route_pk)
         return UNMATCHED
     at = event.at or timezone.now()
     if timezone.is_naive(at):  # an ESP's timestamp without a zone is UTC
@@ -154,7 +161,7 @@ class Applying:
     the insert-or-ignore.
     """
 
-    __slots__ = ("event", "found", "key", "route_pk", "seen")
+    __slots__ = ("counted", "event", "found", "key", "route_pk", "seen")
 
     def __init__(self, event: Event, route_pk: int | None = None) -> None:
         self.event = event
@@ -162,9 +169,14 @@ class Applying:
         self.found: Any = NOT_READ
         self.key: str | None = None
         self.seen: bool | None = None
+        self.counted = False  # an unknown id is counted once, if the group applies it again
 
     def __call__(self) -> str:
-        return _apply(self.event, self.route_pk, self.found, self.key, self.seen)
+        result = _apply(
+            self.event, self.route_pk, self.found, self.key, self.seen, count=not self.counted
+        )
+        self.counted = self.counted or result == UNMATCHED
+        return result
 
     @staticmethod
     def prepare_group(steps: list[Applying]) -> None:
