@@ -155,10 +155,11 @@ class Applying:
     The group first reads what its events need in a few statements for all of
     them (:meth:`prepare_group`: the recipients they name, the events already
     recorded), where each event would run its own; each event is then applied
-    under its post's savepoint with what was read, or reads for itself what
-    was not. The reads are in the group's own transaction, before any of its
-    writes: a copy of an event later in the same group is still told apart by
-    the insert-or-ignore.
+    in the group's transaction with what was read, and reads for itself what
+    was not. The reads are in that transaction, before any of its writes: a
+    copy of an event later in the same group is still told apart by the
+    insert-or-ignore. When the group is applied again, a savepoint a post
+    (:func:`.group._apply`), it reads again.
     """
 
     __slots__ = ("counted", "event", "found", "key", "route_pk", "seen")
