@@ -2,7 +2,10 @@
 
 A few queries per event: the match (one, two when the ESP gave only the
 Message-ID), the insert that makes it idempotent, and for a failure the
-recipient's and message's updates and the suppression.
+recipient's and message's updates and the suppression. The events of the
+webhook posts committed together (:mod:`.group`) are matched, and their
+duplicates found, by a few reads for the whole group (:class:`Applying`);
+each event then runs its insert alone.
 """
 
 from __future__ import annotations
@@ -88,11 +91,33 @@ def apply(event: Event, *, route_pk: int | None = None) -> str:
 
     Never raises for what the event says: an unknown id is counted and logged.
     """
+    return _apply(event, route_pk, NOT_READ, None, None, count=True)
+
+
+class _NotRead:
+    def __repr__(self) -> str:
+        return "NOT_READ"
+
+
+#: A :class:`Applying`'s match not read ahead: :func:`apply` looks for it.
+NOT_READ: Any = _NotRead()
+
+
+def _apply(
+    event: Event,
+    route_pk: int | None,
+    found: Any,
+    key: str | None,
+    seen: bool | None,
+    *,
+    count: bool,
+) -> str:
     if event.kind not in KINDS:
         return IGNORED
-    recipient = find_recipient(event)
+    recipient = find_recipient(event) if found is NOT_READ else found
     if recipient is None:
-        count_unmatched(event, route_pk)
+        if count:
+            count_unmatched(event, route_pk)
         return UNMATCHED
     at = event.at or timezone.now()
     if timezone.is_naive(at):  # an ESP's timestamp without a zone is UTC
@@ -106,7 +131,7 @@ def apply(event: Event, *, route_pk: int | None = None) -> str:
         "esp": event.esp[:40],
         "source": event.source,
         "event_id": event.event_id[:255],
-        "dedupe_key": dedupe_key(event),
+        "dedupe_key": key or dedupe_key(event),
         "hard": hard,
         "description": event.description[:2000],
         "mta_response": event.mta_response[:2000],
@@ -114,14 +139,98 @@ def apply(event: Event, *, route_pk: int | None = None) -> str:
     }
     if event.kind not in FAILING and not _suppresses(event, hard):
         # Most events (delivered, opened, ...): one statement.
-        return APPLIED if store.insert_event(values) else DUPLICATE
+        return APPLIED if store.insert_event(values, seen=seen) else DUPLICATE
     with transaction.atomic():
-        if not store.insert_event(values):
+        if not store.insert_event(values, seen=seen):
             return DUPLICATE  # the same event posted again
         if event.kind in FAILING:
             _fail(recipient, event, at)
         _suppress(recipient.address, event, hard)
     return APPLIED
+
+
+class Applying:
+    """One event of a webhook post, applied by the group committer (:mod:`.group`).
+
+    The group first reads what its events need in a few statements for all of
+    them (:meth:`prepare_group`: the recipients they name, the events already
+    recorded), where each event would run its own; each event is then applied
+    in the group's transaction with what was read, and reads for itself what
+    was not. The reads are in that transaction, before any of its writes: a
+    copy of an event later in the same group is still told apart by the
+    insert-or-ignore. When the group is applied again, a savepoint a post
+    (:func:`.group._apply`), it reads again.
+    """
+
+    __slots__ = ("counted", "event", "found", "key", "route_pk", "seen")
+
+    def __init__(self, event: Event, route_pk: int | None = None) -> None:
+        self.event = event
+        self.route_pk = route_pk
+        self.found: Any = NOT_READ
+        self.key: str | None = None
+        self.seen: bool | None = None
+        self.counted = False  # an unknown id is counted once, if the group applies it again
+
+    def __call__(self) -> str:
+        result = _apply(
+            self.event, self.route_pk, self.found, self.key, self.seen, count=not self.counted
+        )
+        self.counted = self.counted or result == UNMATCHED
+        return result
+
+    @staticmethod
+    def prepare_group(steps: list[Applying]) -> None:
+        """Read ahead, for all of ``steps`` at once, each one's recipient and whether
+        it was recorded already. Sets nothing unless every read succeeded."""
+        steps = [s for s in steps if s.event.kind in KINDS]
+        found: dict[int, Any] = {}
+        by_pk: dict[int, tuple[int, int]] = {}  # step -> (message pk, recipient pk)
+        by_provider: dict[int, list[str]] = {}  # step -> the provider id's forms
+        for index, step in enumerate(steps):
+            event = step.event
+            ours = parse_smtprelay_id((event.metadata or {}).get(METADATA_KEY))
+            if ours is not None:
+                if ours[1] is not None:  # our id names the row (else: read per event)
+                    by_pk[index] = (ours[0], ours[1])
+            elif not event.message_id:
+                found[index] = None
+            else:
+                by_provider[index] = _id_forms(event.message_id)
+        if by_pk:
+            rows = store.recipients_by_pk([pk for _m, pk in by_pk.values()])
+            for index, (message_pk, pk) in by_pk.items():
+                row = rows.get(pk)
+                found[index] = Candidate(*row) if row and row[2] == message_pk else None
+        if by_provider:
+            ids = [i for forms in by_provider.values() for i in forms]
+            provided = store.recipients_by_provider_ids(ids, limit=MAX_READ_AHEAD)
+            if provided is not None:
+                for index, forms in by_provider.items():
+                    event = steps[index].event
+                    candidates = [
+                        Candidate(pk, address, message_pk)
+                        for pk, address, message_pk, provider_id, esp in provided
+                        if provider_id in forms and (not event.esp or esp == event.esp)
+                    ]
+                    if len(candidates) > MAX_CANDIDATES:
+                        continue  # as many as one event's own read would see: it reads
+                    pick = _pick(candidates, event.recipient.strip().lower())
+                    if pick is None and "@" in event.message_id:
+                        continue  # the Message-ID's fallback: the event reads it itself
+                    found[index] = pick
+        keys = [dedupe_key(step.event) for step in steps]
+        seen = store.seen_dedupe_keys(keys)
+        for index, step in enumerate(steps):
+            step.key, step.seen = keys[index], keys[index] in seen
+            step.found = found.get(index, NOT_READ)
+
+
+#: Recipients one event's own match reads at most (its statement's LIMIT).
+MAX_CANDIDATES = 500
+#: Recipients a group's read ahead by provider ids takes at most: past that its
+#: events read their own.
+MAX_READ_AHEAD = 5000
 
 
 def find_recipient(event: Event) -> Candidate | None:

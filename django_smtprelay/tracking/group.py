@@ -10,8 +10,9 @@ Leader and followers, in the request threads themselves: the first post to
 find no transaction under way leads, waits a moment for the posts already
 inside the view (only while there are some: a lone post waits for nothing),
 and applies every waiting post's events with its own thread's connection,
-each post under a savepoint, so a post whose events fail rolls back alone
-and hears a 5xx while the others commit. Posts that arrive meanwhile wait
+in one transaction; if a post's events fail, the group is applied again with
+each post under a savepoint, so that post rolls back alone and hears a 5xx
+while the others commit. Posts that arrive meanwhile wait
 for the next leader, who is one of them. The same scheme as the SMTP
 listener's :mod:`django_smtprelay.submission.writer`, in threads rather than
 asyncio: a WSGI server serves each post in a thread of its own.
@@ -26,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from django.db import DatabaseError, router, transaction
 
@@ -142,8 +144,48 @@ class GroupCommitter:
 
 
 def _apply(group: list[Post]) -> None:
-    """One transaction; a savepoint per post. A post without an error is one
-    seen to commit.
+    """One transaction for the group's posts; a post without an error is one seen
+    to commit. First without a savepoint per post (two statements a post, and
+    most groups have no post that fails); if any post fails, that transaction
+    is rolled back and the group applied again with one (:func:`_apply_each`).
+    Applying an event again is harmless: its insert is idempotent, and so are
+    a failure's updates and the suppression.
+    """
+    using = router.db_for_write(RecipientEvent)
+    if not _apply_together(group, using):
+        _apply_each(group, using)
+
+
+class _Failed(Exception):
+    """A post's work failed or asked for a rollback: apply the group a savepoint a post."""
+
+
+def _apply_together(group: list[Post], using: str) -> bool:
+    """Every post's work in one transaction, no savepoints; True once committed.
+    False (nothing committed, no post answered yet) when anything went wrong."""
+    connection = transaction.get_connection(using)
+    committed: list[bool] = []
+    try:
+        with transaction.atomic(using=using):
+            transaction.on_commit(partial(committed.append, True), using=using)
+            _prepare(group, using)
+            for post in group:
+                for step in post.work:
+                    step()
+                if connection.needs_rollback or connection.closed_in_transaction:
+                    raise _Failed
+    except Exception:
+        return False  # what failed fails again under its post's savepoint, and is told there
+    except BaseException as exc:
+        for post in group:
+            post.error = exc
+        raise
+    return bool(committed)
+
+
+def _apply_each(group: list[Post], using: str) -> None:
+    """One transaction; a savepoint per post, so that a post whose work fails rolls
+    back alone.
 
     Django's ``atomic()`` rolls back without raising when the connection was
     lost inside it or a savepoint could not be rolled back (or a post's work
@@ -152,11 +194,11 @@ def _apply(group: list[Post]) -> None:
     or the transaction. Every other post hears an error, and the ESP posts it
     again.
     """
-    using = router.db_for_write(RecipientEvent)
     connection = transaction.get_connection(using)
     committed: set[int] = set()
     try:
         with transaction.atomic(using=using):
+            _prepare(group, using)
             for index, post in enumerate(group):
                 try:
                     with transaction.atomic(using=using):
@@ -189,6 +231,24 @@ def _apply(group: list[Post]) -> None:
         )
         for post in lost:
             post.error = DatabaseError("the transaction holding the post's events did not commit")
+
+
+def _prepare(group: list[Post], using: str) -> None:
+    """Let the group's work read ahead what it needs, in a few statements for the
+    whole group (``prepare_group`` of a step's class: :class:`.apply.Applying`).
+    Under a savepoint: a read that fails leaves each step to read for itself."""
+    batches: dict[Callable[[list[Any]], None], list[Any]] = {}
+    for post in group:
+        for step in post.work:
+            prepare = getattr(type(step), "prepare_group", None)
+            if prepare is not None:
+                batches.setdefault(prepare, []).append(step)
+    for prepare, steps in batches.items():
+        try:
+            with transaction.atomic(using=using):
+                prepare(steps)
+        except DatabaseError as exc:
+            logger.info("Reading ahead for a group of webhook posts failed: %s", exc)
 
 
 def _apply_alone(work: list[Callable[[], object]], using: str) -> None:

@@ -8,7 +8,6 @@ alone and applied at once.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from .context import current_route, pending_work
@@ -32,7 +31,7 @@ def on_tracking(sender: Any, event: Any, esp_name: str = "", **kwargs: Any) -> N
     if work is None:
         applying.apply(ours, route_pk=route_pk)
     else:  # a route's webhook post: applied with the posts arriving together
-        work.append(partial(applying.apply, ours, route_pk=route_pk))
+        work.append(applying.Applying(ours, route_pk))
 
 
 def on_inbound(sender: Any, event: Any, esp_name: str = "", **kwargs: Any) -> None:

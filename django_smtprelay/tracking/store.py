@@ -80,12 +80,15 @@ def _provider_id_sql(alias: str, count: int, with_esp: bool) -> str:
     q = connections[alias].ops.quote_name
     recipients, routes = q(Recipient._meta.db_table), q(Route._meta.db_table)
     marks = ", ".join(["%s"] * count)
-    # The "<> ''" lets the partial index on provider ids serve the query.
+    # The partial index on provider ids serves the query only where its own
+    # condition is written as it was declared: SQLite matches a partial index's
+    # WHERE term by its form, and "<> ''" left it unused (a scan of the route's
+    # recipients for every event). PostgreSQL proves either form.
     return (
         f"SELECT r.{q('id')}, r.{q('address')}, r.{q('message_id')} FROM {recipients} r "  # noqa: S608
         + (f"INNER JOIN {routes} t ON r.{q('route_id')} = t.{q('id')} " if with_esp else "")
         + f"WHERE r.{q('provider_message_id')} IN ({marks}) "
-        f"AND r.{q('provider_message_id')} <> '' "
+        f"AND NOT (r.{q('provider_message_id')} = '') "
         + (f"AND t.{q('esp')} = %s " if with_esp else "")
         + "LIMIT 500"
     )
@@ -185,11 +188,22 @@ EVENT_FIELDS = (
 )
 
 
+#: The columns whose values need the field's conversion for the database (a
+#: datetime, JSON); the others are already the str, int or bool it stores, and
+#: calling every field's ``get_db_prep_save`` cost more than the insert itself.
+PREPARED_FIELDS = frozenset({"at", "received_at", "summary"})
+
+
 @cache
 def _insert_sql(alias: str) -> tuple[str, tuple[Any, ...]]:
     connection = connections[alias]
     ops, opts = connection.ops, RecipientEvent._meta
     fields = tuple(opts.get_field(name) for name in EVENT_FIELDS)
+    prepared = tuple(
+        (name, field)
+        for name, field in zip(EVENT_FIELDS, fields, strict=True)
+        if name in PREPARED_FIELDS
+    )
     columns = ", ".join(ops.quote_name(f.column) for f in fields)
     parts = (
         ops.insert_statement(on_conflict=OnConflict.IGNORE),
@@ -197,7 +211,7 @@ def _insert_sql(alias: str) -> tuple[str, tuple[Any, ...]]:
         f"VALUES ({', '.join(['%s'] * len(fields))})",
         ops.on_conflict_suffix_sql(list(fields), OnConflict.IGNORE, None, None),
     )
-    return " ".join(p for p in parts if p), fields
+    return " ".join(p for p in parts if p), prepared
 
 
 @cache
@@ -206,9 +220,11 @@ def _seen_sql(alias: str) -> str:
     return f"SELECT 1 FROM {q(RecipientEvent._meta.db_table)} WHERE {q('dedupe_key')} = %s"  # noqa: S608
 
 
-def insert_event(values: dict[str, Any]) -> bool:
+def insert_event(values: dict[str, Any], *, seen: bool | None = None) -> bool:
     """Insert one :class:`RecipientEvent` (``values`` keyed by :data:`EVENT_FIELDS`)
-    unless its ``dedupe_key`` is already there; True when inserted.
+    unless its ``dedupe_key`` is already there; True when inserted. ``seen``:
+    whether the key was there when the caller read it in this transaction
+    (None: read it here).
 
     A read first: a retried event (the usual duplicate) then writes nothing,
     where even an insert that ends up ignored makes SQLite sync a commit.
@@ -218,10 +234,87 @@ def insert_event(values: dict[str, Any]) -> bool:
     """
     alias = router.db_for_write(RecipientEvent)
     connection = connections[alias]
-    sql, fields = _insert_sql(alias)
+    sql, prepared = _insert_sql(alias)
+    if seen:
+        return False
     with connection.cursor() as cursor:
-        cursor.execute(_seen_sql(alias), [values["dedupe_key"]])
-        if cursor.fetchone() is not None:
-            return False
-        cursor.execute(sql, [f.get_db_prep_save(values[f.name], connection) for f in fields])
+        if seen is None:
+            cursor.execute(_seen_sql(alias), [values["dedupe_key"]])
+            if cursor.fetchone() is not None:
+                return False
+        row = dict(values)
+        for name, field in prepared:
+            row[name] = field.get_db_prep_save(values[name], connection)
+        cursor.execute(sql, [row[name] for name in EVENT_FIELDS])
         return cursor.rowcount == 1
+
+
+# -- the reads of a group's events at once (:func:`.apply.prefetch`) ---------
+
+#: Values in one IN list: under every backend's bound on a statement's parameters.
+CHUNK = 400
+
+
+def _chunks(values: list[Any]) -> list[list[Any]]:
+    return [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
+
+
+def recipients_by_pk(pks: list[int]) -> dict[int, tuple[int, str, int]]:
+    """``pk -> (pk, address, message pk)`` of those of the recipients ``pks`` that exist."""
+    alias = router.db_for_read(Recipient)
+    q = connections[alias].ops.quote_name
+    found: dict[int, tuple[int, str, int]] = {}
+    with connections[alias].cursor() as cursor:
+        for chunk in _chunks(sorted(set(pks))):
+            cursor.execute(
+                f"SELECT {q('id')}, {q('address')}, {q('message_id')} "  # noqa: S608
+                f"FROM {q(Recipient._meta.db_table)} "
+                f"WHERE {q('id')} IN ({', '.join(['%s'] * len(chunk))})",
+                chunk,
+            )
+            for row in cursor.fetchall():
+                found[row[0]] = tuple(row)
+    return found
+
+
+def recipients_by_provider_ids(
+    ids: list[str], limit: int
+) -> list[tuple[int, str, int, str, str | None]] | None:
+    """``(pk, address, message pk, provider id, route's ESP)`` of the recipients with one
+    of ``ids`` as provider id; None when there are ``limit`` or more (read them one
+    event at a time)."""
+    alias = router.db_for_read(Recipient)
+    q = connections[alias].ops.quote_name
+    recipients, routes = q(Recipient._meta.db_table), q(Route._meta.db_table)
+    rows: list[tuple[int, str, int, str, str | None]] = []
+    with connections[alias].cursor() as cursor:
+        for chunk in _chunks(sorted(set(ids))):
+            # As in by_provider_id: the index's own condition, so that it serves.
+            cursor.execute(
+                f"SELECT r.{q('id')}, r.{q('address')}, r.{q('message_id')}, "  # noqa: S608
+                f"r.{q('provider_message_id')}, t.{q('esp')} FROM {recipients} r "
+                f"LEFT OUTER JOIN {routes} t ON r.{q('route_id')} = t.{q('id')} "
+                f"WHERE r.{q('provider_message_id')} IN ({', '.join(['%s'] * len(chunk))}) "
+                f"AND NOT (r.{q('provider_message_id')} = '') LIMIT %s",
+                [*chunk, limit - len(rows)],
+            )
+            rows.extend(tuple(row) for row in cursor.fetchall())
+            if len(rows) >= limit:
+                return None
+    return rows
+
+
+def seen_dedupe_keys(keys: list[str]) -> set[str]:
+    """Those of ``keys`` already recorded as an event's ``dedupe_key``."""
+    alias = router.db_for_read(RecipientEvent)
+    q = connections[alias].ops.quote_name
+    seen: set[str] = set()
+    with connections[alias].cursor() as cursor:
+        for chunk in _chunks(sorted(set(keys))):
+            cursor.execute(
+                f"SELECT {q('dedupe_key')} FROM {q(RecipientEvent._meta.db_table)} "  # noqa: S608
+                f"WHERE {q('dedupe_key')} IN ({', '.join(['%s'] * len(chunk))})",
+                chunk,
+            )
+            seen.update(row[0] for row in cursor.fetchall())
+    return seen

@@ -280,11 +280,15 @@ def test_a_savepoint_that_will_not_roll_back_fails_every_post_of_the_group(probe
     SAVEPOINT. Django then rolls the whole transaction back without raising;
     the posts applied before it must not hear 200 for rows never committed."""
 
+    patched: list[bool] = []
+
     def lost() -> None:
         def refuse(sid: str) -> None:
             raise OperationalError("server closed the connection unexpectedly")
 
-        monkeypatch.setattr(connection, "savepoint_rollback", refuse)
+        if not patched:  # the group runs a failing post's work twice: patched once
+            monkeypatch.setattr(connection, "savepoint_rollback", refuse)
+            patched.append(True)
         raise OperationalError("server closed the connection unexpectedly")
 
     posts = [
@@ -398,3 +402,33 @@ def test_a_post_inside_an_open_transaction_is_applied_alone_under_a_savepoint(pr
     with transaction.atomic():
         committer.commit([lambda: probe.add(2)])
     assert probe.committed() == [2]
+
+
+def test_a_group_whose_posts_all_succeed_takes_no_savepoint_per_post(probe):
+    """The usual group: one transaction, no SAVEPOINT and RELEASE for each post."""
+    from django.test.utils import CaptureQueriesContext
+
+    posts = [group.Post([lambda n=n: probe.add(n)]) for n in range(1, 6)]
+    with CaptureQueriesContext(connection) as captured:
+        group._apply(posts)
+    assert [p.error for p in posts] == [None] * 5
+    assert probe.committed() == [1, 2, 3, 4, 5]
+    sqls = [q["sql"] for q in captured.captured_queries]
+    assert not [sql for sql in sqls if "SAVEPOINT" in sql], sqls
+
+
+def test_an_unknown_id_in_a_group_applied_again_is_counted_once(esp_route):
+    """A failing post makes the group apply every post again, a savepoint each: an
+    event for no known recipient, in another post, is still counted once."""
+    from django_smtprelay.tracking.apply import Applying, Event, unmatched_count
+
+    route = esp_route("postmark")
+
+    def boom() -> None:
+        raise RuntimeError("no")
+
+    unknown = Applying(Event(kind="delivered", esp="postmark", message_id="no-such-id"), route.pk)
+    posts = [group.Post([unknown]), group.Post([boom])]
+    group._apply(posts)
+    assert posts[0].error is None and isinstance(posts[1].error, RuntimeError)
+    assert unmatched_count(route.pk) == 1
