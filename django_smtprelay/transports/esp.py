@@ -37,6 +37,7 @@ from ..replies import (
 )
 from ..routing import RouteSpec
 from ..tracking.ids import METADATA_KEY
+from .answer_wait import hook_answers, while_waiting
 from .base import Envelope, RecipientResult, Reply, SendResult, TransportError
 from .mime import parse_message
 
@@ -52,10 +53,14 @@ class ESPTransport:
     # The engine's look-ahead: the previous result is recorded, and the next
     # message parsed, while the ESP works on this one.
     pipelines_messages = True
-    # Only worth it when the ESP takes a while to answer: handing a request to
-    # the sending thread and back costs about as much as the work it overlaps
-    # when the answer comes at once (an API on the same host). A request is
-    # sent from this thread while the ESP's answers (a running average) come
+    # For an ESP whose backend posts with ``requests`` (all but Amazon SES),
+    # that work runs on this thread once the request is sent and before its
+    # answer is read (answer_wait.py): no other thread, whatever the ESP's
+    # latency. For the others the request goes to a sending thread, which is
+    # only worth it when the ESP takes a while to answer: handing a request
+    # over and back costs about as much as the work it overlaps when the
+    # answer comes at once (an API on the same host). Such a request is sent
+    # from this thread while the ESP's answers (a running average) come
     # sooner than this, in seconds.
     overlap_from = 0.005
 
@@ -77,6 +82,8 @@ class ESPTransport:
         self._fault: TransportError | None = None
         # How long the ESP's answers take, a running average (seconds).
         self._answer_seconds = 0.0
+        # The engine's work runs while a request waits for its answer (answer_wait.py).
+        self._inline = False
 
     def __repr__(self) -> str:
         return f"<ESPTransport {self.route.name!r} {self.route.esp}>"
@@ -108,6 +115,9 @@ class ESPTransport:
             # backend: a route sends the message as the site sent it.
             backend.send_defaults = {}
             backend.open()
+            inline = isinstance(backend, AnymailRequestsBackend) and hook_answers(
+                getattr(backend, "session", None)
+            )
         except (SMTPRelayError, ImproperlyConfigured) as exc:
             reason = self._scrub(f"the route's ESP options cannot be used: {exc}")
             raise TransportError(
@@ -116,7 +126,9 @@ class ESPTransport:
             ) from None
         self.backend, self.is_open, self.raw_mime = backend, True, esp.raw_mime
         self.takes_metadata = takes_metadata
-        self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtprelay-{route.name}")
+        self._inline = inline
+        if not inline:
+            self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtprelay-{route.name}")
 
     def secrets(self) -> list[str]:
         """The route's secret option values (known once open): for masking, never for showing."""
@@ -236,21 +248,33 @@ class ESPTransport:
         following: Envelope | None,
         meanwhile: Callable[[], None] | None,
     ) -> bool:
-        """What anymail's ``_send`` does for one message, with the request itself
-        on the sending thread while this one does the engine's work.
+        """What anymail's ``_send`` does for one message, with the engine's work
+        done while the request waits for its answer.
 
-        While the request is out, this thread records the previous result
-        (``meanwhile``) and prepares the next message's request, so that only
-        the request itself stands between one message and the next. Signals
-        and the answer's parsing stay on the caller's thread; the backend (its
-        HTTP session) is used by one thread at a time.
+        While the request is out, the previous result is recorded
+        (``meanwhile``) and the next message's request prepared, so that only
+        the request itself stands between one message and the next: on this
+        thread once the request is sent (``requests`` backends), else with
+        the request on the sending thread when the ESP is slow to answer.
+        Signals and the answer's parsing stay on the caller's thread; the
+        backend (its HTTP session) is used by one thread at a time.
         """
         backend = self.backend
         payload = self._payload(message)
         if payload is None:
             return False
         sent = time.monotonic()
-        if (meanwhile is None and following is None) or self._answer_seconds < self.overlap_from:
+        if self._inline:
+            work = None
+            if meanwhile is not None or following is not None:
+                work = self._while_waiting(meanwhile, following)
+            with while_waiting(work):
+                response = backend.post_to_esp(payload, message)
+        elif (
+            (meanwhile is None and following is None)
+            or self._answer_seconds < self.overlap_from
+            or self._sender is None
+        ):
             # The engine records the previous result itself after this send
             # (``meanwhile`` not called), and the next message is read at its turn.
             response = backend.post_to_esp(payload, message)
@@ -275,6 +299,26 @@ class ESPTransport:
         backend.run_post_send(message)
         backend.raise_for_recipient_status(message.anymail_status, response, payload, message)
         return True
+
+    def _while_waiting(
+        self, meanwhile: Callable[[], None] | None, following: Envelope | None
+    ) -> Callable[[], None]:
+        """The engine's work for the time a request waits for its answer. It runs
+        inside ``requests``, so it never raises: ``meanwhile`` keeps its own
+        failure for the engine, and a look-ahead that fails is done again at
+        that message's turn."""
+
+        def work() -> None:
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+                if following is not None:
+                    self._look_ahead(following)
+            except Exception:
+                self._ahead = None
+                logger.exception("Route %s: work while a request was out failed", self.route.name)
+
+        return work
 
     def _statuses(self, envelope: Envelope, message: Any) -> SendResult:
         status = getattr(message, "anymail_status", None)

@@ -186,32 +186,79 @@ def test_the_header_shortcut_reads_what_the_parser_reads(raw):
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.02])
-def test_requests_overlap_the_engine_only_when_the_esp_is_slow_to_answer(
+def test_the_engine_works_while_a_request_waits_on_the_same_thread(
+    delay, esp_server, make_esp_route, monkeypatch
+):
+    """A ``requests`` backend's request is sent from the engine's own thread, and
+    the previous result is recorded once it is sent, before its answer is read:
+    no other thread, whether the ESP answers at once or takes a while."""
+    import threading
+
+    from anymail.backends.base_requests import AnymailRequestsBackend
+
+    from django_smtprelay.delivery import session
+
+    server = esp_server("postmark")
+    server.delay = delay
+    make_esp_route(server)
+    _queue(6)
+    senders, settled_during_request = [], []
+    out = [False]
+
+    to_esp = AnymailRequestsBackend.post_to_esp
+
+    def post_to_esp(self, payload, message):
+        senders.append(threading.current_thread().name)
+        out[0] = True
+        try:
+            return to_esp(self, payload, message)
+        finally:
+            out[0] = False
+
+    settle = session._Applied.settle
+
+    def recording_settle(self):
+        if not self.settled:
+            settled_during_request.append(out[0])
+        return settle(self)
+
+    monkeypatch.setattr(AnymailRequestsBackend, "post_to_esp", post_to_esp)
+    monkeypatch.setattr(session._Applied, "settle", recording_settle)
+    assert DeliveryEngine().run().sent == 6
+    assert senders == [threading.current_thread().name] * 6
+    # Each result but the last is recorded while the next message's request is out.
+    assert settled_during_request == [True] * 5 + [False]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02])
+def test_other_backends_overlap_the_engine_only_when_the_esp_is_slow_to_answer(
     delay, overlap, esp_server, make_esp_route, monkeypatch
 ):
-    """The sending thread is used once the ESP's answers average 5 ms or more."""
+    """Amazon SES (boto3, not ``requests``): its requests go to the sending
+    thread once the ESP's answers average 5 ms or more."""
     import threading
+
+    from anymail.backends.amazon_ses import EmailBackend
 
     from django_smtprelay.transports.esp import ESPTransport
 
     if overlap == "overlapped":
         pytest.skip("the default threshold is what this test is about")
     monkeypatch.setattr(ESPTransport, "overlap_from", 0.005)
-    server = esp_server("postmark")
+    server = esp_server("amazon_ses")
     server.delay = delay
     make_esp_route(server)
     _queue(12)
-    from anymail.backends.base_requests import AnymailRequestsBackend
 
     senders = []
 
-    to_esp = AnymailRequestsBackend.post_to_esp
+    to_esp = EmailBackend.post_to_esp
 
     def post_to_esp(self, payload, message):
         senders.append(threading.current_thread().name)
         return to_esp(self, payload, message)
 
-    monkeypatch.setattr(AnymailRequestsBackend, "post_to_esp", post_to_esp)
+    monkeypatch.setattr(EmailBackend, "post_to_esp", post_to_esp)
     assert DeliveryEngine().run().sent == 12
     on_sender = [name.startswith("smtprelay-") for name in senders]
     if delay:
