@@ -265,3 +265,49 @@ def test_other_backends_overlap_the_engine_only_when_the_esp_is_slow_to_answer(
         assert any(on_sender[1:]), "a slow ESP's requests were never overlapped"
     else:
         assert not any(on_sender), "an ESP that answers at once was handed requests"
+
+
+def test_the_environments_proxy_settings_are_read_once_per_session(
+    esp_server, make_esp_route, monkeypatch
+):
+    """requests reads the proxy variables for every request (scanning the whole
+    environment); a route's session reads them once, and still honours them."""
+    import requests.sessions
+
+    server = esp_server("postmark")
+    make_esp_route(server)
+    _queue(5)
+    reads = []
+    environ_proxies = requests.sessions.get_environ_proxies
+
+    def counted(url, no_proxy=None):
+        reads.append(url)
+        return environ_proxies(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counted)
+    assert DeliveryEngine().run().sent == 5
+    assert len(reads) == 1
+    assert len(server.requests) == 5
+
+
+def test_the_settings_read_once_are_the_ones_requests_reads(monkeypatch):
+    import requests
+
+    from django_smtprelay.transports.esp import _environment_once
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.net:3128")
+    monkeypatch.setenv("NO_PROXY", "api.example.org")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/bundle.pem")
+    plain, once = requests.Session(), requests.Session()
+    _environment_once(once)
+    for url in ("https://api.example.com/email", "https://api.example.org/email"):
+        for _ in range(2):
+            expected = plain.merge_environment_settings(url, {}, None, None, None)
+            assert once.merge_environment_settings(url, {}, None, None, None) == expected
+    proxies = once.merge_environment_settings("https://api.example.com/", {}, None, None, None)
+    assert proxies["proxies"]["https"] == "http://proxy.example.net:3128"
+    # What a caller changes in an answer never reaches the next one.
+    got = once.merge_environment_settings("https://api.example.com/email", {}, None, None, None)
+    got["proxies"]["http"] = "changed"
+    again = once.merge_environment_settings("https://api.example.com/email", {}, None, None, None)
+    assert "http" not in again["proxies"]
