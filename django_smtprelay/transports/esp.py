@@ -115,10 +115,7 @@ class ESPTransport:
             # backend: a route sends the message as the site sent it.
             backend.send_defaults = {}
             backend.open()
-            session = getattr(backend, "session", None)
-            inline = isinstance(backend, AnymailRequestsBackend) and hook_answers(session)
-            if isinstance(backend, AnymailRequestsBackend) and session is not None:
-                _environment_once(session)
+            inline = isinstance(backend, AnymailRequestsBackend) and _speed_up(backend, route)
         except (SMTPRelayError, ImproperlyConfigured) as exc:
             reason = self._scrub(f"the route's ESP options cannot be used: {exc}")
             raise TransportError(
@@ -433,6 +430,22 @@ def _boto_read_errors() -> tuple[type, ...]:
     from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
     return (ReadTimeoutError, ConnectionClosedError)
+
+
+def _speed_up(backend: Any, route: RouteSpec) -> bool:
+    """Work while a request waits, and the environment read once, for a
+    ``requests`` backend's session; whether the work runs inline. Both only
+    save time: if either cannot be set up, the session works as anymail made it."""
+    session = getattr(backend, "session", None)
+    if session is None:
+        return False
+    try:
+        inline = hook_answers(session)
+        _environment_once(session)
+    except Exception:
+        logger.warning("Route %s: its HTTP session is used as it is", route.name, exc_info=True)
+        return False
+    return inline
 
 
 def _environment_once(session: Any) -> None:
