@@ -51,3 +51,43 @@ def test_strings_in_matches_the_same_rows_as_in(queued: list[int]) -> None:
     assert not Recipient.objects.filter(strings_in([], "address")).exists()
     with pytest.raises(TypeError, match="takes strings, got 3"):
         strings_in(["a", 3], "address")  # type: ignore[list-item]
+
+
+@pytest.mark.django_db
+def test_a_row_preparer_converts_as_the_fields_do() -> None:
+    """The engine's attempt rows convert a time and a duration per send without
+    the field's generic steps; the values are the ones the field would give."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from django.db import connection
+
+    from django_smtprelay.delivery.results import ATTEMPT_COLUMNS
+    from django_smtprelay.models import DeliveryAttempt
+    from django_smtprelay.models.bulk import RowPreparer
+
+    values = [
+        datetime(2026, 11, 30, 12, 30, 5, 123456, tzinfo=UTC),
+        datetime(2026, 11, 30, 12, 30, 5, tzinfo=timezone(timedelta(hours=2))),
+        timedelta(seconds=0.001234),
+        timedelta(days=2, microseconds=7),
+        None,
+        "2026-11-30 12:30:05",
+    ]
+    fields = [DeliveryAttempt._meta.get_field(name) for name in ATTEMPT_COLUMNS]
+    checked = 0
+    for field in fields:
+        if field.get_internal_type() not in ("DateTimeField", "DurationField"):
+            continue  # the others take the field's own path
+        prepare = RowPreparer([field], connection)
+        for value in values:
+            try:
+                expected = field.get_db_prep_save(value, connection)
+            except Exception as exc:  # a value the field refuses is refused alike
+                expected = type(exc)
+            try:
+                got = prepare([value])[0]
+            except Exception as exc:
+                got = type(exc)
+            assert (got, type(got)) == (expected, type(expected)), (field.name, value)
+            checked += 1
+    assert checked == 2 * len(values)  # started_at, duration

@@ -81,6 +81,11 @@ def load_parts(
         DestinationGroups() if app_settings.destination_routing and len(router.routes) > 1 else None
     )
     by_domain_key = router.any_recipient_rules or groups is not None
+    # Routes are matched once per batch for each set of values they are matched
+    # by (most of a batch shares them), not once per message. A message's size
+    # matters to a route with a size limit only, so without one it is no key.
+    sized = any(r.max_message_size for r in router.routes)
+    matched: dict[tuple[str, str, str, str, int], list[RouteSpec]] = {}
     for pk, sender, raw, content_size, attempts, hint, retry, s_dom, f_dom, size, dup, by in rows:
         if content_size is None:  # its bytes are gone (retention): nothing can be sent
             msg = _Msg(pk, sender, b"", times, attempts, rcpts.get(pk, {}))
@@ -105,18 +110,18 @@ def load_parts(
         # others are split into their own parts (and SMTP transactions).
         by_routes: dict[tuple[object, ...], _Part] = {}
         orders: dict[tuple[tuple[str, ...], str], tuple[list[RouteSpec], dict | None]] = {}
-        by_domain: dict[str, list[RouteSpec]] = {}  # one match per domain, not per recipient
         for rcpt in open_rcpts:
             domain = rcpt.address.rpartition("@")[2].lower() if by_domain_key else ""
-            if domain not in by_domain:
-                by_domain[domain] = router.matching(
+            match_key = (hint, s_dom, f_dom, domain, size if sized else 0)
+            routes = matched.get(match_key)
+            if routes is None:  # (a list never changed: ordering copies it)
+                routes = matched[match_key] = router.matching(
                     hint,
                     sender_domain=s_dom,
                     from_domain=f_dom,
                     recipient_domain=domain,
                     size=size,
                 )
-            routes = by_domain[domain]
             group = groups.group(domain) if groups is not None and len(routes) > 1 else ""
             order_key = (tuple(r.name for r in routes), group)
             if order_key not in orders:

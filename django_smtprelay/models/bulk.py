@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from functools import lru_cache
 
 from django.db import connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
+from django.utils.duration import duration_microseconds
 
 _PREPARED_TYPES = ("DateTimeField", "DurationField", "JSONField")
 # Bounds one statement's size (and the memory to build it) where the database
@@ -38,6 +41,7 @@ class RowPreparer:
             else prep
         )
         self._last: dict[int, tuple[object, object]] = {}
+        self._convert = [(i, _converter(f, conn)) for i, f in self.prep]
 
     @classmethod
     def for_model(
@@ -53,15 +57,58 @@ class RowPreparer:
             return row
         values = list(row)
         last = self._last
-        for i, f in self.prep:
+        for i, convert in self._convert:
             raw = values[i]
             seen = last.get(i)
             if seen is not None and seen[0] is raw:
                 values[i] = seen[1]
             else:
-                values[i] = f.get_db_prep_save(raw, self.conn)
+                values[i] = convert(raw)
                 last[i] = (raw, values[i])
         return values
+
+
+def _converter(field: models.Field, conn: BaseDatabaseWrapper) -> Callable[[object], object]:
+    """``field.get_db_prep_save(value, conn)``, with the common values of the
+    engine's rows converted without the field's generic steps (a send records
+    a time and a duration that no other row shares): a UTC ``datetime``, as
+    ``timezone.now()`` gives, and a ``timedelta``. Any other value, or a
+    field class that prepares values its own way, takes the field's path."""
+
+    def generic(value: object) -> object:
+        return field.get_db_prep_save(value, conn)
+
+    kind = type(field)
+    if (
+        isinstance(field, models.DateTimeField)
+        and kind.get_db_prep_save is models.Field.get_db_prep_save
+        and kind.get_db_prep_value is models.DateTimeField.get_db_prep_value
+        and kind.get_prep_value is models.DateTimeField.get_prep_value
+        and kind.to_python is models.DateTimeField.to_python
+    ):
+        adapt = conn.ops.adapt_datetimefield_value
+
+        def aware(value: object) -> object:
+            # An aware datetime is what get_prep_value returns it as.
+            if type(value) is datetime and value.tzinfo is dt_timezone.utc:
+                return adapt(value)
+            return generic(value)
+
+        return aware
+    if (
+        isinstance(field, models.DurationField)
+        and kind.get_db_prep_save is models.Field.get_db_prep_save
+        and kind.get_db_prep_value is models.DurationField.get_db_prep_value
+    ):
+        native = conn.features.has_native_duration_field
+
+        def duration(value: object) -> object:
+            if type(value) is timedelta:
+                return value if native else duration_microseconds(value)
+            return generic(value)
+
+        return duration
+    return generic
 
 
 @lru_cache(maxsize=32)

@@ -37,6 +37,7 @@ from ..replies import (
 )
 from ..routing import RouteSpec
 from ..tracking.ids import METADATA_KEY
+from .answer_wait import hook_answers, while_waiting
 from .base import Envelope, RecipientResult, Reply, SendResult, TransportError
 from .mime import parse_message
 
@@ -52,10 +53,14 @@ class ESPTransport:
     # The engine's look-ahead: the previous result is recorded, and the next
     # message parsed, while the ESP works on this one.
     pipelines_messages = True
-    # Only worth it when the ESP takes a while to answer: handing a request to
-    # the sending thread and back costs about as much as the work it overlaps
-    # when the answer comes at once (an API on the same host). A request is
-    # sent from this thread while the ESP's answers (a running average) come
+    # For an ESP whose backend posts with ``requests`` (all but Amazon SES),
+    # that work runs on this thread once the request is sent and before its
+    # answer is read (answer_wait.py): no other thread, whatever the ESP's
+    # latency. For the others the request goes to a sending thread, which is
+    # only worth it when the ESP takes a while to answer: handing a request
+    # over and back costs about as much as the work it overlaps when the
+    # answer comes at once (an API on the same host). Such a request is sent
+    # from this thread while the ESP's answers (a running average) come
     # sooner than this, in seconds.
     overlap_from = 0.005
 
@@ -77,6 +82,8 @@ class ESPTransport:
         self._fault: TransportError | None = None
         # How long the ESP's answers take, a running average (seconds).
         self._answer_seconds = 0.0
+        # The engine's work runs while a request waits for its answer (answer_wait.py).
+        self._inline = False
 
     def __repr__(self) -> str:
         return f"<ESPTransport {self.route.name!r} {self.route.esp}>"
@@ -108,6 +115,7 @@ class ESPTransport:
             # backend: a route sends the message as the site sent it.
             backend.send_defaults = {}
             backend.open()
+            inline = isinstance(backend, AnymailRequestsBackend) and _speed_up(backend, route)
         except (SMTPRelayError, ImproperlyConfigured) as exc:
             reason = self._scrub(f"the route's ESP options cannot be used: {exc}")
             raise TransportError(
@@ -116,7 +124,9 @@ class ESPTransport:
             ) from None
         self.backend, self.is_open, self.raw_mime = backend, True, esp.raw_mime
         self.takes_metadata = takes_metadata
-        self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtprelay-{route.name}")
+        self._inline = inline
+        if not inline:
+            self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtprelay-{route.name}")
 
     def secrets(self) -> list[str]:
         """The route's secret option values (known once open): for masking, never for showing."""
@@ -236,21 +246,33 @@ class ESPTransport:
         following: Envelope | None,
         meanwhile: Callable[[], None] | None,
     ) -> bool:
-        """What anymail's ``_send`` does for one message, with the request itself
-        on the sending thread while this one does the engine's work.
+        """What anymail's ``_send`` does for one message, with the engine's work
+        done while the request waits for its answer.
 
-        While the request is out, this thread records the previous result
-        (``meanwhile``) and prepares the next message's request, so that only
-        the request itself stands between one message and the next. Signals
-        and the answer's parsing stay on the caller's thread; the backend (its
-        HTTP session) is used by one thread at a time.
+        While the request is out, the previous result is recorded
+        (``meanwhile``) and the next message's request prepared, so that only
+        the request itself stands between one message and the next: on this
+        thread once the request is sent (``requests`` backends), else with
+        the request on the sending thread when the ESP is slow to answer.
+        Signals and the answer's parsing stay on the caller's thread; the
+        backend (its HTTP session) is used by one thread at a time.
         """
         backend = self.backend
         payload = self._payload(message)
         if payload is None:
             return False
         sent = time.monotonic()
-        if (meanwhile is None and following is None) or self._answer_seconds < self.overlap_from:
+        if self._inline:
+            work = None
+            if meanwhile is not None or following is not None:
+                work = self._while_waiting(meanwhile, following)
+            with while_waiting(work):
+                response = backend.post_to_esp(payload, message)
+        elif (
+            (meanwhile is None and following is None)
+            or self._answer_seconds < self.overlap_from
+            or self._sender is None
+        ):
             # The engine records the previous result itself after this send
             # (``meanwhile`` not called), and the next message is read at its turn.
             response = backend.post_to_esp(payload, message)
@@ -275,6 +297,26 @@ class ESPTransport:
         backend.run_post_send(message)
         backend.raise_for_recipient_status(message.anymail_status, response, payload, message)
         return True
+
+    def _while_waiting(
+        self, meanwhile: Callable[[], None] | None, following: Envelope | None
+    ) -> Callable[[], None]:
+        """The engine's work for the time a request waits for its answer. It runs
+        inside ``requests``, so it never raises: ``meanwhile`` keeps its own
+        failure for the engine, and a look-ahead that fails is done again at
+        that message's turn."""
+
+        def work() -> None:
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+                if following is not None:
+                    self._look_ahead(following)
+            except Exception:
+                self._ahead = None
+                logger.exception("Route %s: work while a request was out failed", self.route.name)
+
+        return work
 
     def _statuses(self, envelope: Envelope, message: Any) -> SendResult:
         status = getattr(message, "anymail_status", None)
@@ -388,6 +430,63 @@ def _boto_read_errors() -> tuple[type, ...]:
     from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
     return (ReadTimeoutError, ConnectionClosedError)
+
+
+def _speed_up(backend: Any, route: RouteSpec) -> bool:
+    """Work while a request waits, and the environment read once, for a
+    ``requests`` backend's session; whether the work runs inline. Both only
+    save time: if either cannot be set up, the session works as anymail made it."""
+    session = getattr(backend, "session", None)
+    if session is None:
+        return False
+    try:
+        inline = hook_answers(session)
+        _environment_once(session)
+    except Exception:
+        logger.warning("Route %s: its HTTP session is used as it is", route.name, exc_info=True)
+        return False
+    return inline
+
+
+def _environment_once(session: Any) -> None:
+    """Make ``session`` (a ``requests.Session``) read the environment's proxy and
+    CA bundle settings once per URL and settings, not for every request.
+
+    ``requests`` reads them for each request (the proxy variables twice, by
+    scanning every environment variable), which was a tenth of the CPU of a
+    send to an ESP on the same host. A route's session lasts one batch at
+    most, and the values it reads are the ones ``requests`` would read: an
+    environment changed while a batch is under way is seen from the next one.
+    """
+    merge = session.merge_environment_settings
+    known: dict[tuple, dict[str, Any]] = {}
+
+    def merged(url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+        try:
+            key = (
+                url,
+                tuple(sorted((proxies or {}).items())),
+                stream,
+                verify,
+                cert,
+                session.trust_env,
+                tuple(sorted((session.proxies or {}).items())),
+                session.stream,
+                session.verify,
+                session.cert,
+            )
+            found = known.get(key)
+        except TypeError:  # a value that cannot be a key: read as requests does
+            return merge(url, proxies, stream, verify, cert)
+        if found is None:
+            found = merge(url, dict(proxies) if proxies is not None else None, stream, verify, cert)
+            if len(known) < 16:
+                known[key] = found
+        # A copy each time: requests passes these on, and nothing may change the cached one.
+        proxies_found = found["proxies"]
+        return {**found, "proxies": dict(proxies_found) if proxies_found is not None else None}
+
+    session.merge_environment_settings = merged
 
 
 def _pre_send_listened(backend: Any) -> bool:

@@ -58,7 +58,8 @@ def parse_message(raw: bytes, sender: str, recipients: list[str]) -> EmailMultiA
     # policy's header objects cost more than the rest of a send).
     parsed = _parsed(raw)
     subject = _decoded(parsed.get("Subject", ""))
-    if _FOLDED_FIRST.search(raw.partition(b"\r\n\r\n")[0]):
+    # (Only a subject that starts with blanks can have been folded so.)
+    if subject[:1] in (" ", "\t") and _FOLDED_FIRST.search(raw.partition(b"\r\n\r\n")[0]):
         subject = subject.lstrip()  # the fold after "Subject:" is not part of the subject
     message = EmailMultiAlternatives(subject=subject)
     from_pairs = _address_pairs(parsed, "From")
@@ -99,23 +100,63 @@ def _plain_headers(raw: bytes) -> Message | None:
     crlf = head.count(b"\r\n")
     if not blank or head.count(b"\r") != crlf or head.count(b"\n") != crlf:
         return None  # a bare CR or LF: the parser's line splitting decides
-    parsed = Message(policy=compat32)
-    field: list[str] = []
+    ascii_head = head.isascii()
+    parsed = _IndexedHeaders() if ascii_head else Message(policy=compat32)
+    # (name, value) as compat32.header_source_parse makes them from a field's
+    # lines: the value after the colon, its leading blanks and last CRLF off,
+    # continuation lines kept with their CRLFs.
+    name = value = None
     for line in head.decode("ascii", "surrogateescape").split("\r\n"):
         if line[:1] in (" ", "\t"):
-            if not field:
+            if name is None:
                 return None
-            field.append(line + "\r\n")
+            value += "\r\n" + line
             continue
         if not _FIELD.match(line):
             return None
-        if field:
-            parsed.set_raw(*compat32.header_source_parse(field))
-        field = [line + "\r\n"]
-    if field:
-        parsed.set_raw(*compat32.header_source_parse(field))
+        if name is not None:
+            parsed.set_raw(name, value.rstrip("\r\n"))
+        name, _colon, value = line.partition(":")
+        value = value.lstrip(" \t")
+    if name is not None:
+        parsed.set_raw(name, value.rstrip("\r\n"))
     parsed.set_payload(body.decode("ascii", "surrogateescape"))
+    if ascii_head:
+        parsed.index_headers()
     return parsed
+
+
+class _IndexedHeaders(Message):
+    """A compat32 message whose header lookups read an index made once, not
+    every header with its name lowered each time (a single-part message's
+    headers are looked up about twenty times while it is read back).
+
+    Only for headers that are all ASCII, which compat32 returns as they are
+    stored, and only for a message nothing changes after ``index_headers``:
+    ``_plain_headers`` makes it, and ``parse_message`` only reads it.
+    """
+
+    _index: dict[str, list[str]]
+
+    def __init__(self) -> None:
+        super().__init__(policy=compat32)
+
+    def index_headers(self) -> None:
+        index: dict[str, list[str]] = {}
+        for name, value in self._headers:
+            index.setdefault(name.lower(), []).append(value)
+        self._index = index
+
+    def get(self, name: str, failobj: object = None) -> object:  # type: ignore[override]
+        values = self._index.get(name.lower())
+        return values[0] if values else failobj
+
+    def get_all(self, name: str, failobj: object = None) -> object:  # type: ignore[override]
+        values = self._index.get(name.lower())
+        return list(values) if values else failobj
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        return list(self._headers)
 
 
 def _key(address: str) -> str:
@@ -123,7 +164,8 @@ def _key(address: str) -> str:
 
 
 def _unfolded(value: object) -> str:
-    return _FOLD.sub("", str(value or ""))
+    text = str(value or "")
+    return _FOLD.sub("", text) if "\n" in text else text
 
 
 def _decoded(value: object) -> str:
@@ -146,6 +188,8 @@ def _addresses(parsed: Message, header: str) -> list[str]:
 def _address_pairs(parsed: Message, header: str) -> list[tuple[str, str]]:
     """``(formatted, bare address)`` for each address in ``header``."""
     values = [_unfolded(v) for v in parsed.get_all(header, [])]
+    if not values:
+        return []
     if len(values) == 1 and _BARE.fullmatch(values[0].strip()):
         address = values[0].strip()
         return [(address, address)]

@@ -154,6 +154,7 @@ def _corpus_bytes() -> list[bytes]:
 
 
 ODD_HEADERS = [
+    b"X-Tag: one\r\nSubject: s\r\nx-tag: two\r\nX-TAG:  three\r\n\r\nBody\r\n",
     b"Subject: folded\r\n\tover two lines\r\nX-Tab:\tvalue \r\n\r\nBody\r\n",
     b"Subject: caf\xc3\xa9 raw 8-bit\r\nTo: a@example.com\r\n\r\nBody\r\n",
     b"X-Empty:\r\nSubject:   spaced  \r\n\r\n\r\nBody after a blank line\r\n",
@@ -176,9 +177,17 @@ def test_the_header_shortcut_reads_what_the_parser_reads(raw):
     fast = mime._plain_headers(raw)
     slow = mime._HEADERS_ONLY.parsebytes(raw, headersonly=True)
     if fast is None:
-        assert raw in ODD_HEADERS[3:], "a well-formed message went the slow way"
+        assert raw in ODD_HEADERS[4:], "a well-formed message went the slow way"
         return
     assert fast.items() == slow.items()
+    # Lookups, by any case of a header's name (an index of all-ASCII headers).
+    for name in {k for k, _v in slow.items()} | {"X-Missing"}:
+        for asked in (name, name.lower(), name.upper()):
+            assert fast.get(asked) == slow.get(asked)
+            assert fast.get(asked, "none") == slow.get(asked, "none")
+            assert fast.get_all(asked) == slow.get_all(asked)
+    assert fast.get_content_type() == slow.get_content_type()
+    assert fast.get_content_charset() == slow.get_content_charset()
     assert fast.get_payload() == slow.get_payload()
     assert fast.get_payload(decode=True) == slow.get_payload(decode=True)
     assert fast.get_unixfrom() == slow.get_unixfrom()
@@ -186,35 +195,128 @@ def test_the_header_shortcut_reads_what_the_parser_reads(raw):
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.02])
-def test_requests_overlap_the_engine_only_when_the_esp_is_slow_to_answer(
+def test_the_engine_works_while_a_request_waits_on_the_same_thread(
+    delay, esp_server, make_esp_route, monkeypatch
+):
+    """A ``requests`` backend's request is sent from the engine's own thread, and
+    the previous result is recorded once it is sent, before its answer is read:
+    no other thread, whether the ESP answers at once or takes a while."""
+    import threading
+
+    from anymail.backends.base_requests import AnymailRequestsBackend
+
+    from django_smtprelay.delivery import session
+
+    server = esp_server("postmark")
+    server.delay = delay
+    make_esp_route(server)
+    _queue(6)
+    senders, settled_during_request = [], []
+    out = [False]
+
+    to_esp = AnymailRequestsBackend.post_to_esp
+
+    def post_to_esp(self, payload, message):
+        senders.append(threading.current_thread().name)
+        out[0] = True
+        try:
+            return to_esp(self, payload, message)
+        finally:
+            out[0] = False
+
+    settle = session._Applied.settle
+
+    def recording_settle(self):
+        if not self.settled:
+            settled_during_request.append(out[0])
+        return settle(self)
+
+    monkeypatch.setattr(AnymailRequestsBackend, "post_to_esp", post_to_esp)
+    monkeypatch.setattr(session._Applied, "settle", recording_settle)
+    assert DeliveryEngine().run().sent == 6
+    assert senders == [threading.current_thread().name] * 6
+    # Each result but the last is recorded while the next message's request is out.
+    assert settled_during_request == [True] * 5 + [False]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02])
+def test_other_backends_overlap_the_engine_only_when_the_esp_is_slow_to_answer(
     delay, overlap, esp_server, make_esp_route, monkeypatch
 ):
-    """The sending thread is used once the ESP's answers average 5 ms or more."""
+    """Amazon SES (boto3, not ``requests``): its requests go to the sending
+    thread once the ESP's answers average 5 ms or more."""
     import threading
+
+    from anymail.backends.amazon_ses import EmailBackend
 
     from django_smtprelay.transports.esp import ESPTransport
 
     if overlap == "overlapped":
         pytest.skip("the default threshold is what this test is about")
     monkeypatch.setattr(ESPTransport, "overlap_from", 0.005)
-    server = esp_server("postmark")
+    server = esp_server("amazon_ses")
     server.delay = delay
     make_esp_route(server)
     _queue(12)
-    from anymail.backends.base_requests import AnymailRequestsBackend
 
     senders = []
 
-    to_esp = AnymailRequestsBackend.post_to_esp
+    to_esp = EmailBackend.post_to_esp
 
     def post_to_esp(self, payload, message):
         senders.append(threading.current_thread().name)
         return to_esp(self, payload, message)
 
-    monkeypatch.setattr(AnymailRequestsBackend, "post_to_esp", post_to_esp)
+    monkeypatch.setattr(EmailBackend, "post_to_esp", post_to_esp)
     assert DeliveryEngine().run().sent == 12
     on_sender = [name.startswith("smtprelay-") for name in senders]
     if delay:
         assert any(on_sender[1:]), "a slow ESP's requests were never overlapped"
     else:
         assert not any(on_sender), "an ESP that answers at once was handed requests"
+
+
+def test_the_environments_proxy_settings_are_read_once_per_session(
+    esp_server, make_esp_route, monkeypatch
+):
+    """requests reads the proxy variables for every request (scanning the whole
+    environment); a route's session reads them once, and still honours them."""
+    import requests.sessions
+
+    server = esp_server("postmark")
+    make_esp_route(server)
+    _queue(5)
+    reads = []
+    environ_proxies = requests.sessions.get_environ_proxies
+
+    def counted(url, no_proxy=None):
+        reads.append(url)
+        return environ_proxies(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counted)
+    assert DeliveryEngine().run().sent == 5
+    assert len(reads) == 1
+    assert len(server.requests) == 5
+
+
+def test_the_settings_read_once_are_the_ones_requests_reads(monkeypatch):
+    import requests
+
+    from django_smtprelay.transports.esp import _environment_once
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.net:3128")
+    monkeypatch.setenv("NO_PROXY", "api.example.org")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/bundle.pem")
+    plain, once = requests.Session(), requests.Session()
+    _environment_once(once)
+    for url in ("https://api.example.com/email", "https://api.example.org/email"):
+        for _ in range(2):
+            expected = plain.merge_environment_settings(url, {}, None, None, None)
+            assert once.merge_environment_settings(url, {}, None, None, None) == expected
+    proxies = once.merge_environment_settings("https://api.example.com/", {}, None, None, None)
+    assert proxies["proxies"]["https"] == "http://proxy.example.net:3128"
+    # What a caller changes in an answer never reaches the next one.
+    got = once.merge_environment_settings("https://api.example.com/email", {}, None, None, None)
+    got["proxies"]["http"] = "changed"
+    again = once.merge_environment_settings("https://api.example.com/email", {}, None, None, None)
+    assert "http" not in again["proxies"]
