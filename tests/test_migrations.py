@@ -51,9 +51,9 @@ def test_queued_bytes_move_to_message_content_and_back():
 
 @pytest.mark.django_db
 def test_queueing_writes_no_like_index_and_checks_no_foreign_key():
-    """0023: the message's message_id and sender_domain have one index each, and
-    its content and recipients no foreign-key constraint (but on SQLite, where
-    dropping one rebuilds the table)."""
+    """0023: the message's message_id and sender_domain have one index each, its
+    submission account a partial one, and its content and recipients no
+    foreign-key constraint (but on SQLite, where dropping one rebuilds the table)."""
     from django.db import connection
 
     from django_smtprelay.models import Message, MessageContent, Recipient
@@ -67,6 +67,7 @@ def test_queueing_writes_no_like_index_and_checks_no_foreign_key():
     for column, name in (
         ("message_id", "smtprelay_msg_message_id"),
         ("sender_domain", "smtprelay_msg_sender_domain"),
+        ("submission_account_id", "smtprelay_msg_account"),  # partial: where set
     ):
         on_column = sorted(
             n

@@ -1,4 +1,5 @@
-"""Fewer writes per queued message: no LIKE indexes, no foreign-key checks.
+"""Fewer writes per queued message: no LIKE indexes, no foreign-key checks,
+no index entry for a message without a submission account.
 
 - ``Message.message_id`` and ``Message.sender_domain`` keep one index each,
   now named in ``Meta``. With ``db_index=True``, PostgreSQL had a second one
@@ -8,10 +9,13 @@
   constraint in the database: both rows are written only with their message,
   and deletes cascade through Django. The constraint's check, at every commit,
   read and locked the message row just written.
+- ``Message.submission_account`` is indexed only where set (as 0022 did for
+  a recipient's route): a message the site queues has none.
 
 The database side is done in place, without rebuilding a table: the existing
 index is renamed (on SQLite, which cannot rename one, dropped and created),
-the LIKE index dropped. SQLite keeps its foreign-key constraints: dropping
+the LIKE index dropped, the account's index replaced by a partial one.
+SQLite keeps its foreign-key constraints: dropping
 one there rebuilds the whole table (every message's bytes), and its check is
 a lookup by rowid.
 """
@@ -24,6 +28,11 @@ INDEXES = (
     ("sender_domain", "smtprelay_msg_sender_domain"),
 )
 CHILDREN = (("messagecontent", "message"), ("recipient", "message"))
+ACCOUNT = models.Index(
+    fields=["submission_account"],
+    name="smtprelay_msg_account",
+    condition=models.Q(submission_account__isnull=False),
+)
 
 
 def _single_column_indexes(schema_editor, table: str, column: str) -> list[str]:
@@ -59,6 +68,12 @@ def forwards(apps, schema_editor):
             schema_editor.rename_index(message, models.Index(fields=[column], name=plain[0]), new)
         else:
             schema_editor.add_index(message, new)
+    account = message._meta.get_field("submission_account").column
+    found = _single_column_indexes(schema_editor, table, account)
+    if ACCOUNT.name not in found:
+        for name in found:
+            schema_editor.execute(schema_editor._delete_index_sql(message, name))
+        schema_editor.add_index(message, ACCOUNT)
     if not _drops_foreign_keys(schema_editor):
         return
     for model_name, field_name in CHILDREN:
@@ -84,6 +99,9 @@ def backwards(apps, schema_editor):
             sql = like(message, field)
             if sql is not None:
                 schema_editor.execute(sql)
+    schema_editor.remove_index(message, ACCOUNT)
+    account = message._meta.get_field("submission_account")
+    schema_editor.execute(schema_editor._create_index_sql(message, fields=[account]))
     if not _drops_foreign_keys(schema_editor):
         return
     for model_name, field_name in CHILDREN:
@@ -145,6 +163,22 @@ class Migration(migrations.Migration):
                         fields=["sender_domain"], name="smtprelay_msg_sender_domain"
                     ),
                 ),
+                migrations.AlterField(
+                    model_name="message",
+                    name="submission_account",
+                    field=models.ForeignKey(
+                        blank=True,
+                        db_index=False,
+                        editable=False,
+                        help_text="The SMTP submission account it came in with; "
+                        "empty: queued by the site.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="messages",
+                        to="django_smtprelay.submissionaccount",
+                    ),
+                ),
+                migrations.AddIndex(model_name="message", index=ACCOUNT),
             ],
         ),
     ]

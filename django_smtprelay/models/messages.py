@@ -244,10 +244,12 @@ class Message(models.Model):
         ),
     )
 
+    # Indexed by smtprelay_msg_account below, only where set.
     submission_account = models.ForeignKey(
         SubmissionAccount,
         null=True,
         blank=True,
+        db_index=False,
         on_delete=models.SET_NULL,
         related_name="messages",
         editable=False,
@@ -269,6 +271,14 @@ class Message(models.Model):
             # wrote to (migration 0023).
             models.Index(fields=["message_id"], name="smtprelay_msg_message_id"),
             models.Index(fields=["sender_domain"], name="smtprelay_msg_sender_domain"),
+            # Partial: a message the site queues has no account, and queueing it
+            # writes no entry here (a filter by account, or its deletion's
+            # SET_NULL, implies one is set).
+            models.Index(
+                fields=["submission_account"],
+                name="smtprelay_msg_account",
+                condition=models.Q(submission_account__isnull=False),
+            ),
             # Partial: a message holds a lease only while a worker sends it, so
             # queueing a message writes no entry here (one index fewer per
             # send_mail(); a lookup by token implies it is not NULL).
