@@ -164,7 +164,7 @@ def _known(using: str, domain: str) -> bool:
 
 def _remember(using: str, domains: Sequence[str]) -> None:
     """Remember ``domains`` as recorded once the current transaction commits
-    (at once outside one: the statement that wrote them has)."""
+    (at once in autocommit: the statement that wrote them has committed)."""
 
     def remember() -> None:
         if len(_recorded) > _RECORDED_MAX:
@@ -173,10 +173,13 @@ def _remember(using: str, domains: Sequence[str]) -> None:
         for domain in domains:
             _recorded[using, domain] = now
 
-    if connections[using].in_atomic_block:
+    conn = connections[using]
+    if conn.in_atomic_block:
         transaction.on_commit(remember, using=using)
-    else:
+    elif conn.get_autocommit():
         remember()
+    # else: the caller manages the transaction by hand (autocommit off) and
+    # commits or rolls back unseen: nothing is remembered, nothing skipped.
 
 
 def forget_domains(**_kwargs: object) -> None:
