@@ -87,9 +87,13 @@ def queued_email_backend(settings: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def fresh_caches() -> Iterator[None]:
-    """Route health lives in the cache: each test starts with none."""
+    """Route health lives in the cache: each test starts with none, and with no
+    sending domain remembered as recorded (a flushed table forgets them)."""
     from django.core.cache import caches
+
+    from django_smtprelay.models import store
 
     for cache in caches.all():
         cache.clear()
+    store.forget_domains()
     yield

@@ -500,3 +500,41 @@ def test_a_message_queued_receiver_that_raises_does_not_fail_the_send(caplog) ->
         signals.message_queued.disconnect(working)
     assert heard == [[Message.objects.get().pk]]
     assert "message_queued receiver" in caplog.text and "alerting is down" in caplog.text
+
+
+def domain_writes(queries) -> list[str]:
+    return [q["sql"] for q in queries if "senderdomain" in q["sql"].lower()]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_sending_domain_is_not_written_again() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    send_mail("A", "Body", "a@example.com", ["to@example.org"])
+    with CaptureQueriesContext(connection) as second:
+        send_mail("B", "Body", "b@example.com", ["to@example.org"])
+    assert domain_writes(second.captured_queries) == []
+    assert list(SenderDomain.objects.values_list("domain", flat=True)) == ["example.com"]
+    with CaptureQueriesContext(connection) as other:
+        send_mail("C", "Body", "c@example.net", ["to@example.org"])
+    assert len(domain_writes(other.captured_queries)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sending_domain_is_written_again_once_forgotten(monkeypatch) -> None:
+    from django_smtprelay.models import store
+
+    with transaction.atomic():  # rolled back: never remembered
+        send_mail("A", "Body", "a@example.com", ["to@example.org"])
+        transaction.set_rollback(True)
+    send_mail("B", "Body", "b@example.com", ["to@example.org"])
+    assert SenderDomain.objects.filter(domain="example.com").exists()
+    SenderDomain.objects.all().delete()  # through the ORM: forgotten at once
+    send_mail("C", "Body", "c@example.com", ["to@example.org"])
+    assert SenderDomain.objects.filter(domain="example.com").exists()
+    # Deleted where this process cannot see it: written again once its memory ends.
+    SenderDomain.objects.all()._raw_delete(SenderDomain.objects.db)
+    monkeypatch.setattr(store, "DOMAIN_MEMORY", 0.0)
+    send_mail("D", "Body", "d@example.com", ["to@example.org"])
+    assert SenderDomain.objects.filter(domain="example.com").exists()

@@ -47,3 +47,39 @@ def test_queued_bytes_move_to_message_content_and_back():
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes(app))
+
+
+@pytest.mark.django_db
+def test_queueing_writes_no_like_index_and_checks_no_foreign_key():
+    """0023: the message's message_id and sender_domain have one index each, its
+    submission account a partial one, and its content and recipients no
+    foreign-key constraint (but on SQLite, where dropping one rebuilds the table)."""
+    from django.db import connection
+
+    from django_smtprelay.models import Message, MessageContent, Recipient
+
+    with connection.cursor() as cursor:
+        indexes = connection.introspection.get_constraints(cursor, Message._meta.db_table)
+        children = {
+            model: connection.introspection.get_constraints(cursor, model._meta.db_table)
+            for model in (MessageContent, Recipient)
+        }
+    for column, name in (
+        ("message_id", "smtprelay_msg_message_id"),
+        ("sender_domain", "smtprelay_msg_sender_domain"),
+        ("submission_account_id", "smtprelay_msg_account"),  # partial: where set
+    ):
+        on_column = sorted(
+            n
+            for n, info in indexes.items()
+            if info["index"] and not info["primary_key"] and info["columns"] == [column]
+        )
+        assert on_column == [name]
+    if connection.vendor == "sqlite":
+        return
+    for model, constraints in children.items():
+        assert not [
+            n
+            for n, info in constraints.items()
+            if info["foreign_key"] and info["foreign_key"][0] == Message._meta.db_table
+        ], model

@@ -205,12 +205,14 @@ class Message(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     from_email = models.CharField(_("envelope sender"), max_length=254)
-    sender_domain = models.CharField(max_length=253, db_index=True, blank=True)
+    # Indexed by smtprelay_msg_sender_domain below (equality lookups only).
+    sender_domain = models.CharField(max_length=253, blank=True)
     from_domain = models.CharField(
         max_length=253, blank=True, help_text=_("Domain of the From header (DMARC's domain).")
     )
     subject = models.CharField(max_length=255, blank=True)
-    message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # Indexed by smtprelay_msg_message_id below (equality lookups only).
+    message_id = models.CharField(max_length=255, blank=True)
     size = models.PositiveIntegerField(default=0)
     route_hint = models.CharField(max_length=100, blank=True)
     retry_route = models.CharField(
@@ -242,10 +244,12 @@ class Message(models.Model):
         ),
     )
 
+    # Indexed by smtprelay_msg_account below, only where set.
     submission_account = models.ForeignKey(
         SubmissionAccount,
         null=True,
         blank=True,
+        db_index=False,
         on_delete=models.SET_NULL,
         related_name="messages",
         editable=False,
@@ -259,6 +263,21 @@ class Message(models.Model):
         indexes = [
             models.Index(
                 fields=["status", "priority", "next_attempt_at"], name="smtprelay_msg_due"
+            ),
+            # In Meta, not db_index=True on the fields: on PostgreSQL that adds a
+            # second index per field (varchar_pattern_ops, for LIKE 'prefix%'),
+            # which no query here uses (equality lookups; the admin's search is
+            # icontains, which no index serves) and which every send_mail()
+            # wrote to (migration 0023).
+            models.Index(fields=["message_id"], name="smtprelay_msg_message_id"),
+            models.Index(fields=["sender_domain"], name="smtprelay_msg_sender_domain"),
+            # Partial: a message the site queues has no account, and queueing it
+            # writes no entry here (a filter by account, or its deletion's
+            # SET_NULL, implies one is set).
+            models.Index(
+                fields=["submission_account"],
+                name="smtprelay_msg_account",
+                condition=models.Q(submission_account__isnull=False),
             ),
             # Partial: a message holds a lease only while a worker sends it, so
             # queueing a message writes no entry here (one index fewer per
@@ -300,8 +319,17 @@ class MessageContent(models.Model):
     rewritten whole, a PostgreSQL row version copied). The queue's rows stay small.
     """
 
+    # No foreign-key constraint in the database (db_constraint=False): the
+    # only writer of a content row is the statement or transaction that
+    # writes its message (models/store.py), and deletes cascade through
+    # Django (on_delete). The constraint's check, run at every commit, read
+    # and locked the message row just written (bench/README.md).
     message = models.OneToOneField(
-        Message, on_delete=models.CASCADE, primary_key=True, related_name="content"
+        Message,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="content",
+        db_constraint=False,
     )
     raw = models.BinaryField(help_text=_("The message exactly as it is sent (RFC 5322 bytes)."))
 
@@ -323,7 +351,12 @@ class Recipient(models.Model):
         SUPPRESSED = "suppressed", _("Suppressed")
         CANCELLED = "cancelled", _("Cancelled")
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients")
+    # No foreign-key constraint in the database, as MessageContent.message:
+    # recipients are written with their message only, deletes cascade
+    # through Django. Still indexed (db_index).
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="recipients", db_constraint=False
+    )
     address = models.CharField(max_length=254)
     # Lower case, IDNA-encoded: the recipient-domain filter and "@domain"
     # search read an index range of it (an address's end fits no index).

@@ -13,6 +13,11 @@ server then parses them all again. So on PostgreSQL with psycopg 3:
   data-modifying CTEs write the message, its bytes, its recipients and its
   sending domain, in one round trip; outside a transaction it is its own.
 
+A sending domain this process has recorded (committed) in the last
+``DOMAIN_MEMORY`` seconds is not written again: the upsert found it there
+on every call but the first, and cost a tenth of the statement's server time
+(see ``_recorded``).
+
 Other databases take multi-row ``INSERT ... RETURNING`` (see ``bulk``);
 one message there is one ``INSERT`` per table on one cursor, the statements
 built once per database.
@@ -20,6 +25,7 @@ built once per database.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from functools import cache, lru_cache
@@ -28,6 +34,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.constants import OnConflict
+from django.db.models.signals import post_delete
 from django.utils import timezone
 
 from ..envelope import address_domain
@@ -125,13 +132,62 @@ def store(
 
 
 def record_domains(using: str, domains: list[str]) -> None:
-    """Add the sending domains not recorded yet (``INSERT`` ignoring conflicts)."""
+    """Add the sending domains not recorded yet (``INSERT`` ignoring conflicts),
+    but those this process recorded a moment ago."""
+    domains = [d for d in domains if not _known(using, d)]
     if not domains:
         return
     conn = connections[using]
     columns, _values = _domain_row(conn, domains[0])
     with conn.cursor() as cursor:
         cursor.executemany(_domains_sql(using, columns), [_domain_row(conn, d)[1] for d in domains])
+    _remember(using, domains)
+
+
+# Sending domains recorded by this process, per database, and when (time.monotonic()).
+# Every message writes its sending domain's row if missing, but a site sends
+# from a few domains, and the upsert that found the row there every time cost
+# a tenth of a one-message statement on PostgreSQL (a table and three indexes
+# opened for nothing; bench/README.md). A domain is remembered only once its
+# row is committed, and for DOMAIN_MEMORY seconds: a row deleted meanwhile
+# (the admin's delete, another process) is written again by the first message
+# after that; a delete through the ORM in this process forgets them at once.
+_recorded: dict[tuple[str, str], float] = {}
+DOMAIN_MEMORY = 300.0
+_RECORDED_MAX = 10_000  # a site sending from more domains than this: start over
+
+
+def _known(using: str, domain: str) -> bool:
+    at = _recorded.get((using, domain))
+    return at is not None and time.monotonic() - at < DOMAIN_MEMORY
+
+
+def _remember(using: str, domains: Sequence[str]) -> None:
+    """Remember ``domains`` as recorded once the current transaction commits
+    (at once in autocommit: the statement that wrote them has committed)."""
+
+    def remember() -> None:
+        if len(_recorded) > _RECORDED_MAX:
+            _recorded.clear()
+        now = time.monotonic()
+        for domain in domains:
+            _recorded[using, domain] = now
+
+    conn = connections[using]
+    if conn.in_atomic_block:
+        transaction.on_commit(remember, using=using)
+    elif conn.get_autocommit():
+        remember()
+    # else: the caller manages the transaction by hand (autocommit off) and
+    # commits or rolls back unseen: nothing is remembered, nothing skipped.
+
+
+def forget_domains(**_kwargs: object) -> None:
+    """Forget every remembered sending domain (each is upserted again once)."""
+    _recorded.clear()
+
+
+post_delete.connect(forget_domains, sender=SenderDomain, dispatch_uid="smtprelay-forget-domains")
 
 
 @cache
@@ -211,15 +267,21 @@ def _one_message(
     conn: BaseDatabaseWrapper, row: tuple, raw: bytes, addresses: Sequence[str]
 ) -> int:
     """One message in one statement (PostgreSQL): data-modifying CTEs."""
-    values = RowPreparer.for_model(Message, MESSAGE_COLUMNS, conn.alias)(row)
+    alias = conn.alias
+    values = RowPreparer.for_model(Message, MESSAGE_COLUMNS, alias)(row)
     params = [*values, raw]
     for address in addresses:
         params.extend(_recipient_row(0, address)[1:])
-    # The sending domain's row takes the message's own creation time.
-    params += (row[3], values[_CREATED_AT])
+    domain = row[3]
+    new_domain = not _known(alias, domain)
+    if new_domain:  # its row takes the message's own creation time
+        params += (domain, values[_CREATED_AT])
     with _server_binding_cursor(conn) as cursor:
-        cursor.execute(_one_message_sql(conn.alias, len(addresses)), params)
-        return cursor.fetchone()[0]
+        cursor.execute(_one_message_sql(alias, len(addresses), new_domain), params)
+        pk = cursor.fetchone()[0]
+    if new_domain:
+        _remember(alias, (domain,))
+    return pk
 
 
 _CREATED_AT = MESSAGE_COLUMNS.index("created_at")
@@ -233,7 +295,8 @@ def _one_message_returning(
     per database; per call there is only the values' conversion."""
     values = RowPreparer.for_model(Message, MESSAGE_COLUMNS, conn.alias)(row)
     alias = conn.alias
-    columns, domain_values = _domain_row(conn, row[3], values[_CREATED_AT])
+    domain = row[3]
+    new_domain = not _known(alias, domain)
     with conn.cursor() as cursor:
         cursor.execute(insert_sql(alias, Message, MESSAGE_COLUMNS, 1, returning=True), values)
         pk = cursor.fetchone()[0]
@@ -243,43 +306,55 @@ def _one_message_returning(
             cursor.execute(rcpt, _recipient_row(pk, addresses[0]))
         else:
             cursor.executemany(rcpt, [_recipient_row(pk, address) for address in addresses])
-        cursor.execute(_domains_sql(alias, columns), domain_values)
+        if new_domain:
+            columns, domain_values = _domain_row(conn, domain, values[_CREATED_AT])
+            cursor.execute(_domains_sql(alias, columns), domain_values)
+    if new_domain:
+        _remember(alias, (domain,))
     return pk
 
 
 def _server_binding_cursor(conn: BaseDatabaseWrapper) -> Any:
-    """A cursor that binds parameters on the server, so that psycopg prepares
-    a statement it runs again and again (after ``prepare_threshold`` runs):
-    the server then skips parsing and planning the CTEs on every call, and
-    the bytes travel as they are. Django's own cursors bind on the client
-    unless the site sets ``server_side_binding``."""
+    """A cursor that binds parameters on the server: the bytes travel as they
+    are, not hex-escaped in the SQL. Django's own cursors bind on the client
+    unless the site sets ``server_side_binding``. psycopg prepares the
+    statement only if the site's ``OPTIONS`` set ``prepare_threshold`` (Django
+    turns it off by default, for connection poolers); measured, preparing it
+    saved no server time: planning the CTEs is not where it goes."""
     from django.db.backends.postgresql.base import ServerBindingCursor
 
     conn.ensure_connection()
     return conn._prepare_cursor(ServerBindingCursor(conn.connection))
 
 
-@lru_cache(maxsize=64)  # by the number of recipients
-def _one_message_sql(alias: str, recipients: int) -> str:
+@lru_cache(maxsize=128)  # by the number of recipients, with or without the domain
+def _one_message_sql(alias: str, recipients: int, domain: bool = True) -> str:
     conn = connections[alias]
     qn = conn.ops.quote_name
     pk = qn(Message._meta.pk.column)
-    rcpt_values = ", ".join(
-        "(" + ", ".join(["%s"] * (len(RECIPIENT_COLUMNS) - 1) + [str(i)]) + ")"
-        for i in range(recipients)
-    )
-    rcpt_cols = ", ".join(f"v{i}" for i in range(len(RECIPIENT_COLUMNS) - 1))
+    fields = len(RECIPIENT_COLUMNS) - 1
+    if recipients == 1:
+        # The usual case, without the VALUES list and its sort: less for the
+        # server to plan and run on every call.
+        rcpt_select = f"SELECT m.{pk}, {', '.join(['%s'] * fields)} FROM m"  # noqa: S608
+    else:
+        rcpt_values = ", ".join(
+            "(" + ", ".join(["%s"] * fields + [str(i)]) + ")" for i in range(recipients)
+        )
+        rcpt_cols = ", ".join(f"v{i}" for i in range(fields))
+        # In the caller's order: recipients' ids keep it.
+        rcpt_select = (
+            f"SELECT m.{pk}, {rcpt_cols} FROM m, (VALUES {rcpt_values}) AS v({rcpt_cols}, n) "  # noqa: S608
+            "ORDER BY n"
+        )
     return (
         f"WITH m AS (INSERT INTO {_table(Message, MESSAGE_COLUMNS, conn)} "  # noqa: S608
         f"VALUES ({', '.join(['%s'] * len(MESSAGE_COLUMNS))}) RETURNING {pk}), "
         f"c AS (INSERT INTO {_table(MessageContent, CONTENT_COLUMNS, conn)} "
         f"SELECT {pk}, %s FROM m), "
-        # In the caller's order: recipients' ids keep it.
-        f"r AS (INSERT INTO {_table(Recipient, RECIPIENT_COLUMNS, conn)} "
-        f"SELECT m.{pk}, {rcpt_cols} FROM m, (VALUES {rcpt_values}) AS v({rcpt_cols}, n) "
-        "ORDER BY n), "
-        f"d AS ({_domain_insert_sql(conn)}) "
-        f"SELECT {pk} FROM m"
+        f"r AS (INSERT INTO {_table(Recipient, RECIPIENT_COLUMNS, conn)} {rcpt_select})"
+        + (f", d AS ({_domain_insert_sql(conn)})" if domain else "")
+        + f" SELECT {pk} FROM m"  # noqa: S608
     )
 
 
