@@ -74,6 +74,11 @@ else:
         }
     }
 
+# A second connection to the test database, for a site whose router keeps the
+# relay's tables in a database of their own (tests/test_backend.py routes them
+# there; no other test uses it).
+DATABASES["relay"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+
 EMAIL_BACKEND = "django_smtprelay.backends.QueuedEmailBackend"
 EMAIL_HOST = "127.0.0.1"
 EMAIL_PORT = 1  # nothing listens; tests that deliver configure a route or override this

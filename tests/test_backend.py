@@ -14,6 +14,7 @@ from django.db import transaction
 from django_smtprelay.exceptions import InvalidMessageError
 from django_smtprelay.models import Message, MessageContent, Recipient, SenderDomain
 from django_smtprelay.models.bulk import insert_returning_ids
+from tests.test_publish_bound import broker_app, published  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -316,10 +317,15 @@ def test_addresses_longer_than_smtp_allows_are_refused_naming_them(length) -> No
     assert Message.objects.count() == 0
 
 
-def test_a_254_character_address_is_queued() -> None:
+def test_a_254_character_address_is_queued_as_recipient_and_as_sender() -> None:
     address = long_address(254)
     send_mail("Max", "B", "from@example.com", [address])
     assert Message.objects.get().recipients.get().address == address
+    # Its domain fits the sender's domain column (253) as well.
+    send_mail("Max from", "B", address, ["to@example.com"])
+    message = Message.objects.get(subject="Max from")
+    assert message.from_email == address
+    assert message.sender_domain == address.rpartition("@")[2]
 
 
 def _with_nul_subject() -> EmailMessage:
@@ -538,3 +544,251 @@ def test_a_sending_domain_is_written_again_once_forgotten(monkeypatch) -> None:
     monkeypatch.setattr(store, "DOMAIN_MEMORY", 0.0)
     send_mail("D", "Body", "d@example.com", ["to@example.org"])
     assert SenderDomain.objects.filter(domain="example.com").exists()
+
+
+def test_an_unknown_priority_is_refused_naming_the_message_and_the_priorities() -> None:
+    email = EmailMessage("Weekly", "B", "from@example.com", ["to@example.com"])
+    email.smtprelay_priority = "urgent"
+    with pytest.raises(InvalidMessageError) as info:
+        email.send()
+    assert str(info.value) == (
+        "Message 'Weekly' has priority 'urgent'; use one of now, high, normal, low."
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fail_silently_logs_each_refused_message_with_its_error_and_counts_none(caplog) -> None:
+    bad = [
+        EmailMessage("One", "B", "from@example.com", ["not-an-address"]),
+        EmailMessage("Two", "B", "from@example.com", []),
+    ]
+    with caplog.at_level(logging.WARNING, logger="django_smtprelay"):
+        count = mail.get_connection(fail_silently=True).send_messages(bad)
+    assert count == 0
+    assert Message.objects.count() == 0
+    records = [r for r in caplog.records if r.name == "django_smtprelay.queue"]
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.WARNING, "Message not queued"),
+        (logging.WARNING, "Message not queued"),
+    ]
+    errors = [r.exc_info[1] for r in records if r.exc_info]
+    assert [type(e) for e in errors] == [InvalidMessageError, InvalidMessageError]
+    assert "'not-an-address'" in str(errors[0])
+    assert str(errors[1]) == "Message 'Two' has no recipients: set to, cc or bcc."
+
+
+def _prepared(**fields):
+    from django_smtprelay.envelope import PreparedMessage
+
+    values = {
+        "from_email": "from@example.com",
+        "recipients": ["to@example.com"],
+        "data": b"Subject: S\r\n\r\nB\r\n",
+        "subject": "S",
+        "message_id": "<1@example.com>",
+        "route_hint": "",
+        "priority": "",
+        "from_domain": "example.com",
+    }
+    values.update(fields)
+    return PreparedMessage(**values)
+
+
+def _cut(value: str) -> str:
+    """A long value as error messages show it: its repr cut to 80 characters."""
+    return "'" + value[:78] + "\u2026"
+
+
+# The submission listener hands check_storable the SMTP envelope and header
+# fields as they came, so each column's guard is reachable there.
+_COLUMNS = [
+    ("from_email", "envelope sender", 254),
+    ("from_domain", "From header's domain", 253),
+    ("subject", "subject", 255),
+    ("message_id", "Message-ID", 255),
+    ("route_hint", "route hint", 100),
+    ("recipients", "recipient", 254),
+]
+
+
+@pytest.mark.parametrize(("field", "label", "limit"), _COLUMNS, ids=[c[0] for c in _COLUMNS])
+def test_each_field_too_long_for_its_column_is_refused_naming_the_field_and_its_limit(
+    field, label, limit
+) -> None:
+    from django_smtprelay.backends import check_storable
+
+    def filled(length: int) -> str:
+        return "v" * (length - len("@example.com")) + "@example.com"
+
+    fits = filled(limit)
+    check_storable(_prepared(**{field: [fits] if field == "recipients" else fits}))
+    value = filled(limit + 1)
+    p = _prepared(**{field: [value] if field == "recipients" else value})
+    with pytest.raises(InvalidMessageError) as info:
+        check_storable(p)
+    subject = f"{_cut(value)} ({limit + 1} characters)" if field == "subject" else "'S'"
+    assert str(info.value) == (
+        f"Message {subject}: its {label} {_cut(value)} is {limit + 1} characters long; "
+        f"at most {limit} can be stored. Shorten it."
+    )
+
+
+@pytest.mark.parametrize(("field", "label", "limit"), _COLUMNS, ids=[c[0] for c in _COLUMNS])
+def test_each_field_with_a_nul_character_is_refused_naming_the_field(field, label, limit) -> None:
+    from django_smtprelay.backends import check_storable
+
+    value = "a\x00b@example.com"
+    p = _prepared(**{field: [value] if field == "recipients" else value})
+    with pytest.raises(InvalidMessageError) as info:
+        check_storable(p)
+    subject = repr(value) if field == "subject" else "'S'"
+    assert str(info.value) == (
+        f"Message {subject}: its {label} {value!r} contains a NUL character, "
+        "which cannot be stored or sent; remove it."
+    )
+
+
+def test_a_sender_with_an_at_sign_in_its_quoted_local_part_is_filed_under_its_domain() -> None:
+    send_mail("Quoted", "B", '"a@b"@Example.com', ["to@example.org"])
+    message = Message.objects.get()
+    assert message.from_email == '"a@b"@Example.com'
+    assert message.sender_domain == "example.com"
+    assert list(SenderDomain.objects.values_list("domain", flat=True)) == ["example.com"]
+
+
+def test_a_queued_message_starts_with_no_attempt_no_error_and_no_route_to_retry() -> None:
+    send_mail("Fresh", "B", "from@example.com", ["to@example.com"])
+    message = Message.objects.get()
+    assert message.attempt_count == 0
+    assert message.last_error == ""
+    assert message.retry_route == ""
+    assert message.possible_duplicate is False
+
+
+def test_queueing_logs_how_many_messages_it_stored(caplog) -> None:
+    datatuple = [(f"S{i}", "B", "from@example.com", ["to@example.com"]) for i in range(3)]
+    with caplog.at_level(logging.DEBUG, logger="django_smtprelay.queue"):
+        send_mass_mail(datatuple)
+    assert ("django_smtprelay.queue", logging.DEBUG, "Queued 3 message(s)") in [
+        (r.name, r.levelno, r.getMessage()) for r in caplog.records
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broken_message_queued_receiver_is_logged_by_name_with_its_traceback(caplog) -> None:
+    from django_smtprelay import signals
+
+    senders: list[object] = []
+
+    def broken(sender, message_ids, **kwargs):
+        senders.append(sender)
+        raise RuntimeError("alerting is down")
+
+    signals.message_queued.connect(broken, weak=False)
+    try:
+        with caplog.at_level(logging.ERROR, logger="django_smtprelay"):
+            assert send_mass_mail([("a", "b", "a@example.com", ["b@example.net"])] * 2) == 2
+    finally:
+        signals.message_queued.disconnect(broken)
+    assert senders == [Message]
+    [record] = [r for r in caplog.records if r.name == "django_smtprelay.queue"]
+    assert record.levelno == logging.ERROR
+    assert record.getMessage() == (
+        f"A message_queued receiver {broken!r} failed for 2 committed message(s)"
+    )
+    assert isinstance(record.exc_info[1], RuntimeError)
+    assert str(record.exc_info[1]) == "alerting is down"
+
+
+class _RaisingFilter(logging.Filter):
+    """A site's logging filter that fails on the error records it sees."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            raise RuntimeError("the log filter is broken")
+        return True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_while_announcing_committed_messages_never_fails_the_send(caplog) -> None:
+    from django_smtprelay import signals
+
+    def broken(sender, message_ids, **kwargs):
+        raise ValueError("receiver down")
+
+    # Even logging the broken receiver fails: the messages are committed, so
+    # the caller must still hear they were queued (else it sends them again).
+    queue_logger = logging.getLogger("django_smtprelay.queue")
+    log_filter = _RaisingFilter()
+    queue_logger.addFilter(log_filter)
+    signals.message_queued.connect(broken, weak=False)
+    try:
+        with caplog.at_level(logging.ERROR, logger="django.db.backends"):
+            assert send_mail("s", "b", "a@example.com", ["b@example.net"]) == 1
+    finally:
+        signals.message_queued.disconnect(broken)
+        queue_logger.removeFilter(log_filter)
+    assert Message.objects.count() == 1
+    assert "the log filter is broken" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_while_publishing_committed_messages_never_fails_the_send(
+    relay_settings, caplog
+) -> None:
+    # A PUBLISH_TIMEOUT the publish refuses (system checks report it too).
+    relay_settings(PUBLISH_ON_COMMIT=True, PUBLISH_TIMEOUT=0)
+    with caplog.at_level(logging.ERROR, logger="django.db.backends"):
+        assert send_mail("s", "b", "a@example.com", ["b@example.net"]) == 1
+    assert Message.objects.get().status == Message.Status.QUEUED
+    assert "SMTPRELAY['PUBLISH_TIMEOUT'] must be a number >= 0.01, got 0." in caplog.text
+
+
+class _RelayDatabaseRouter:
+    """A site's router that keeps the relay's tables in a database of their own."""
+
+    def db_for_read(self, model, **hints):
+        return "relay" if model._meta.app_label == "django_smtprelay" else None
+
+    db_for_write = db_for_read
+
+
+@pytest.fixture
+def relay_database(settings) -> str:
+    """The relay's models routed to the alias ``relay`` (tests/settings.py): a
+    second connection to the test database, as a site with a database for
+    mail has."""
+    settings.DATABASE_ROUTERS = [_RelayDatabaseRouter()]
+    return "relay"
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "relay"])
+def test_the_queue_commits_and_publishes_with_the_database_the_sites_router_chooses(
+    relay_database,
+    broker_app,  # noqa: F811 (the fixture of tests/test_publish_bound.py)
+    relay_settings,
+) -> None:
+    from django_smtprelay import signals
+
+    app = broker_app("memory://")
+    relay_settings(PUBLISH_ON_COMMIT=True, CELERY_QUEUE="backend-relay-database")
+    heard: list[list[int]] = []
+
+    def heard_of(sender, message_ids, **kwargs):
+        heard.append(list(message_ids))
+
+    signals.message_queued.connect(heard_of, weak=False)
+    try:
+        # Rolled back on the relay's database: nothing published or announced,
+        # though the default database has no transaction open.
+        with transaction.atomic(using=relay_database):
+            send_mail("Rolled back", "B", "from@example.com", ["to@example.com"])
+            transaction.set_rollback(True, using=relay_database)
+        assert published(app, "backend-relay-database") == []
+        assert heard == []
+        send_mail("Kept", "B", "from@example.com", ["to@example.com"])
+    finally:
+        signals.message_queued.disconnect(heard_of)
+    pk = Message.objects.using(relay_database).get(subject="Kept").pk
+    assert published(app, "backend-relay-database") == [[pk]]
+    assert heard == [[pk]]
