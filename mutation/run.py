@@ -75,6 +75,8 @@ MODULES = (
             "tests/test_backend.py",
             "tests/test_recipient_domain.py",
             "tests/test_backend_properties.py",
+            "tests/test_envelope.py",
+            "tests/test_expiry.py",
         ),
     ),
     # serialize.py has one writer for Django 4.2-5.2 (compat32) and one for Django 6
