@@ -792,3 +792,29 @@ def test_the_queue_commits_and_publishes_with_the_database_the_sites_router_choo
     pk = Message.objects.using(relay_database).get(subject="Kept").pk
     assert published(app, "backend-relay-database") == [[pk]]
     assert heard == [[pk]]
+
+
+@pytest.mark.django_db
+def test_a_sending_domain_is_not_remembered_from_hooks_run_inside_a_transaction(
+    django_capture_on_commit_callbacks,
+) -> None:
+    from django_smtprelay.models import store
+
+    # A site's test runs on-commit hooks inside its transaction, then rolls it back.
+    with django_capture_on_commit_callbacks(execute=True):
+        send_mail("A", "Body", "a@example.com", ["to@example.org"])
+    assert not store._known("default", "example.com")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flush_forgets_the_remembered_sending_domains() -> None:
+    from django.core.management import call_command
+
+    from django_smtprelay.models import store
+
+    send_mail("A", "Body", "a@example.com", ["to@example.org"])
+    assert store._known("default", "example.com")
+    call_command("flush", interactive=False, verbosity=0)
+    assert not store._known("default", "example.com")
+    send_mail("B", "Body", "b@example.com", ["to@example.org"])
+    assert SenderDomain.objects.filter(domain="example.com").exists()
