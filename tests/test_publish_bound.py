@@ -148,10 +148,18 @@ def test_a_hung_broker_delays_send_mail_only_by_the_publish_bound(
     assert elapsed < bound, f"send_mail took {elapsed:.1f}s with a hung broker"
     assert Message.objects.get().status == Message.Status.QUEUED
     timeout = settings_kwargs.get("PUBLISH_TIMEOUT", 2.0)  # the default
-    assert queue_warnings(caplog) == [
-        f"Publishing delivery of 1 queued message(s) took longer than PUBLISH_TIMEOUT "
-        f"({timeout:.1f}s); they stay queued and the sweep will deliver them"
-    ]
+    # Which of the two bounds fires first is a race on a busy machine: the wait
+    # for the publishing thread, or the socket's own timeout inside it.
+    assert queue_warnings(caplog) in (
+        [
+            f"Publishing delivery of 1 queued message(s) took longer than PUBLISH_TIMEOUT "
+            f"({timeout:.1f}s); they stay queued and the sweep will deliver them"
+        ],
+        [
+            "Could not publish delivery of 1 queued message(s) (OperationalError: timed out); "
+            "they stay queued and the sweep will deliver them"
+        ],
+    )
 
 
 @pytest.mark.parametrize("busy", [False, True], ids=["kept-connection", "own-connection"])
