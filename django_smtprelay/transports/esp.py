@@ -440,12 +440,26 @@ def _speed_up(backend: Any, route: RouteSpec) -> bool:
     if session is None:
         return False
     try:
+        if _proxied(session, getattr(backend, "api_url", "") or ""):
+            # Through a proxy, requests connects with a proxy manager of its own,
+            # which the hook does not reach: the sending thread overlaps instead.
+            _environment_once(session)
+            return False
         inline = hook_answers(session)
         _environment_once(session)
     except Exception:
         logger.warning("Route %s: its HTTP session is used as it is", route.name, exc_info=True)
         return False
     return inline
+
+
+def _proxied(session: Any, url: str) -> bool:
+    """Whether ``session`` sends requests for ``url`` through a proxy."""
+    from requests.utils import get_environ_proxies
+
+    if session.proxies:
+        return True
+    return bool(session.trust_env and url and get_environ_proxies(url))
 
 
 def _environment_once(session: Any) -> None:

@@ -320,3 +320,26 @@ def test_the_settings_read_once_are_the_ones_requests_reads(monkeypatch):
     got["proxies"]["http"] = "changed"
     again = once.merge_environment_settings("https://api.example.com/email", {}, None, None, None)
     assert "http" not in again["proxies"]
+
+
+@pytest.mark.parametrize("proxy", ["", "http://127.0.0.1:9"], ids=["direct", "proxied"])
+def test_through_a_proxy_the_route_overlaps_on_its_sending_thread(
+    proxy, esp_server, make_esp_route, monkeypatch
+):
+    """requests reaches a proxy through a connection manager the hook cannot
+    change: a proxied route keeps the sending thread rather than losing the overlap."""
+    from django_smtprelay.routing import RouteSpec
+    from django_smtprelay.transports.esp import ESPTransport
+
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    if proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+    transport = ESPTransport(RouteSpec.from_route(make_esp_route(esp_server("postmark"))))
+    transport.open()
+    try:
+        assert transport._inline is not bool(proxy)
+        assert (transport._sender is not None) is bool(proxy)
+    finally:
+        transport.close()
