@@ -311,3 +311,223 @@ def test_default_route_mailer_naming_no_mailer_says_which_there_are(settings, re
     settings.MAILERS = None
     with pytest.raises(ImproperlyConfigured, match=r"\(it has: none\)"):
         RouteSpec.from_django_settings()
+
+
+def test_a_route_row_becomes_a_spec_field_for_field():
+    # Every field differs from RouteSpec's default, so a field left out shows.
+    route = Route(
+        name="esp-eu",
+        kind=Route.Kind.ANYMAIL,
+        esp="postmark",
+        host="relay.example.net",
+        port=2525,
+        security=Route.Security.STARTTLS,
+        verify_certificate=False,
+        allow_plaintext_auth=True,
+        username="relayuser",
+        timeout=12.5,
+        priority=7,
+        sender_domains="News.Example.com, *.example.org",
+        recipient_domains="gmail.com",
+        tags="bulk, eu",
+        weight=3,
+        max_message_size=1000,
+        max_per_second=2,
+        max_per_minute=30,
+        max_per_hour=400,
+        max_connections=4,
+        dkim_sign=True,
+        mx_tls=Route.MXTLS.VERIFIED,
+        ehlo_hostname="relay.example.net",
+    )
+    route.password = "pw"
+    route.esp_options = {"zeta": "z", "server_token": "pm-secret-1", "alpha": "a"}
+    route.save()
+    spec = RouteSpec.from_route(Route.objects.get(pk=route.pk))
+    assert spec == RouteSpec(
+        name="esp-eu",
+        host="relay.example.net",
+        port=2525,
+        security=Route.Security.STARTTLS,
+        verify_certificate=False,
+        allow_plaintext_auth=True,
+        username="relayuser",
+        sealed_password=route.password_ciphertext,
+        timeout=12.5,
+        priority=7,
+        pk=route.pk,
+        kind=Route.Kind.ANYMAIL,
+        sender_domains=("news.example.com", "*.example.org"),
+        recipient_domains=("gmail.com",),
+        tags=("bulk", "eu"),
+        weight=3,
+        max_message_size=1000,
+        max_per_second=2,
+        max_per_minute=30,
+        max_per_hour=400,
+        max_connections=4,
+        esp="postmark",
+        esp_settings=(("alpha", "a"), ("zeta", "z")),
+        sealed_esp_secrets=route.esp_secrets_ciphertext,
+        dkim_sign=True,
+        mx_tls=Route.MXTLS.VERIFIED,
+        ehlo_hostname="relay.example.net",
+    )
+    assert route.esp_secrets_ciphertext and "pm-secret-1" not in route.esp_secrets_ciphertext
+    # The secrets open only now, merged with the plain options.
+    assert spec.esp_options() == {"alpha": "a", "zeta": "z", "server_token": "pm-secret-1"}
+    assert spec.login_password() == "pw"
+
+
+def test_an_esp_route_without_secrets_has_its_plain_options():
+    route = Route.objects.create(
+        name="esp", kind=Route.Kind.ANYMAIL, esp="postmark", esp_options={"alpha": "a"}
+    )
+    spec = RouteSpec.from_route(route)
+    assert spec.sealed_esp_secrets == ""
+    assert spec.esp_options() == {"alpha": "a"}
+    # A route with no ESP options at all.
+    Route.objects.filter(pk=route.pk).update(esp_settings={})
+    spec = RouteSpec.from_route(Route.objects.get(pk=route.pk))
+    assert (spec.esp_settings, spec.esp_options()) == ((), {})
+
+
+def test_esp_secrets_are_refused_once_the_route_goes_elsewhere():
+    from django_smtprelay.exceptions import SecretDestinationError
+
+    route = Route.objects.create(
+        name="esp", kind=Route.Kind.ANYMAIL, esp="postmark", esp_options={"server_token": "t"}
+    )
+    Route.objects.filter(pk=route.pk).update(esp="resend")
+    spec = RouteSpec.from_route(Route.objects.get(pk=route.pk))
+    with pytest.raises(SecretDestinationError, match="type it again"):
+        spec.esp_options()
+
+
+def test_without_email_use_settings_the_django_route_is_plaintext(settings):
+    # A settings module may not define EMAIL_USE_SSL / EMAIL_USE_TLS at all.
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "mail.example.com", 25
+    del settings.EMAIL_USE_SSL
+    del settings.EMAIL_USE_TLS
+    assert RouteSpec.from_django_settings().security == Route.Security.NONE
+    settings.EMAIL_USE_TLS = True
+    assert RouteSpec.from_django_settings().security == Route.Security.STARTTLS
+
+
+def test_default_route_mailer_without_a_mailers_setting_says_there_are_none(
+    settings, relay_settings
+):
+    from django.core.exceptions import ImproperlyConfigured
+
+    if hasattr(settings, "MAILERS"):
+        del settings.MAILERS
+    relay_settings(DEFAULT_ROUTE_MAILER="relay")
+    with pytest.raises(ImproperlyConfigured, match=r"\(it has: none\)"):
+        RouteSpec.from_django_settings()
+
+
+def test_any_recipient_rules_says_whether_a_route_has_recipient_domains():
+    assert Router([spec("a"), spec("b", recipient_domains=("gmail.com",))]).any_recipient_rules
+    assert Router([spec("a")]).any_recipient_rules is False
+
+
+def test_a_message_of_exactly_the_limit_fits():
+    router = Router([spec("small", max_message_size=100)])
+    assert [r.name for r in router.matching(size=100)] == ["small"]
+    assert router.why_not(size=100) == []
+    assert router.too_large_everywhere(100) is False
+    assert router.matching(size=101) == []
+    assert router.why_not(size=101) == [("small", "larger than its limit of 100 bytes")]
+    assert router.too_large_everywhere(101) is True
+
+
+def test_with_no_arguments_a_message_asks_for_nothing():
+    # "?*" takes any sender domain but none at all; no hint, no domains, no size.
+    router = Router(
+        [
+            spec("plain"),
+            spec("any-sender", sender_domains=("?*",)),
+            spec("gmail-only", recipient_domains=("gmail.com",)),
+            spec("small", max_message_size=1),
+        ]
+    )
+    assert [r.name for r in router.matching()] == ["gmail-only", "plain", "small"]
+    assert router.why_not() == [("any-sender", "sender domains do not match")]
+
+
+@pytest.mark.parametrize(
+    ("message", "reasons"),
+    [
+        (
+            {},
+            [
+                ("bulk", "takes only messages that ask for its name or tags"),
+                ("news", "sender domains do not match"),
+            ],
+        ),
+        (
+            {"route_hint": "Bulk"},
+            [
+                ("gmail", "the message asks for route or tag 'bulk'"),
+                ("news", "the message asks for route or tag 'bulk'"),
+                ("small", "the message asks for route or tag 'bulk'"),
+            ],
+        ),
+        (
+            {"route_hint": "EU"},
+            [
+                ("gmail", "the message asks for route or tag 'eu'"),
+                ("news", "the message asks for route or tag 'eu'"),
+                ("small", "the message asks for route or tag 'eu'"),
+            ],
+        ),
+        (
+            {"sender_domain": "news.example.com"},
+            [("bulk", "takes only messages that ask for its name or tags")],
+        ),
+        (
+            {"sender_domain": "example.com", "from_domain": "News.Example.com"},
+            [("bulk", "takes only messages that ask for its name or tags")],
+        ),
+        (
+            {"sender_domain": "news.example.com", "recipient_domain": "example.org"},
+            [
+                ("bulk", "takes only messages that ask for its name or tags"),
+                ("gmail", "recipient domains do not match"),
+            ],
+        ),
+        (
+            {"sender_domain": "news.example.com", "size": 101},
+            [
+                ("bulk", "takes only messages that ask for its name or tags"),
+                ("small", "larger than its limit of 100 bytes"),
+            ],
+        ),
+    ],
+)
+def test_why_not_gives_each_routes_reason_in_words(message, reasons):
+    routes = [
+        spec("bulk", tags=("bulk", "eu")),
+        spec("gmail", recipient_domains=("gmail.com",)),
+        spec("news", sender_domains=("news.example.com",)),
+        spec("small", max_message_size=100),
+    ]
+    assert Router(routes).why_not(**message) == reasons
+    taken = {r.name for r in Router(routes).matching(**message)}
+    assert taken == {r.name for r in routes} - {name for name, _ in reasons}
+
+
+def test_why_not_names_the_disabled_routes_by_priority_then_name():
+    for name, priority in [("off-b", 1), ("off-a", 1), ("off-first", 0), ("off-last", 9)]:
+        Route.objects.create(name=name, host="127.0.0.1", port=1, priority=priority, enabled=False)
+    Route.objects.create(name="on", host="127.0.0.1", port=1, priority=5)
+    assert Router().why_not() == [
+        ("off-first", "disabled"),
+        ("off-a", "disabled"),
+        ("off-b", "disabled"),
+        ("off-last", "disabled"),
+    ]
+    # A disabled route that a router was handed anyway gives its own reason, not "disabled".
+    router = Router([spec("off-a", tags=("t",))])
+    assert router.why_not()[0] == ("off-a", "takes only messages that ask for its name or tags")
+    assert ("off-a", "disabled") not in router.why_not()
