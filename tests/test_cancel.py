@@ -118,3 +118,44 @@ def test_the_admin_names_a_message_its_content_and_its_attempts_by_what_they_say
     refused = DeliveryAttempt(route_name="relay", outcome="permanent", smtp_code=550)
     assert str(refused) == "relay: permanent 550"
     assert str(DeliveryAttempt(route_name="relay", outcome="route_fault")) == "relay: route_fault"
+
+
+def test_a_final_message_with_an_old_lease_is_never_cancelled():
+    sent = queue("sent under a lease that has since ended", S.SENT, lease_minutes=-1)
+    assert Message.objects.all().cancel() == 0
+    assert Message.objects.get(pk=sent.pk).status == S.SENT
+
+
+def test_cancel_counts_every_chunk_and_closes_only_its_own_messages_recipients(monkeypatch):
+    from django_smtprelay.models.messages import MessageQuerySet
+
+    monkeypatch.setattr(MessageQuerySet, "CANCEL_CHUNK", 2)
+    mine = [queue(f"mine {i}") for i in range(5)]
+    # Cancelled before, outside the queryset: its open recipients are not this call's.
+    other = queue("cancelled before, not selected", S.CANCELLED)
+    selected = Message.objects.filter(pk__in=[m.pk for m in mine])
+    assert selected.cancel() == 5
+    for message in mine:
+        assert recipient_states(message) == [R.CANCELLED, R.CANCELLED]
+    assert recipient_states(other) == [R.PENDING, R.PENDING]
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "relay"])
+def test_cancel_through_another_database_alias_writes_there_in_one_transaction():
+    from django.db import connections
+
+    queue("queued")
+    deferred = queue("deferred", S.DEFERRED)
+    relay = connections["relay"]
+    writes: list[bool] = []
+
+    def in_a_transaction(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("UPDATE"):
+            writes.append(relay.in_atomic_block)
+        return execute(sql, params, many, context)
+
+    with relay.execute_wrapper(in_a_transaction):
+        assert Message.objects.using("relay").cancel() == 2
+    assert writes == [True, True], "messages and recipients, both inside the transaction"
+    assert Message.objects.get(pk=deferred.pk).status == S.CANCELLED
+    assert recipient_states(deferred) == [R.CANCELLED, R.CANCELLED]

@@ -227,3 +227,96 @@ def test_unfinished_is_every_message_not_sent_failed_or_cancelled():
         "sending",
         "deferred",
     }
+
+
+@pytest.mark.django_db
+def test_due_is_new_mail_and_retries_whose_time_has_come_and_expired_leases_only():
+    now = timezone.now()
+    queue(6)
+    ready, later, retry, held, expired, sent = Message.objects.order_by("pk")
+    Message.objects.update(next_attempt_at=now)  # due exactly now is due
+    Message.objects.filter(pk=later.pk).update(next_attempt_at=now + timedelta(seconds=1))
+    Message.objects.filter(pk=retry.pk).update(status=Message.Status.DEFERRED, next_attempt_at=now)
+    for row, minutes in ((held, 1), (expired, -1)):
+        Message.objects.filter(pk=row.pk).update(
+            status=Message.Status.SENDING,
+            lease_token=uuid.uuid4(),
+            lease_expires_at=now + timedelta(minutes=minutes),
+        )
+    # A final message keeps the lease it was sent under; it is never due again.
+    Message.objects.filter(pk=sent.pk).update(
+        status=Message.Status.SENT, lease_expires_at=now - timedelta(minutes=1)
+    )
+    due = set(Message.objects.due(now).values_list("pk", flat=True))
+    assert due == {ready.pk, retry.pk, expired.pk}
+
+
+@pytest.mark.django_db
+def test_a_claim_takes_at_most_n_rows_oldest_due_first():
+    now = timezone.now()
+    queue(4)
+    rows = list(Message.objects.order_by("pk"))
+    # Due in the reverse of their creation, so ids alone would pick the wrong ones.
+    for age, row in enumerate(rows):
+        Message.objects.filter(pk=row.pk).update(next_attempt_at=now - timedelta(minutes=age))
+    # The ids come as a set would (in due order on PostgreSQL, not on SQLite).
+    claim = Message.objects.claim(2, timedelta(minutes=5), now=now)
+    assert set(claim.ids) == {rows[3].pk, rows[2].pk}
+    assert set(Message.objects.claim(10, timedelta(minutes=5), now=now).ids) == {
+        rows[1].pk,
+        rows[0].pk,
+    }
+
+
+@pytest.mark.django_db
+def test_retries_of_both_kinds_compete_by_priority_then_by_due_time():
+    now = timezone.now()
+    queue(2)
+    deferred, expired = Message.objects.order_by("pk")
+    lease = {"lease_token": uuid.uuid4(), "lease_expires_at": now - timedelta(seconds=1)}
+
+    def state(deferred_at, deferred_priority, expired_at, expired_priority):
+        Message.objects.filter(pk=deferred.pk).update(
+            status=Message.Status.DEFERRED,
+            next_attempt_at=now - deferred_at,
+            priority=deferred_priority,
+            lease_token=None,
+            lease_expires_at=None,
+        )
+        Message.objects.filter(pk=expired.pk).update(
+            status=Message.Status.SENDING,
+            next_attempt_at=now - expired_at,
+            priority=expired_priority,
+            **lease,
+        )
+
+    P = Message.Priority
+    # Same priority: the one due first wins, though its id is the higher.
+    state(timedelta(minutes=1), P.NORMAL, timedelta(minutes=2), P.NORMAL)
+    assert Message.objects.claim(1, timedelta(minutes=5), now=now).ids == [expired.pk]
+    state(timedelta(minutes=2), P.NORMAL, timedelta(minutes=1), P.NORMAL)
+    assert Message.objects.claim(1, timedelta(minutes=5), now=now).ids == [deferred.pk]
+    # A higher priority wins over an earlier due time.
+    state(timedelta(hours=1), P.LOW, timedelta(minutes=1), P.HIGH)
+    assert Message.objects.claim(1, timedelta(minutes=5), now=now).ids == [expired.pk]
+
+
+@pytest.mark.django_db
+def test_a_claim_that_wins_nothing_still_has_a_token_of_its_own():
+    first = Message.objects.claim(10, timedelta(minutes=5))
+    second = Message.objects.claim(10, timedelta(minutes=5))
+    assert first.ids == second.ids == []
+    assert isinstance(first.token, uuid.UUID) and isinstance(second.token, uuid.UUID)
+    assert first.token != second.token
+
+
+@pytest.mark.django_db
+def test_a_tie_in_priority_and_due_time_goes_to_the_message_queued_first():
+    now = timezone.now()
+    queue(6)
+    pks = list(Message.objects.order_by("pk").values_list("pk", flat=True))
+    # Rewritten newest first: on PostgreSQL the rows' physical order is then the
+    # reverse of their ids, so only the id decides the tie.
+    for pk in reversed(pks):
+        Message.objects.filter(pk=pk).update(next_attempt_at=now)
+    assert Message.objects.claim(1, timedelta(minutes=5), now=now).ids == pks[:1]

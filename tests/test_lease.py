@@ -388,3 +388,72 @@ def test_an_unexpected_failure_after_a_lease_was_lost_leaves_that_message_alone(
     stolen = Message.objects.get(pk=last)
     assert stolen.lease_token == thief and stolen.status == Message.Status.SENDING
     assert not stolen.attempts.exists()
+
+
+@pytest.mark.django_db
+def test_a_lease_whose_message_has_moved_on_matches_nothing():
+    queue(2)
+    claim = Message.objects.claim(10, timedelta(minutes=5))
+    done = Message.objects.get(pk=claim.ids[0])
+    # A result written without clearing the token: the lease is over all the same.
+    Message.objects.filter(pk=done.pk).update(status=Message.Status.SENT)
+    assert list(Message.objects.leased_by(claim.token).values_list("pk", flat=True)) == [
+        claim.ids[1]
+    ]
+
+
+def postgresql_only() -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: set SMTPRELAY_TEST_DATABASE=postgres to run it")
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "relay"])
+def test_the_claim_skips_a_row_another_worker_has_locked_instead_of_waiting():
+    from django.db import connections, transaction
+
+    postgresql_only()
+    queue(2)
+    locked, free = Message.objects.order_by("pk")
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '3s'")  # a claim that waits fails, not hangs
+    try:
+        # Another worker (a second connection) is marking the first message.
+        with transaction.atomic(using="relay"):
+            assert list(
+                Message.objects.using("relay")
+                .select_for_update()
+                .filter(pk=locked.pk)
+                .values_list("pk", flat=True)
+            ) == [locked.pk]
+            started = time.monotonic()
+            claim = Message.objects.claim(10, timedelta(minutes=5))
+            waited = time.monotonic() - started
+        assert claim.ids == [free.pk]
+        assert waited < 2, "the claim waited for the lock"
+        assert Message.objects.get(pk=locked.pk).status == Message.Status.QUEUED
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+        connections["relay"].close()
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "relay"])
+def test_a_claim_through_another_database_alias_locks_and_marks_there():
+    postgresql_only()
+    queue(2)
+    taken_over = Message.objects.order_by("pk").first()
+    now = timezone.now()
+    Message.objects.filter(pk=taken_over.pk).update(
+        status=Message.Status.SENDING,
+        lease_token=uuid.uuid4(),
+        lease_expires_at=now - timedelta(seconds=1),
+    )
+    claim = Message.objects.using("relay").claim(10, timedelta(minutes=5), now=now)
+    assert sorted(claim.ids) == sorted(Message.objects.values_list("pk", flat=True))
+    assert claim.taken_over == frozenset({taken_over.pk})
+    assert set(Message.objects.leased_by(claim.token).values_list("pk", flat=True)) == set(
+        claim.ids
+    )
+    assert Message.objects.get(pk=taken_over.pk).possible_duplicate
