@@ -605,6 +605,10 @@ def test_rule_patterns_are_alternatives_matched_without_regard_to_case():
         (400, "Sender address not verified for this account",
          (RF, "the relay account may not send (permissions or account state) (HTTP 400)", T,
           False, "esp_account_refused")),
+        # The SMTP codes the words were read with are left out of the reason.
+        (400, "5.7.1 Sender address not verified for this account",
+         (RF, "the relay account may not send (permissions or account state) (HTTP 400)", T,
+          False, "esp_account_refused")),
         (422, "The From address does not match a verified Sender Signature",
          (RF, "the relay account may not send as this sender (HTTP 422)", T, False,
           "esp_sender_not_allowed")),
