@@ -97,6 +97,10 @@ MODULES = (
             "tests/test_deferred_reasons.py",
             "tests/test_reply_families_delivery.py",
             "tests/stats/test_reply_text.py",
+            # classify_esp_http, classify_esp_recipient and esp_route_fault: the ESP
+            # transport's answers, through a real HTTP server.
+            "tests/esp/test_esp_results.py",
+            "tests/esp/test_esp_routes.py",
         ),
     ),
     Module(

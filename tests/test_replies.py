@@ -19,8 +19,12 @@ from django_smtprelay.replies import (
     Outcome,
     Stage,
     Verdict,
+    _re,
     classify,
+    classify_esp_http,
+    classify_esp_recipient,
     classify_exception,
+    esp_route_fault,
     parse_enhanced,
 )
 
@@ -459,3 +463,221 @@ def test_a_5xx_rate_limit_throttles_the_route_and_is_retried(text, stage, code):
 )
 def test_what_is_not_a_rate_limit(text):
     assert classify(Stage.DOT, 552, text).rule != "rate_limited"
+
+
+# Every field that tells the engine what to do, the reason text included (it is
+# shown on the attempt and in the admin): what a verdict says, as a row.
+
+
+def _says(verdict: Verdict) -> tuple:
+    return (
+        verdict.outcome,
+        verdict.reason,
+        verdict.final_outcome(other_route_left=False),
+        verdict.throttle,
+        verdict.split,
+        verdict.session_over,
+        verdict.same_route,
+        verdict.give_up_after,
+        verdict.rule,
+    )
+
+
+@pytest.mark.parametrize(
+    ("stage", "code", "text", "says"),
+    [
+        # The edges of "accepted" (200-399), the codes in the reason.
+        (Stage.DOT, 200, "2.6.0 queued as 4ZxY", (D, "accepted at dot (200 2.6.0)", D)),
+        (Stage.RCPT, 399, "", (D, "accepted at rcpt (399)", D)),
+        (Stage.RCPT, 400, "", (T, "temporary failure (400)", T, False, False, False, False,
+                               None, "temporary")),
+        # The edges of the protocol's codes (200-599).
+        (Stage.RCPT, 599, "", (P, "permanent failure (599)", P, False, False, False, False,
+                               None, "permanent")),
+        (Stage.RCPT, 199, "", (RF, "unreadable reply at rcpt (199)", T, False, False, False,
+                               False, None, "")),
+        (Stage.DOT, 700, "", (U, "unreadable reply to the final dot (700)", U, False, False,
+                              True, False, None, "")),
+        # No reply at all.
+        (Stage.DOT, None, "", (U, "no reply to the final dot", U, False, False, True, False,
+                               None, "")),
+        (Stage.RCPT, None, "", (RF, "no reply at rcpt", T, False, False, True, False, None, "")),
+    ],
+)  # fmt: skip
+def test_what_a_verdict_says_at_the_edges(stage, code, text, says):
+    got = _says(classify(stage, code, text))
+    assert got[: len(says)] == says
+
+
+def _chained_timeout() -> smtplib.SMTPServerDisconnected:
+    # As smtplib raises it: a read timed out, reported as a disconnect.
+    try:
+        try:
+            raise TimeoutError("timed out")
+        except TimeoutError:
+            # Implicitly chained (__context__), as smtplib does.
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed: timed out")  # noqa: B904
+    except smtplib.SMTPServerDisconnected as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "after_dot", "outcome", "reason"),
+    [
+        (smtplib.SMTPResponseException(500, "Line too long."), False, RF,
+         "unreadable reply at rcpt (-1)"),
+        # A reply that is not UTF-8 is read, its bad bytes replaced.
+        (smtplib.SMTPResponseException(550, b"5.1.1 <b\xffb@example.com> unknown"), False, P,
+         "the recipient's address is not valid (550 5.1.1)"),
+        (OSError("Connection reset by peer"), True, U,
+         "connection lost after the final dot (OSError: Connection reset by peer)"),
+        # No message: the exception's name alone, no dangling colon.
+        (OSError(), True, U, "connection lost after the final dot (OSError)"),
+        # Only what ends the detail is stripped: the colon and space, not the message's letters.
+        (OSError("MAX"), True, U, "connection lost after the final dot (OSError: MAX)"),
+        # A long message is cut at 200 characters.
+        (OSError("x" * 250), True, U,
+         f"connection lost after the final dot (OSError: {'x' * 200})"),
+        # Made by hand (not by a handshake), it has no verify_message: the error says why.
+        (ssl.SSLCertVerificationError(1, "self-signed certificate"), False, RF,
+         "TLS certificate not trusted: self-signed certificate"),
+        (ssl.SSLError(1, "wrong version number"), False, RF,
+         "TLS failed at rcpt (SSLError: wrong version number)"),
+        (_chained_timeout(), False, RF, "timed out at rcpt"),
+        (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), False, RF,
+         "the relay closed the connection at rcpt"),
+        (smtplib.SMTPNotSupportedError("SMTPUTF8 not supported"), False, RF,
+         "the relay does not support what rcpt needs "
+         "(SMTPNotSupportedError: SMTPUTF8 not supported)"),
+        (TimeoutError("timed out"), False, RF, "timed out at rcpt"),
+        (ConnectionRefusedError(111, "Connection refused"), False, RF, "connection refused"),
+        (socket.gaierror(-2, "Name or service not known"), False, RF,
+         "the relay's host name does not resolve (gaierror: [Errno -2] Name or service not known)"),
+        (OSError(113, "No route to host"), False, RF,
+         "connection failed at rcpt (OSError: [Errno 113] No route to host)"),
+    ],
+)  # fmt: skip
+def test_what_an_exception_verdict_says(exc, after_dot, outcome, reason):
+    verdict = classify_exception(Stage.RCPT, exc, after_dot=after_dot)
+    last = T if outcome is RF else outcome
+    assert _says(verdict)[:3] == (outcome, reason, last)
+    # No reply at all: nothing more can be sent on that connection. A reply,
+    # even an unreadable one, leaves it to the engine.
+    assert verdict.session_over is not isinstance(exc, smtplib.SMTPResponseException)
+
+
+def test_rule_patterns_are_alternatives_matched_without_regard_to_case():
+    pattern = _re(r"rate[- ]?limit", r"too many")
+    assert pattern.search("452 4.7.28 RATE LIMIT exceeded")
+    assert pattern.search("421 Too Many connections")
+    assert not pattern.search("limit|too")
+    assert pattern.pattern == r"rate[- ]?limit|too many"
+
+
+# ESP routes (README, "ESP routes"): the HTTP status of the answer to the send
+# request, its text for a 4xx, and each recipient's status.
+
+
+@pytest.mark.parametrize(
+    ("status", "text", "says"),
+    [
+        (429, "", (RF, "the ESP's sending limit is reached (HTTP 429)", T, True,
+                   "esp_rate_limited")),
+        (500, "", (RF, "the ESP failed to take the message (HTTP 500)", T, False,
+                   "esp_server_error")),
+        (599, "", (RF, "the ESP failed to take the message (HTTP 599)", T, False,
+                   "esp_server_error")),
+        (401, "", (RF, "the ESP refused the route's credentials (HTTP 401): check its API key",
+                   T, False, "esp_auth_failed")),
+        (403, "", (RF, "the ESP refused the route's credentials (HTTP 403): check its API key",
+                   T, False, "esp_auth_failed")),
+        (404, "", (RF, "the ESP's API did not answer as expected (HTTP 404): check its API URL",
+                   T, False, "esp_not_found")),
+        (405, "", (RF, "the ESP's API did not answer as expected (HTTP 405): check its API URL",
+                   T, False, "esp_not_found")),
+        (408, "", (RF, "the ESP's API did not answer as expected (HTTP 408): check its API URL",
+                   T, False, "esp_not_found")),
+        (413, "", (RF, "the message is too large for the ESP (HTTP 413)", P, False,
+                   "esp_too_large")),
+        # Another 4xx: by its text, as an SMTP relay's reply after the final dot.
+        (400, "Message size exceeds the limit", (RF, "the message is too large for this route "
+                                                 "(HTTP 400)", P, False, "esp_message_too_large")),
+        (400, "Sender address not verified for this account",
+         (RF, "the relay account may not send (permissions or account state) (HTTP 400)", T,
+          False, "esp_account_refused")),
+        # The SMTP codes the words were read with are left out of the reason.
+        (400, "5.7.1 Sender address not verified for this account",
+         (RF, "the relay account may not send (permissions or account state) (HTTP 400)", T,
+          False, "esp_account_refused")),
+        (422, "The From address does not match a verified Sender Signature",
+         (RF, "the relay account may not send as this sender (HTTP 422)", T, False,
+          "esp_sender_not_allowed")),
+        (400, "Invalid email address", (RF, "the ESP refused the message (HTTP 400)", P, False,
+                                         "esp_refused")),
+        (400, "", (RF, "the ESP refused the message (HTTP 400)", P, False, "esp_refused")),
+        (499, "", (RF, "the ESP refused the message (HTTP 499)", P, False, "esp_refused")),
+        # Not an error status: the answer could not be read (the ESP may have the message).
+        (399, "", (U, "the ESP's answer could not be read (HTTP 399)", U, False,
+                   "esp_unreadable")),
+        (200, "", (U, "the ESP's answer could not be read (HTTP 200)", U, False,
+                   "esp_unreadable")),
+    ],
+)  # fmt: skip
+def test_an_esp_http_status(status, text, says):
+    verdict = classify_esp_http(status, text)
+    assert (
+        verdict.outcome,
+        verdict.reason,
+        verdict.final_outcome(other_route_left=False),
+        verdict.throttle,
+        verdict.rule,
+    ) == says
+    assert (verdict.split, verdict.session_over, verdict.same_route) == (False, False, False)
+    assert verdict.give_up_after is None
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome", "reason"),
+    [
+        ("queued", D, "accepted by the ESP (queued)"),
+        ("sent", D, "accepted by the ESP (sent)"),
+        ("scheduled", D, "accepted by the ESP (scheduled)"),
+        ("deferred", D, "accepted by the ESP (deferred: it keeps trying)"),
+        ("delivered", D, "delivered by the ESP"),
+        ("unknown", D, "accepted by the ESP (no status for this recipient)"),
+        # No status, or one anymail does not name: the ESP took the request.
+        (None, D, "accepted by the ESP (no status for this recipient)"),
+        ("", D, "accepted by the ESP (no status for this recipient)"),
+        ("on-hold", D, "accepted by the ESP (no status for this recipient)"),
+        ("rejected", P, "the ESP refused this recipient (rejected)"),
+        ("invalid", P, "the ESP found this recipient's address invalid"),
+        ("bounced", P, "the ESP reports this recipient bounced"),
+        ("complained", P, "the recipient complained: the ESP will not send"),
+        ("unsubscribed", P, "the recipient unsubscribed: the ESP will not send"),
+        ("failed", T, "the ESP could not send to this recipient now (failed)"),
+    ],
+)
+def test_an_esp_recipient_status(status, outcome, reason):
+    verdict = classify_esp_recipient(status)
+    assert (verdict.outcome, verdict.reason, verdict.rule) == (
+        outcome,
+        reason,
+        f"esp_{outcome.value}",
+    )
+    assert verdict.final_outcome(other_route_left=False) is outcome
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "last", "rule"),
+    [({}, T, "esp_route"), ({"last": P, "rule": "esp_cancelled"}, P, "esp_cancelled")],
+)
+def test_an_esp_route_fault(kwargs, last, rule):
+    verdict = esp_route_fault("the route's backend cannot be loaded", **kwargs)
+    assert (verdict.outcome, verdict.reason, verdict.rule) == (
+        RF,
+        "the route's backend cannot be loaded",
+        rule,
+    )
+    assert verdict.final_outcome(other_route_left=True) is RF
+    assert verdict.final_outcome(other_route_left=False) is last
+    assert not (verdict.throttle or verdict.session_over or verdict.split)
