@@ -16,6 +16,9 @@ from .resolver import DNSMissing, DNSUnavailable, Resolver
 
 POLICIES = ("none", "quarantine", "reject")
 _TAG = re.compile(r"^([a-z]+)\s*=\s*(.*)$", re.IGNORECASE | re.DOTALL)
+# A report destination (RFC 7489 6.2 dmarc-uri): one mailto address, an optional size
+# limit. An "@" in the local part must be percent-encoded (RFC 6068), so one "@" only.
+_MAILTO = re.compile(r"^\s*mailto:[^@\s]+@[^@\s!]+(![0-9]+[kmgt]?)?\s*$", re.IGNORECASE)
 
 
 @dataclass
@@ -97,7 +100,7 @@ def _check_tag(name: str, value: str) -> str:
     if name == "ri":
         return "" if value.isdigit() else "ri=<seconds>"
     if name in ("rua", "ruf"):
-        bad = [u for u in value.split(",") if not re.match(r"^\s*mailto:[^@\s]+@[^@\s!]+", u)]
+        bad = [u for u in value.split(",") if not _MAILTO.match(u)]
         return f"{name}=mailto:address[,mailto:address]" if bad else ""
     return ""
 
@@ -263,6 +266,8 @@ def _check_destinations(
     own = organizational_domain(domain, resolver)
     for tag in ("rua", "ruf"):
         for uri in record.report_uris(tag):
+            if not _MAILTO.match(uri):
+                continue  # reported as dmarc.invalid_tag: no address to authorize
             target = uri.split("!")[0].partition("@")[2].strip().lower()
             if not target or organizational_domain(target, resolver) == own:
                 continue

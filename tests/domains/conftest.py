@@ -38,6 +38,13 @@ def _public_b64(key: rsa.RSAPrivateKey) -> str:
     return base64.b64encode(der).decode()
 
 
+# t=y, a pct out of range, a size-limited own address before an outside one, a ruf outside.
+TESTING_DMARC = (
+    "v=DMARC1; p=quarantine; t=Y; pct=-1; "
+    "rua=mailto:a@testing.test!10m,mailto:b@noauth.test; ruf=mailto:f@noauth.test!10m"
+)
+
+
 def _txt(value: str) -> str:
     """A TXT rdata split into 255-byte character-strings."""
     return " ".join(f'"{value[i : i + 255]}"' for i in range(0, len(value), 255))
@@ -247,6 +254,15 @@ tempinc TXT "v=spf1 include:servfail.test -all"
 _dmarc.psd TXT "v=DMARC1; p=reject; psd=y"
 _dmarc.org.npsd TXT "v=DMARC1; p=none; psd=n"
 _dmarc.npsd TXT "v=DMARC1; p=reject"
+
+; DMARC findings: t=y, a pct not in 0..100, report addresses in and outside the domain.
+_dmarc.testing TXT {_txt(TESTING_DMARC)}
+; A report address whose domain cannot be looked up.
+_dmarc.destfail TXT "v=DMARC1; p=reject; rua=mailto:d@servfail.test"
+; A report address with two "@": invalid, no destination to authorize; the next one is.
+_dmarc.twoat TXT "v=DMARC1; p=reject; rua=mailto:a@b@noauth.test,mailto:c@noauth.test"
+; An sp= that is not a policy: a subdomain falls back to p.
+_dmarc.spbad TXT "v=DMARC1; p=reject; sp=bogus; rua=mailto:d@spbad.test"
 """
 
 
@@ -300,8 +316,18 @@ spf TXT "v=spf1 ip4:198.18.0.0/15 -all"
 
 @pytest.fixture(scope="session")
 def dns_server(keys: dict[str, rsa.RSAPrivateKey]):
-    server = DNSServer({"test.": zone_text(keys), "in-addr.arpa.": REVERSE, "relayx.": RELAYX})
+    server = DNSServer(
+        {
+            "test.": zone_text(keys),
+            "in-addr.arpa.": REVERSE,
+            "relayx.": RELAYX,
+            # A subdomain that is a zone of its own (it has an SOA) and no DMARC record.
+            "zone.parent.test.": "$TTL 300\n@ SOA ns.test. hostmaster.test. 1 3600 600 86400 60\n",
+        }
+    )
     server.servfail |= {"servfail.test", "_dmarc.servfail.test", "s1._domainkey.servfail.test"}
+    # Its own name fails (the SOA that tells whether it exists); its _dmarc name answers.
+    server.servfail.add("soafail.test")
     server.drop |= {"timeout.test", "_dmarc.timeout.test", "s1._domainkey.timeout.test"}
     server.start()
     yield server
