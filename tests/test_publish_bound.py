@@ -123,6 +123,18 @@ def publish_threads_seen() -> Iterator[list[threading.Thread]]:
         watcher.join(5)
 
 
+# A publish through the kept connection, and one that opens its own because
+# another thread's publish holds the kept one; to RabbitMQ and to Redis.
+each_connection = pytest.mark.parametrize(
+    "busy", [False, True], ids=["kept-connection", "own-connection"]
+)
+each_broker = pytest.mark.parametrize(
+    "scheme",
+    ["amqp://guest:guest@127.0.0.1:{port}//", "redis://127.0.0.1:{port}/0"],
+    ids=["amqp", "redis"],
+)
+
+
 @pytest.mark.parametrize(
     ("scheme", "settings_kwargs", "bound"),
     [
@@ -162,12 +174,8 @@ def test_a_hung_broker_delays_send_mail_only_by_the_publish_bound(
     )
 
 
-@pytest.mark.parametrize("busy", [False, True], ids=["kept-connection", "own-connection"])
-@pytest.mark.parametrize(
-    "scheme",
-    ["amqp://guest:guest@127.0.0.1:{port}//", "redis://127.0.0.1:{port}/0"],
-    ids=["amqp", "redis"],
-)
+@each_connection
+@each_broker
 def test_a_broker_that_refuses_connections_leaves_the_message_queued(
     refused_port: int,
     broker_app: Callable[[str], Celery],
@@ -401,12 +409,8 @@ def test_publishes_reuse_one_broker_connection(
             conn.default_channel.client.delete(queue)
 
 
-@pytest.mark.parametrize("busy", [False, True], ids=["kept-connection", "own-connection"])
-@pytest.mark.parametrize(
-    "scheme",
-    ["amqp://guest:guest@127.0.0.1:{port}//", "redis://127.0.0.1:{port}/0"],
-    ids=["amqp", "redis"],
-)
+@each_connection
+@each_broker
 def test_a_publish_to_a_hung_broker_ends_on_its_own_timeouts_in_a_daemon_thread(
     hung_port: int,
     broker_app: Callable[[str], Celery],
