@@ -80,6 +80,14 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
                     with sqlite3.connect(name) as source, sqlite3.connect(partial) as target:
                         source.backup(target)
                     partial.replace(template)
+    # Django 6's model checks (run by Celery's worker fixup and by run_checks())
+    # ask every database whether it supports JSONField, which SQLite answers with
+    # a query: asked here, while the session may still use the databases, so the
+    # mirrored "relay" alias has its answer too.
+    with django_db_blocker.unblock():
+        for alias in connections:
+            supported = connections[alias].features.supports_json_field
+            assert supported, f"{alias} cannot hold a JSONField"
     yield
     if copied is not None:
         for alias in connections:
